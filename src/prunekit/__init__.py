@@ -1,0 +1,41 @@
+"""prunekit: prune PyTorch models and compare pruning methods honestly.
+
+Public API (see README):
+
+- ``prune(model, method=..., sparsity=..., scope=..., granularity=..., data=None)``
+- ``finalize(model)``, ``sparsity(model)``
+- ``load(run_dir)``, ``run(RunConfig(...))``
+- registries: ``MODELS``, ``DATASETS``, ``METHODS``, ``CRITERIA``, ``OBJECTIVES``
+"""
+
+from ._version import __version__
+from .config import RunConfig
+from .data import DATASETS, load_dataset
+from .models import MODELS, create_model
+from .pipeline import run
+from .pruning.criteria import CRITERIA
+from .pruning.masks import finalize, sparsity
+from .pruning.methods import METHODS, Method
+from .pruning.objectives import OBJECTIVES
+from .pruning.step import prune
+from .registry import PrunekitError
+from .saving import load
+
+__all__ = [
+    "CRITERIA",
+    "DATASETS",
+    "METHODS",
+    "MODELS",
+    "OBJECTIVES",
+    "Method",
+    "PrunekitError",
+    "RunConfig",
+    "__version__",
+    "create_model",
+    "finalize",
+    "load",
+    "load_dataset",
+    "prune",
+    "run",
+    "sparsity",
+]

@@ -1,0 +1,283 @@
+"""The command line: parse, call the library, print. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from .registry import PrunekitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Prune PyTorch models and compare pruning methods honestly.")
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values parsed as YAML scalars (numbers, bools, lists)."""
+    opts: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PrunekitError(f"--option takes KEY=VALUE, got {item!r}")
+        opts[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return opts
+
+
+def parse_floats(text: str | None, flag: str) -> list[float] | None:
+    """``"0.1,0.2"`` -> ``[0.1, 0.2]``; ``""`` -> ``[]``; None stays None (not given)."""
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise PrunekitError(f"{flag} takes comma-separated numbers, e.g. 0.1,0.2; got {text!r}") from None
+
+
+def _load_config_file(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise PrunekitError(f"cannot read config {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise PrunekitError(f"config {path} must be a mapping of options")
+    return data
+
+
+def result_table(result: dict[str, Any], title: str) -> Table:
+    t = Table(title=title, show_header=True)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    rows = [
+        ("accuracy (dense)", "accuracy_dense", "{:.4f}"),
+        ("accuracy", "accuracy", "{:.4f}"),
+        ("target sparsity", "target_sparsity", "{:.4f}"),
+        ("achieved sparsity", "achieved_sparsity", "{:.4f}"),
+        ("params total", "params_total", "{:,}"),
+        ("params total (before shrinking)", "params_total_original", "{:,}"),
+        ("params nonzero", "params_nonzero", "{:,}"),
+        ("MACs dense", "macs_dense", "{:,}"),
+        ("MACs dense (before shrinking)", "macs_dense_original", "{:,}"),
+        ("MACs effective", "macs_effective", "{:,}"),
+        ("bytes (safetensors)", "size_bytes", "{:,}"),
+        ("bytes (gzip)", "size_bytes_gzip", "{:,}"),
+        ("accuracy under noise (mean)", "accuracy_corrupted_mean", "{:.4f}"),
+    ]
+    for label, key, fmt in rows:
+        if result.get(key) is not None:
+            t.add_row(label, fmt.format(result[key]))
+    for bs, ms in (result.get("latency_ms") or {}).items():
+        t.add_row(f"latency batch {bs} (ms, median)", f"{ms:.3f}")
+    for kind in ("accuracy_gaussian", "accuracy_saltpepper"):
+        for level, acc in (result.get(kind) or {}).items():
+            t.add_row(f"{kind.removeprefix('accuracy_')} {level}", f"{acc:.4f}")
+    return t
+
+
+def _run_pipeline(values: dict[str, Any], out: Path | None, overwrite: bool, quiet: bool) -> None:
+    from .config import RunConfig
+    from .pipeline import run
+
+    cfg = RunConfig.from_dict(values)
+    result = run(cfg, out=out, overwrite=overwrite, progress=not quiet).result
+    out_console.print(result_table(result, f"{cfg.model} / {cfg.dataset} / {result['method']}"))
+    if out is not None:
+        out_console.print(f"saved to {out}")
+
+
+Model = Annotated[str, typer.Option(help="Zoo model name (see `prunekit list`).")]
+Dataset = Annotated[str, typer.Option(help="Dataset name (see `prunekit list`).")]
+Seed = Annotated[int, typer.Option(help="Seed for weights, data order and split.")]
+Epochs = Annotated[int, typer.Option(help="Dense training epochs.")]
+DataDir = Annotated[Optional[Path], typer.Option(help="Directory with the dataset's IDX files.")]
+Download = Annotated[bool, typer.Option("--download", help="Download the dataset into the cache if it is not found locally.")]
+Limit = Annotated[Optional[int], typer.Option(help="Use at most this many training examples.")]
+TestLimit = Annotated[Optional[int], typer.Option(help="Use at most this many test examples.")]
+Out = Annotated[Optional[Path], typer.Option(help="Run directory to write.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace a different run already in --out.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="YAML file of options; flags given on the command line win.")]
+
+
+@app.command()
+def train(
+    model: Model = "lenet300", dataset: Dataset = "fashion-mnist", epochs: Epochs = 2,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: model recipe).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default: model recipe).")] = None,
+    seed: Seed = 0, data_dir: DataDir = None, download: Download = False, limit: Limit = None,
+    test_limit: TestLimit = None, out: Out = None, overwrite: Overwrite = False, quiet: Quiet = False,
+) -> None:
+    """Train a dense model and evaluate it (a run with no pruning)."""
+    _run_pipeline(dict(model=model, dataset=dataset, method="dense", sparsity=0.0, epochs=epochs,
+                       finetune_epochs=0, lr=lr, batch_size=batch_size, seed=seed,
+                       data_dir=str(data_dir) if data_dir else None, download=download,
+                       limit=limit, test_limit=test_limit), out, overwrite, quiet)
+
+
+@app.command()
+def prune(
+    model: Annotated[Optional[str], typer.Option(help="Zoo model name [default: lenet300].")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset name [default: fashion-mnist].")] = None,
+    method: Annotated[Optional[str], typer.Option(help="Method name, see `prunekit list` [default: magnitude].")] = None,
+    sparsity: Annotated[Optional[float], typer.Option(help="Fraction of units of removal to prune, in [0, 1) [default: 0.9].")] = None,
+    granularity: Annotated[Optional[str], typer.Option(help="weight | neuron | kernel | nm [default: the method's].")] = None,
+    scope: Annotated[Optional[str], typer.Option(help="global | layer [default: the method's].")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="oneshot | iterative | cubic [default: the method's].")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Dense training epochs [default: 2].")] = None,
+    finetune_epochs: Annotated[Optional[int], typer.Option(help="Epochs of the sparsify phase: regularize, prune, fine-tune [default: 1].")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Dense learning rate [default: model recipe].")] = None,
+    finetune_lr: Annotated[Optional[float], typer.Option(help="Sparsify-phase learning rate [default: 0.1 x lr].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: model recipe].")] = None,
+    lam: Annotated[Optional[float], typer.Option("--lambda", help="Penalty strength of the method's objective.")] = None,
+    cycles: Annotated[Optional[int], typer.Option(help="Prune/fine-tune cycles (iterative schedule).")] = None,
+    noise_sigma: Annotated[Optional[float], typer.Option(help="Gaussian noise std (inputs in [0, 1]) for the gaussian method.")] = None,
+    noise_density: Annotated[Optional[float], typer.Option(help="Salt-and-pepper density in [0, 1] for the saltpepper method.")] = None,
+    calibration_batches: Annotated[Optional[int], typer.Option(help="Batches of data used by data-driven criteria (entropy).")] = None,
+    entropy_estimator: Annotated[Optional[str], typer.Option(help="histogram | gaussian (entropy criterion).")] = None,
+    nm: Annotated[Optional[str], typer.Option(help="N:M pattern for --granularity nm, e.g. 2:4.")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Extra method option KEY=VALUE (repeatable).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for weights, data order, split and masks [default: 0].")] = None,
+    data_dir: DataDir = None, download: Download = False, limit: Limit = None,
+    test_limit: TestLimit = None,
+    latency_repeats: Annotated[Optional[int], typer.Option(help="Timed repeats per batch size, median reported [default: 30].")] = None,
+    eval_sigmas: Annotated[Optional[str], typer.Option(help="Gaussian sigmas for the robustness evaluation, comma-separated ('' = none) [default: 0.1,0.2,0.3,0.5].")] = None,
+    eval_densities: Annotated[Optional[str], typer.Option(help="Salt-and-pepper densities for the robustness evaluation, comma-separated ('' = none) [default: 0.05,0.1,0.2].")] = None,
+    config: ConfigFile = None, out: Out = None, overwrite: Overwrite = False, quiet: Quiet = False,
+) -> None:
+    """Train dense -> prune to --sparsity with --method -> fine-tune -> evaluate -> save."""
+    values = _load_config_file(config)
+    flags = dict(model=model, dataset=dataset, method=method, sparsity=sparsity,
+                 granularity=granularity, scope=scope, schedule=schedule, epochs=epochs,
+                 finetune_epochs=finetune_epochs, lr=lr, finetune_lr=finetune_lr,
+                 batch_size=batch_size, seed=seed, data_dir=str(data_dir) if data_dir else None,
+                 limit=limit, test_limit=test_limit, latency_repeats=latency_repeats,
+                 download=download or None,
+                 noise_sigmas=parse_floats(eval_sigmas, "--eval-sigmas"),
+                 noise_densities=parse_floats(eval_densities, "--eval-densities"))
+    values.update({k: v for k, v in flags.items() if v is not None})
+    method_args = dict(values.get("method_args") or {})
+    named = {"lam": lam, "cycles": cycles, "sigma": noise_sigma, "density": noise_density,
+             "calibration_batches": calibration_batches, "estimator": entropy_estimator}
+    method_args.update({k: v for k, v in named.items() if v is not None})
+    if nm is not None:
+        n_str, sep, m_str = nm.partition(":")
+        if not sep or not n_str.isdigit() or not m_str.isdigit():
+            raise PrunekitError(f"--nm takes N:M with whole numbers, e.g. 2:4; got {nm!r}")
+        method_args.update(n=int(n_str), m=int(m_str))
+    method_args.update(parse_options(option or []))
+    values["method_args"] = method_args
+    if "sparsity" not in values:  # an N:M pattern fixes the sparsity at 1 - N/M
+        from .pruning.connection import implied_sparsity
+        from .pruning.methods import get_method
+
+        gran = values.get("granularity") or get_method(values.get("method", "magnitude")).granularity
+        implied = implied_sparsity(gran, method_args)
+        if implied is not None:
+            values["sparsity"] = implied
+    _run_pipeline(values, out, overwrite, quiet)
+
+
+@app.command("eval")
+def evaluate_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by prunekit.")],
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Reload a saved run (safetensors + JSON only) and evaluate it again."""
+    from .pipeline import evaluate_saved
+
+    result = evaluate_saved(run_dir, data_dir=data_dir)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        out_console.print(result_table(result, f"{run_dir}"))
+
+
+@app.command("entropy")
+def entropy_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by prunekit.")],
+    out: Annotated[Path, typer.Option(help="JSON file to write ({layer: [H_j ...]} under 'entropy').")],
+    entropy_estimator: Annotated[str, typer.Option(help="histogram | gaussian.")] = "histogram",
+    bins: Annotated[int, typer.Option(help="Histogram bins.")] = 32,
+    calibration_batches: Annotated[Optional[int], typer.Option(help="Batches of 256 calibration images [default: all].")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Export the per-unit activation entropies (nats) of a saved run's model."""
+    from .entropy_export import run_unit_entropies
+    from .saving import atomic_write_json
+
+    report = run_unit_entropies(run_dir, estimator=entropy_estimator, bins=bins,
+                                batches=calibration_batches, data_dir=data_dir)
+    atomic_write_json(out, report)
+    units = sum(len(v) for v in report["entropy"].values())
+    out_console.print(f"{units} unit entropies ({entropy_estimator}) of {len(report['entropy'])} "
+                      f"layers written to {out}")
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by prunekit.")],
+    onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
+    fold_bn: Annotated[bool, typer.Option("--fold-bn", help="Fold BatchNorm into the conv before it.")] = False,
+    round_to: Annotated[int, typer.Option("--round-to", help="Keep a multiple of this many units per layer group (zero units are added).")] = 1,
+) -> None:
+    """Export a saved run to ONNX (dead units removed), checked in onnxruntime (atol 1e-4)."""
+    from .export import export_run
+
+    info = export_run(run_dir, onnx, fold_bn=fold_bn, round_to=round_to)
+    out_console.print(f"wrote {info['path']} ({info['bytes']:,} bytes, opset {info['opset']}); "
+                      f"max |onnxruntime - torch| = {info['max_abs_diff']:.2g}; "
+                      f"folded {len(info['folded_batchnorm'])} BatchNorm")
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """Known models, datasets, methods, criteria, granularities and schedules."""
+    from .data import DATASETS
+    from .models import MODELS
+    from .pruning.criteria import CRITERIA
+    from .pruning.granularity import GRANULARITIES
+    from .pruning.methods import METHODS
+    from .pruning.schedules import SCHEDULES
+
+    for title, reg in (("models", MODELS), ("datasets", DATASETS), ("criteria", CRITERIA),
+                       ("granularities", GRANULARITIES), ("schedules", SCHEDULES)):
+        out_console.print(f"[bold]{title}[/bold]: {', '.join(reg.names())}")
+    t = Table(title="methods")
+    for col in ("name", "criterion", "granularity", "objective", "schedule", "description"):
+        t.add_column(col)
+    for name in METHODS.names():
+        m = METHODS.get(name)
+        t.add_row(name, m.criterion, m.granularity, m.objective or "-", m.schedule, m.description)
+    out_console.print(t)
+
+
+# The comparison harness's commands live with it (prunekit/experiments/commands.py).
+from .experiments.commands import compare_cmd, report_cmd  # noqa: E402
+
+app.command("compare")(compare_cmd)
+app.command("report")(report_cmd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors are one line on stderr and exit code 2, no traceback.
+
+    Usage errors (bad flags) are typer's own, also exit code 2.
+    """
+    try:
+        app(args=argv)
+    except PrunekitError as e:
+        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,212 @@
+"""Parameters, sparsity, MACs and bytes: every cost figure prunekit reports.
+
+All figures are computed from the *effective* weights. A parameter pruned in the
+``torch.nn.utils.prune`` convention is stored as ``<name>_orig`` (Parameter) plus
+``<name>_mask`` (buffer); its effective value is ``<name>_orig * <name>_mask``. The
+plain ``module.<name>`` attribute is only refreshed by a forward pre-hook and may be
+stale, so it is never read here.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from safetensors.torch import save as safetensors_save
+from torch import Tensor, nn
+
+from ..registry import PrunekitError
+
+#: Layers whose weights are "prunable": counted by sparsity, MACs and ``layers``.
+MEASURED_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _effective(module: nn.Module, name: str) -> Tensor | None:
+    """Effective value of ``module.<name>`` (mask applied), detached; ``None`` if absent."""
+    orig, mask = module._parameters.get(name + "_orig"), module._buffers.get(name + "_mask")
+    if orig is not None and mask is not None:
+        return (orig * mask).detach()
+    param = module._parameters.get(name)
+    return None if param is None else param.detach()
+
+
+def _own(module: nn.Module) -> Iterator[tuple[str, Tensor, Tensor | None]]:
+    """The module's own entries as ``(public_name, effective, parameter_or_None)``:
+    parameters with masks folded in, then persistent non-mask buffers."""
+    masked = {
+        n[:-5]
+        for n in module._parameters
+        if n.endswith("_orig") and n[:-5] + "_mask" in module._buffers
+    }
+    for n, p in module._parameters.items():
+        if p is not None:
+            public = n[:-5] if n.endswith("_orig") and n[:-5] in masked else n
+            yield public, _effective(module, public), p
+    for n, b in module._buffers.items():
+        skip = n in module._non_persistent_buffers_set or (n.endswith("_mask") and n[:-5] in masked)
+        if b is not None and not skip:
+            yield n, b.detach(), None
+
+
+def effective_tensors(model: nn.Module) -> dict[str, Tensor]:
+    """Everything that is saved to safetensors: every parameter under its public name
+    (``fc1.weight``, never ``fc1.weight_orig``) with its mask applied, plus every
+    persistent buffer that is not a mask (BN running stats, normalisation constants).
+
+    The keys match ``state_dict()`` of the same model with the masks removed, so the
+    dict loads with ``strict=True`` into an unmasked copy. Tensors that would share
+    storage (tied weights) are cloned so the dict can be serialised.
+    """
+    out: dict[str, Tensor] = {}
+    seen: set[int] = set()
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        for name, t, _ in _own(module):
+            ptr = t.untyped_storage().data_ptr()
+            t = t.clone() if ptr in seen else t
+            seen.add(ptr)
+            out[f"{prefix}.{name}" if prefix else name] = t.contiguous()
+    return out
+
+
+def param_counts(model: nn.Module) -> tuple[int, int]:
+    """``(total, nonzero)`` over all effective parameters (weights, biases, BN affine);
+    buffers are not parameters and are not counted. Tied parameters count once."""
+    total = nonzero = 0
+    seen: set[int] = set()
+    for module in model.modules():
+        for _, t, param in _own(module):
+            if param is not None and id(param) not in seen:
+                seen.add(id(param))
+                total += t.numel()
+                nonzero += int(torch.count_nonzero(t))
+    return total, nonzero
+
+
+def _measured(model: nn.Module) -> Iterator[tuple[str, nn.Module, Tensor]]:
+    for name, module in model.named_modules():
+        if isinstance(module, MEASURED_TYPES):
+            yield name, module, _effective(module, "weight")
+
+
+def layer_sparsity(model: nn.Module) -> dict[str, dict]:
+    """Per Linear/Conv layer (keyed by module name), for its effective ``weight``:
+
+    ``params`` (n), ``nonzero`` (k), ``sparsity`` = 1 - k/n, ``units`` = output
+    features/channels, ``units_alive`` = output units with at least one nonzero weight
+    (a unit whose weights are all zero can be removed structurally; its bias is ignored).
+    """
+    layers: dict[str, dict] = {}
+    for name, _, w in _measured(model):
+        n, k = w.numel(), int(torch.count_nonzero(w))
+        alive = int(w.reshape(w.shape[0], -1).ne(0).any(dim=1).sum()) if n else 0
+        layers[name] = {
+            "params": n,
+            "nonzero": k,
+            "sparsity": 1.0 - k / n if n else 0.0,
+            "units": int(w.shape[0]),
+            "units_alive": alive,
+        }
+    return layers
+
+
+def achieved_sparsity(model: nn.Module, scope: str = "prunable") -> float:
+    """Fraction of exactly-zero effective weights.
+
+    ``scope="prunable"``: over the ``weight`` of Linear/Conv layers only; biases,
+    BatchNorm/LayerNorm parameters and buffers are not counted. ``scope="all"``: over
+    all effective parameters (as in :func:`param_counts`). 0.0 when nothing is counted.
+    """
+    if scope == "prunable":
+        total = nonzero = 0
+        for _, _, w in _measured(model):
+            total += w.numel()
+            nonzero += int(torch.count_nonzero(w))
+    elif scope == "all":
+        total, nonzero = param_counts(model)
+    else:
+        raise PrunekitError(f"unknown sparsity scope {scope!r}; known: all, prunable")
+    return 1.0 - nonzero / total if total else 0.0
+
+
+@contextmanager
+def eval_mode(*models: nn.Module) -> Iterator[None]:
+    """``eval()`` the models, then restore every submodule's own training flag."""
+    flags = [(m, m.training) for model in models for m in model.modules()]
+    for model in models:
+        model.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+def _check_shape(input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    shape = tuple(input_shape)
+    if not shape or not all(isinstance(d, int) and d >= 1 for d in shape):
+        raise PrunekitError(f"input shape must be positive integers, got {input_shape!r}")
+    return shape
+
+
+def _example(model: nn.Module, shape: tuple[int, ...], batch: int) -> Tensor:
+    """Deterministic random input of ``(batch, *shape)`` on the model's device/dtype."""
+    p = next(model.parameters(), None)
+    device = p.device if p is not None else torch.device("cpu")
+    dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn((batch, *shape), generator=gen).to(device=device, dtype=dtype)
+
+
+def macs(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(dense, effective)`` multiply-accumulates for ONE sample of shape ``input_shape``
+    (e.g. ``(C, H, W)``), measured with forward hooks on a real forward pass, so any
+    architecture (residual, shared layers called twice) is followed as it runs.
+
+    - Conv: dense = prod(out spatial) * C_out * (C_in/groups) * prod(kernel)
+      (= H_out*W_out*numel(weight) for Conv2d); effective = prod(out spatial) * nnz(weight).
+    - Linear: dense = out*in * leading dims; effective = nnz(weight) * leading dims.
+    - BatchNorm, pooling, activations, additions, biases: counted as 0.
+    """
+    shape = _check_shape(input_shape)
+    counts = [0, 0]
+
+    def hook(module: nn.Module, _inp: tuple, out: Tensor) -> None:
+        w = _effective(module, "weight")
+        per_unit = out.numel() // w.shape[0]  # batch is 1: output positions per unit
+        counts[0] += per_unit * w.numel()
+        counts[1] += per_unit * int(torch.count_nonzero(w))
+
+    handles = [m.register_forward_hook(hook) for _, m, _ in _measured(model)]
+    try:
+        with eval_mode(model), torch.no_grad():
+            model(_example(model, shape, 1))
+    finally:
+        for h in handles:
+            h.remove()
+    return counts[0], counts[1]
+
+
+def size_bytes(model: nn.Module) -> dict[str, int]:
+    """Serialised size in bytes of :func:`effective_tensors`: ``raw`` = safetensors
+    bytes, ``gzip`` = those bytes gzip-compressed at level 9 (pruned zeros compress)."""
+    raw = safetensors_save({k: v.cpu() for k, v in effective_tensors(model).items()})
+    return {"raw": len(raw), "gzip": len(gzip.compress(raw, compresslevel=9, mtime=0))}
+
+
+def summary(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
+    """All cost figures in one dict (keys as in result.json)."""
+    total, nonzero = param_counts(model)
+    dense, effective = macs(model, input_shape)
+    size = size_bytes(model)
+    return {
+        "params_total": total,
+        "params_nonzero": nonzero,
+        "achieved_sparsity": achieved_sparsity(model),
+        "macs_dense": dense,
+        "macs_effective": effective,
+        "size_bytes": size["raw"],
+        "size_bytes_gzip": size["gzip"],
+        "layers": layer_sparsity(model),
+    }

@@ -1,0 +1,97 @@
+"""``prunekit compare`` and ``prunekit report``: parse, call the harness, print.
+
+Registered on the main typer app in ``prunekit/cli.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from ..registry import PrunekitError
+
+_out = Console()
+_err = Console(stderr=True)
+
+
+def _csv(text: str | None, cast, flag: str) -> list | None:
+    if text is None:
+        return None
+    try:
+        return [cast(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise PrunekitError(f"{flag} takes a comma-separated list, got {text!r}") from None
+
+
+def summary_table(out: Path) -> Table:
+    from .store import read_rows
+    from .summary import summary_matrix
+
+    header, body = summary_matrix(read_rows(out))
+    t = Table(title="test accuracy per method and target sparsity (mean ± std over seeds)")
+    for i, h in enumerate(header):
+        t.add_column(h, justify="left" if i < 2 else "right")
+    for row in body:
+        t.add_row(*row)
+    return t
+
+
+def compare_cmd(
+    config: Annotated[Optional[Path], typer.Option("--config", help="Comparison YAML [default: the packaged default.yaml].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output directory (results.sqlite, report) [default: runs/compare, runs/compare-full with --full].")] = None,
+    extend: Annotated[bool, typer.Option("--extend", help="Add this config's cells to a directory holding another config's results.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Merge the config's `full:` section (more seeds and epochs).")] = False,
+    only: Annotated[Optional[str], typer.Option(help="Run only these method labels, comma-separated (a new config).")] = None,
+    sparsities: Annotated[Optional[str], typer.Option(help="Replace the target sparsities, comma-separated.")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Replace the seeds, comma-separated.")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again (default: keep their failure).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned grid and exit.")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write report.md / report.html at the end.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run every method on the same grid and budget; results in DIR/results.sqlite (resumable)."""
+    from .plan import load_config, plan, restrict
+    from .report import write_report
+    from .runner import compare
+
+    t0 = time.perf_counter()
+    cfg = load_config(config, full=full)
+    cfg = restrict(cfg, only=_csv(only, str, "--only"),
+                   sparsities=_csv(sparsities, float, "--sparsities"),
+                   seeds=_csv(seeds, int, "--seeds"))
+    cells = plan(cfg)
+    if dry_run:
+        for c in cells:
+            _out.print(f"{c.id}  {c.kind:6} {c.label:16} s={c.run.sparsity:<5g} seed={c.run.seed}",
+                       highlight=False)
+        _out.print(f"{len(cells)} cells planned")
+        return
+    out = out or Path("runs/compare-full" if full else "runs/compare")
+    outcome = compare(cfg, out, config_yaml=yaml.safe_dump(asdict(cfg), sort_keys=True),
+                      config_path=str(config) if config else None, extend=extend,
+                      retry_failed=retry_failed, progress=not quiet, console=_err)
+    _out.print(summary_table(out))
+    _out.print(f"{outcome.planned} cells planned: {outcome.skipped} already done, {outcome.ran} run "
+               f"now ({outcome.failed} failed); results in {outcome.store_path}", highlight=False)
+    if not no_report:
+        md, html = write_report(out)
+        _out.print(f"report: {html.resolve()} (and {md})", highlight=False)
+    _out.print(f"wall time: {time.perf_counter() - t0:.1f} s", highlight=False)
+
+
+def report_cmd(
+    out: Annotated[Path, typer.Argument(help="A directory written by `prunekit compare`.")],
+) -> None:
+    """Write DIR/report.md and a self-contained DIR/report.html (plots embedded)."""
+    from .report import write_report
+
+    md, html = write_report(out)
+    _out.print(summary_table(out))
+    _out.print(f"report: {html.resolve()} (and {md})", highlight=False)

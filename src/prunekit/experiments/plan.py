@@ -1,0 +1,347 @@
+"""The comparison's configuration (YAML) and its grid of cells.
+
+A comparison config names model(s), one dataset, methods (with options), target
+sparsities, seeds, one training budget and the evaluation options. ``plan`` turns it
+into cells: one per (model, seed, method entry, granularity, sparsity), plus the dense
+baseline (sparsity 0) per (model, seed). Every cell is a complete ``RunConfig`` (or a
+peer run with the same fields), so a cell reruns alone with ``prunekit prune``.
+
+Identity: a cell's id is the sha256 of ``(kind, label, RunConfig.non_default())``;
+the comparison's hash is the sha256 of the normalised config (defaults filled in,
+``data_dir`` left out since where files live does not change what is computed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from dataclasses import asdict, dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import RunConfig
+from ..registry import PrunekitError
+
+#: Peers: other libraries' pruners, run with the same dense model and budget, and the
+#: granularity each one prunes at (see ``peers.py``).
+PEER_GRANULARITY = {"torch-l1": "weight", "tp-magnitude": "neuron"}
+PEER_NAMES = tuple(PEER_GRANULARITY)
+
+_BUDGET_KEYS = ("epochs", "finetune_epochs", "lr", "finetune_lr", "batch_size", "momentum",
+                "weight_decay")
+_DATA_KEYS = ("data_dir", "limit", "test_limit", "val_fraction", "download")
+_EVAL_KEYS = ("latency_repeats", "latency_batch_sizes", "noise_sigmas", "noise_densities",
+              "noise_eval_seed")
+_METHOD_KEYS = ("name", "label", "args", "granularity", "granularities", "scope", "schedule",
+                "sparsities", "budget")
+_TOP_KEYS = ("name", "models", "dataset", "methods", "exclude", "peers", "granularities",
+             "sparsities", "seeds", "dense_baseline", "budget", "data", "evaluation",
+             "heatmap_sparsity", "save_models", "full")
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One method row of the comparison: a registered method (or a peer) + options.
+
+    ``label`` names the row (defaults to the method name); two entries of the same
+    method with different ``args`` need different labels.
+    """
+
+    name: str
+    label: str
+    args: dict[str, Any] = field(default_factory=dict)
+    granularities: tuple[str | None, ...] = (None,)
+    scope: str | None = None
+    schedule: str | None = None
+    sparsities: tuple[float, ...] | None = None
+    budget: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def peer(self) -> bool:
+        return self.name in PEER_NAMES
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    name: str
+    models: tuple[str, ...]
+    dataset: str
+    methods: tuple[MethodEntry, ...]
+    sparsities: tuple[float, ...]
+    seeds: tuple[int, ...]
+    dense_baseline: bool = True
+    budget: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    heatmap_sparsity: float | None = None
+    save_models: bool = False
+
+    def hash(self) -> str:
+        """sha256 (16 hex digits) of the normalised config, ``data_dir`` excluded."""
+        d = asdict(self)
+        d["data"] = {k: v for k, v in d["data"].items() if k not in ("data_dir", "download")}
+        blob = json.dumps(d, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid. ``kind`` is 'dense', 'method' or 'peer'."""
+
+    kind: str
+    label: str
+    run: RunConfig
+
+    @property
+    def id(self) -> str:
+        blob = json.dumps({"kind": self.kind, "label": self.label, "run": self.run.non_default()},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    @property
+    def group(self) -> tuple[str, str, int]:
+        """Cells of one group share the dense model: (model, dataset, seed)."""
+        return (self.run.model, self.run.dataset, self.run.seed)
+
+    def command(self, config_path: str | None = None) -> str:
+        """The shell command that reproduces this cell on its own (a peer is not a
+        registered method: its cell reruns through ``compare`` restricted to it)."""
+        r = self.run
+        if self.kind == "peer":
+            cfg = f" --config {shlex.quote(config_path)}" if config_path else ""
+            return (f"prunekit compare{cfg} --only {self.label} --sparsities {r.sparsity:g} "
+                    f"--seeds {r.seed} --out runs/{self.label}")
+        if self.kind == "dense":
+            parts = ["prunekit", "prune", "--method", "dense", "--sparsity", "0"]
+        else:
+            parts = ["prunekit", "prune", "--method", r.method, "--sparsity", f"{r.sparsity:g}"]
+        defaults = RunConfig()
+        for key in ("model", "dataset", "granularity", "scope", "schedule", *_BUDGET_KEYS,
+                    "seed", "data_dir", "limit", "test_limit", "latency_repeats"):
+            value = getattr(r, key)
+            if value is not None and (value != getattr(defaults, key) or key in ("model", "dataset", "epochs", "finetune_epochs", "seed")):
+                parts += [f"--{key.replace('_', '-')}", str(value)]
+        if r.download:
+            parts.append("--download")
+        if r.noise_sigmas != defaults.noise_sigmas:
+            parts += ["--eval-sigmas", ",".join(f"{s:g}" for s in r.noise_sigmas)]
+        if r.noise_densities != defaults.noise_densities:
+            parts += ["--eval-densities", ",".join(f"{d:g}" for d in r.noise_densities)]
+        for k, v in sorted(r.method_args.items()):
+            parts += ["-o", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+        return " ".join(shlex.quote(p) for p in parts)
+
+
+# -- loading and validation -------------------------------------------------------------
+
+
+def default_config_text() -> str:
+    return resources.files("prunekit").joinpath("configs/default.yaml").read_text()
+
+
+def _check_keys(data: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    if not isinstance(data, dict):
+        raise PrunekitError(f"{where} must be a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise PrunekitError(f"unknown key(s) in {where}: {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(known))}")
+
+
+def _as_tuple(value: Any, where: str) -> tuple:
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _method_entries(raw: Any, exclude: tuple[str, ...]) -> list[MethodEntry]:
+    from ..pruning.methods import METHODS
+
+    if raw in (None, "all"):
+        raw = [n for n in METHODS.names() if n != "dense" and n not in exclude]
+    if not isinstance(raw, list):
+        raise PrunekitError("methods must be 'all' or a list of names / mappings")
+    entries = []
+    for i, item in enumerate(raw):
+        item = {"name": item} if isinstance(item, str) else item
+        _check_keys(item, _METHOD_KEYS, f"methods[{i}]")
+        if "name" not in item:
+            raise PrunekitError(f"methods[{i}] has no 'name'")
+        if "granularity" in item and "granularities" in item:
+            raise PrunekitError(f"methods[{i}]: give 'granularity' or 'granularities', not both")
+        grans = _as_tuple(item.get("granularities", item.get("granularity")), "granularities")
+        budget = item.get("budget") or {}
+        _check_keys(budget, _BUDGET_KEYS, f"methods[{i}].budget")
+        sp = item.get("sparsities")
+        entries.append(MethodEntry(
+            name=str(item["name"]), label=str(item.get("label", item["name"])),
+            args=dict(item.get("args") or {}), granularities=grans or (None,),
+            scope=item.get("scope"), schedule=item.get("schedule"),
+            sparsities=tuple(float(s) for s in _as_tuple(sp, "sparsities")) if sp is not None else None,
+            budget=dict(budget)))
+    return entries
+
+
+def load_config(path: str | Path | None = None, *, full: bool = False) -> CompareConfig:
+    """Read a comparison config (the packaged default when ``path`` is None).
+
+    ``full``: merge the config's ``full:`` section over it (more seeds, more epochs).
+    """
+    if path is None:
+        text, where = default_config_text(), "default config"
+    else:
+        try:
+            text, where = Path(path).read_text(), str(path)
+        except OSError as e:
+            raise PrunekitError(f"cannot read config {path}: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise PrunekitError(f"{where} is not valid YAML: {str(e).splitlines()[0]}") from None
+    return config_from_dict(data, full=full)
+
+
+def config_from_dict(data: dict[str, Any], *, full: bool = False) -> CompareConfig:
+    """Validate a parsed config: unknown keys and unregistered methods are named."""
+    import prunekit.pipeline  # noqa: F401  (imports every criterion/objective, so methods register)
+
+    from ..data import DATASETS
+    from ..models import MODELS
+    from ..pruning.granularity import GRANULARITIES
+    from ..pruning.methods import METHODS
+
+    _check_keys(data, _TOP_KEYS, "config")
+    extra = data.get("full") or {}
+    if full:
+        _check_keys(extra, tuple(k for k in _TOP_KEYS if k != "full"), "config.full")
+        data = _deep_merge(data, extra)
+    for section, keys in (("budget", _BUDGET_KEYS), ("data", _DATA_KEYS),
+                          ("evaluation", _EVAL_KEYS)):
+        _check_keys(data.get(section) or {}, keys, f"config.{section}")
+    models = _as_tuple(data.get("models", "lenet300"), "models")
+    for m in models:
+        MODELS.get(m)
+    dataset = str(data.get("dataset", "fashion-mnist"))
+    DATASETS.get(dataset)
+    exclude = tuple(_as_tuple(data.get("exclude"), "exclude"))
+    methods = _method_entries(data.get("methods", "all"), exclude)
+    peers = _as_tuple(data.get("peers"), "peers")
+    unknown_peers = sorted(set(peers) - set(PEER_NAMES))
+    if unknown_peers:
+        raise PrunekitError(f"unknown peer(s) {', '.join(unknown_peers)}; known: {', '.join(PEER_NAMES)}")
+    methods += [MethodEntry(name=p, label=p) for p in peers if p not in {e.name for e in methods}]
+    unregistered = sorted({e.name for e in methods if not e.peer and e.name not in METHODS})
+    if unregistered:
+        raise PrunekitError(f"method(s) not registered: {', '.join(unregistered)}; "
+                            f"known: {', '.join(METHODS.names())}")
+    labels = [e.label for e in methods]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise PrunekitError(f"duplicate method label(s) {', '.join(dupes)}: give each entry a 'label'")
+    top_grans = _as_tuple(data.get("granularities"), "granularities")
+    if top_grans:
+        methods = [replace(e, granularities=top_grans) if e.granularities == (None,) and not e.peer else e
+                   for e in methods]
+    for e in methods:
+        for g in e.granularities:
+            if g is not None:
+                GRANULARITIES.get(g)
+    sparsities = tuple(float(s) for s in _as_tuple(data.get("sparsities", [0.5, 0.8, 0.9]), "sparsities"))
+    for s in sparsities + tuple(s for e in methods for s in (e.sparsities or ())):
+        if not 0.0 < s < 1.0:
+            raise PrunekitError(f"sparsities must be in (0, 1), got {s}")
+    seeds = tuple(int(s) for s in _as_tuple(data.get("seeds", [0]), "seeds"))
+    if not models or not methods and not data.get("dense_baseline", True) or not seeds:
+        raise PrunekitError("config plans no runs: give models, methods and seeds")
+    cfg = CompareConfig(
+        name=str(data.get("name", "comparison")), models=tuple(models), dataset=dataset,
+        methods=tuple(methods), sparsities=sparsities, seeds=seeds,
+        dense_baseline=bool(data.get("dense_baseline", True)),
+        budget=dict(data.get("budget") or {}), data=dict(data.get("data") or {}),
+        evaluation=dict(data.get("evaluation") or {}),
+        heatmap_sparsity=data.get("heatmap_sparsity"), save_models=bool(data.get("save_models", False)))
+    plan(cfg)  # every cell must be a valid RunConfig: fail before any training
+    return cfg
+
+
+# -- planning ------------------------------------------------------------------------
+
+
+def _run_config(cfg: CompareConfig, model: str, seed: int, **fields_: Any) -> RunConfig:
+    values: dict[str, Any] = dict(model=model, dataset=cfg.dataset, seed=seed)
+    values.update(cfg.budget)
+    values.update({k: v for k, v in cfg.data.items()})
+    values.update(cfg.evaluation)
+    values.update(fields_)
+    known = {f.name for f in fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in values.items() if k in known})
+
+
+def plan(cfg: CompareConfig) -> list[Cell]:
+    """Every cell of the grid, in run order: per (model, seed) the dense baseline, then
+    each method entry x granularity x sparsity. Duplicate cells are planned once."""
+    from ..pipeline import validate
+
+    cells: list[Cell] = []
+    seen: set[str] = set()
+
+    def add(cell: Cell) -> None:
+        if cell.id not in seen:
+            seen.add(cell.id)
+            cells.append(cell)
+
+    for model in cfg.models:
+        for seed in cfg.seeds:
+            if cfg.dense_baseline:
+                add(Cell("dense", "dense", _run_config(cfg, model, seed, method="dense", sparsity=0.0)))
+            for e in cfg.methods:
+                for gran in e.granularities:
+                    label = e.label if len(e.granularities) == 1 else f"{e.label}/{gran}"
+                    for s in e.sparsities or cfg.sparsities:
+                        run = _run_config(cfg, model, seed, **e.budget,
+                                          method="magnitude" if e.peer else e.name,
+                                          sparsity=s, scope=e.scope,
+                                          granularity=PEER_GRANULARITY[e.name] if e.peer else gran,
+                                          schedule=e.schedule, method_args=dict(e.args))
+                        if e.peer:
+                            add(Cell("peer", e.label, run))
+                        else:
+                            try:
+                                validate(run)
+                            except PrunekitError as err:
+                                raise PrunekitError(f"method {e.label!r}: {err}") from None
+                            add(Cell("method", label, run))
+    return cells
+
+
+def restrict(cfg: CompareConfig, *, only: list[str] | None = None,
+             sparsities: list[float] | None = None, seeds: list[int] | None = None) -> CompareConfig:
+    """The config narrowed from the command line (``--only``, ``--sparsities``,
+    ``--seeds``); the result is a different config (its own hash, its own database)."""
+    if only:
+        labels = {e.label for e in cfg.methods}
+        unknown = sorted(set(only) - labels - {"dense"})
+        if unknown:
+            raise PrunekitError(f"--only: no method {', '.join(unknown)} in the config; "
+                                f"it has: {', '.join(sorted(labels))}")
+        cfg = replace(cfg, methods=tuple(e for e in cfg.methods if e.label in only))
+    if sparsities:
+        for s in sparsities:
+            if not 0.0 < s < 1.0:
+                raise PrunekitError(f"sparsities must be in (0, 1), got {s}")
+        cfg = replace(cfg, sparsities=tuple(sparsities),
+                      methods=tuple(replace(e, sparsities=None) for e in cfg.methods))
+    if seeds:
+        cfg = replace(cfg, seeds=tuple(seeds))
+    return cfg

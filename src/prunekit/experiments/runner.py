@@ -1,0 +1,162 @@
+"""Run a comparison: plan the grid, skip finished cells, run the rest, store each row.
+
+The dense model is trained once per (model, seed, dense budget) and reused by every
+cell of that group through ``pipeline.run(cfg, dense=(model, seconds), data=data)``
+(which copies it); the dataset is loaded once per (dataset, seed, limits). A cell that
+raises is recorded as failed with its message and the sweep goes on; only
+KeyboardInterrupt (and a kill) stop it, and a rerun resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from torch import nn
+
+from ..config import RunConfig
+from ..data import Dataset
+from ..saving import atomic_write_json, save_model
+from .peers import run_peer
+from .plan import Cell, CompareConfig, plan
+from .store import Store
+
+
+@dataclass
+class Outcome:
+    planned: int
+    skipped: int
+    ran: int
+    failed: int
+    seconds: float
+    store_path: Path
+
+
+def _data_key(r: RunConfig) -> tuple:
+    return (r.dataset, r.seed, r.data_dir, r.limit, r.test_limit, r.val_fraction)
+
+
+def _dense_key(r: RunConfig) -> tuple:
+    return (r.model, *_data_key(r), r.epochs, r.lr, r.batch_size, r.momentum, r.weight_decay)
+
+
+class _Cache:
+    """The dataset and dense model of the current group (one of each kept in memory)."""
+
+    def __init__(self) -> None:
+        self.data: tuple[tuple, Dataset] | None = None
+        self.dense: tuple[tuple, tuple[nn.Module, float] | BaseException] | None = None
+
+    def dataset(self, r: RunConfig) -> Dataset:
+        from ..pipeline import dataset_for
+
+        if self.data is None or self.data[0] != _data_key(r):
+            self.data = None  # free the old one before loading the next
+            self.data = (_data_key(r), dataset_for(r))
+        return self.data[1]
+
+    def dense_model(self, r: RunConfig, data: Dataset) -> tuple[nn.Module, float]:
+        from ..pipeline import dense_config, train_dense
+
+        if self.dense is None or self.dense[0] != _dense_key(r):
+            self.dense = None
+            try:
+                model, _, seconds = train_dense(dense_config(r), data)
+                self.dense = (_dense_key(r), (model, seconds))
+            except Exception as e:  # every cell of the group then fails with this message
+                self.dense = (_dense_key(r), e)
+        value = self.dense[1]
+        if isinstance(value, BaseException):
+            raise RuntimeError(f"dense training failed: {value}") from value
+        return value
+
+
+def run_cell(cell: Cell, cache: _Cache, run_dir: Path | None) -> dict[str, Any]:
+    """Run one cell (dense baseline, registered method or peer); returns its result."""
+    from ..pipeline import architecture, run
+
+    data = cache.dataset(cell.run)
+    dense = cache.dense_model(cell.run, data)
+    if cell.kind != "peer":
+        return run(cell.run, dense=dense, data=data, out=run_dir, overwrite=True).result
+    result, model = run_peer(cell.label, cell.run, data, dense)
+    if run_dir is not None:
+        try:
+            save_model(run_dir, model, architecture(cell.run, data))
+        except Exception as e:  # a shape model.json cannot rebuild: keep the metrics only
+            result["saved_model"] = f"not saved: {e}"
+        atomic_write_json(run_dir / "result.json", result)
+    return result
+
+
+def _message(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    where = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
+    loc = f" [{Path(where[0].filename).name}:{where[0].lineno}]" if where else ""
+    return f"{type(e).__name__}: {text.splitlines()[0]}{loc}"
+
+
+def compare(
+    cfg: CompareConfig,
+    out: str | Path,
+    *,
+    config_yaml: str,
+    config_path: str | None = None,
+    extend: bool = False,
+    retry_failed: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+) -> Outcome:
+    """Run every unfinished cell of ``cfg`` and record it in ``out/results.sqlite``."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    cells = plan(cfg)
+    store = Store(out, cfg.hash(), config_yaml, config_path=config_path, extend=extend)
+    try:
+        if retry_failed:
+            store.forget_failed([c.id for c in cells])
+        done = store.finished()
+        todo = [c for c in cells if c.id not in done]
+        console = console or Console(stderr=True)
+        cache = _Cache()
+        failed = 0
+        columns = (TextColumn("[bold]compare"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                   TextColumn("{task.fields[info]}"))
+        with Progress(*columns, console=console, disable=not progress) as bar:
+            task = bar.add_task("grid", total=len(cells), completed=len(cells) - len(todo), info="")
+            for cell in todo:
+                label = f"{cell.label} s={cell.run.sparsity:g} seed={cell.run.seed}"
+                bar.update(task, info=label)
+                run_dir = out / "runs" / cell.id if cfg.save_models else None
+                start = time.perf_counter()
+                result, error = None, None
+                try:
+                    result = run_cell(cell, cache, run_dir)
+                except Exception as e:  # recorded; the sweep goes on
+                    error = _message(e)
+                    failed += 1
+                wall = time.perf_counter() - start
+                store.record(cell, command=cell.command(config_path), result=result, error=error,
+                             wall_seconds=wall)
+                if progress:
+                    status = (f"[red]failed[/red] {error}" if error else
+                              f"acc {result.get('accuracy', float('nan')):.4f}")
+                    bar.console.print(f"{label}: {status} ({wall:.1f} s)", highlight=False)
+                bar.advance(task)
+        return Outcome(planned=len(cells), skipped=len(cells) - len(todo), ran=len(todo),
+                       failed=failed, seconds=time.perf_counter() - t0, store_path=store.path)
+    finally:
+        store.close()

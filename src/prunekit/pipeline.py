@@ -1,0 +1,250 @@
+"""The pipeline: train dense -> prune (method, target) -> fine-tune -> evaluate -> save.
+
+``run(config)`` is what ``prunekit prune`` and the comparison harness call. Every
+figure in the result comes from ``prunekit.evaluation``; nothing is copied from
+the config except the config itself (under ``"config"``).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._version import __version__
+from .config import RunConfig
+from .data import DATASETS, Dataset, load_dataset
+from .evaluation import accuracy, measure_latency, summary
+from .evaluation.robustness import robustness
+from .models import MODELS, create_model, default_recipe
+from .pruning.connection import check_nm_run
+from .pruning.criteria import Context
+from .pruning.granularity import GRANULARITIES
+from .pruning.masks import clone, finalize
+from .pruning.methods import Method, get_method, with_method_args
+from .pruning.objectives import OBJECTIVES
+from .pruning.phase import PruningPhase
+from .pruning.schedules import SCHEDULES
+from .pruning.step import UNIT_GRANULARITIES
+from .registry import PrunekitError
+from .saving import atomic_write_json, check_out_dir, save_model
+from .surgery.shrink import shrink_for_result
+from .training import TrainSettings, fit, steps_per_epoch
+
+RESULT_SCHEMA = "prunekit.result/v1"
+
+
+@dataclass
+class Run:
+    model: nn.Module
+    result: dict[str, Any]
+    arch: dict[str, Any]
+
+
+def resolve_method(cfg: RunConfig) -> Method:
+    """The registered method with the config's overrides, validated up front so that
+    bad input fails before any data is read or any training starts."""
+    method = get_method(cfg.method)
+    if cfg.granularity is not None:
+        GRANULARITIES.get(cfg.granularity)
+    if cfg.schedule is not None:
+        SCHEDULES.get(cfg.schedule)
+    if cfg.scope is not None and cfg.scope not in ("global", "layer"):
+        raise PrunekitError(f"scope must be 'global' or 'layer', got {cfg.scope!r}")
+    method = method.with_options(granularity=cfg.granularity, scope=cfg.scope, schedule=cfg.schedule)
+    return with_method_args(method, cfg.method_args)
+
+
+def validate(cfg: RunConfig) -> Method:
+    MODELS.get(cfg.model)
+    DATASETS.get(cfg.dataset)
+    if cfg.method == "dense" and cfg.sparsity != 0:
+        raise PrunekitError(f"method 'dense' prunes nothing; use sparsity 0, not {cfg.sparsity}")
+    method = resolve_method(cfg)
+    check_nm_run(method, cfg.sparsity)  # N:M fixes the target at 1 - N/M
+    if method.objective:  # building it checks its options before any training starts
+        OBJECTIVES.get(method.objective)(**method.objective_args)
+    return method
+
+
+def settings_for(cfg: RunConfig, *, finetune: bool) -> TrainSettings:
+    recipe = default_recipe(cfg.model)
+    lr = cfg.lr or recipe["lr"]
+    if finetune:
+        lr = cfg.finetune_lr or 0.1 * lr
+    return TrainSettings(
+        lr=lr,
+        momentum=recipe["momentum"] if cfg.momentum is None else cfg.momentum,
+        weight_decay=recipe["weight_decay"] if cfg.weight_decay is None else cfg.weight_decay,
+        batch_size=cfg.batch_size or recipe["batch_size"],
+    )
+
+
+def dataset_for(cfg: RunConfig) -> Dataset:
+    """The dataset a config runs on (same seed -> same validation split)."""
+    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction,
+                        seed=cfg.seed, limit=cfg.limit, test_limit=cfg.test_limit,
+                        download=cfg.download)
+
+
+def architecture(cfg: RunConfig, data: Dataset) -> dict[str, Any]:
+    c, h, _ = data.input_shape
+    kwargs = {
+        "in_channels": c,
+        "input_size": h,
+        "num_classes": data.num_classes,
+        "mean": float(data.mean),
+        "std": float(data.std),
+    }
+    return {"name": cfg.model, "kwargs": kwargs, "input_shape": list(data.input_shape)}
+
+
+def train_dense(
+    cfg: RunConfig, data: Dataset, *, progress: bool = False
+) -> tuple[nn.Module, dict[str, Any], float]:
+    """Build the zoo model and train it densely; returns (model, arch, seconds)."""
+    arch = architecture(cfg, data)
+    torch.manual_seed(cfg.seed)
+    model = create_model(arch["name"], **arch["kwargs"])
+    settings = settings_for(cfg, finetune=False)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    steps = cfg.epochs * steps_per_epoch(len(data.train), settings.batch_size)
+    fit(model, data.train, steps=steps, settings=settings, generator=gen,
+        progress=progress, desc=f"dense {cfg.model}")
+    return model, arch, time.perf_counter() - t0
+
+
+def sparsify(
+    model: nn.Module, cfg: RunConfig, data: Dataset, method: Method, *, progress: bool = False
+) -> PruningPhase:
+    """The method's phase: objective, pruning events and fine-tuning, in place."""
+    settings = settings_for(cfg, finetune=True)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    calib = (data.val.x[:512], data.val.y[:512]) if len(data.val) else (data.train.x[:512], data.train.y[:512])
+    phase = PruningPhase(method, cfg.sparsity,
+                         cfg.finetune_epochs * steps_per_epoch(len(data.train), settings.batch_size),
+                         ctx=Context(data=calib, generator=torch.Generator().manual_seed(cfg.seed + 2)))
+    fit(model, data.train, steps=phase.total, settings=settings, generator=gen,
+        callbacks=[phase], progress=progress, desc=f"{method.name} {cfg.sparsity:g}")
+    finalize(model)
+    return phase
+
+
+def evaluate(
+    model: nn.Module, data: Dataset, input_shape: tuple[int, int, int], cfg: RunConfig
+) -> dict[str, Any]:
+    """Every measured figure of a finished model (see README, result schema)."""
+    s = summary(model, input_shape)
+    return {
+        "accuracy": accuracy(model, data.test.x, data.test.y),
+        "val_accuracy": accuracy(model, data.val.x, data.val.y) if len(data.val) else None,
+        "achieved_sparsity": s["achieved_sparsity"],
+        "params_total": s["params_total"],
+        "params_nonzero": s["params_nonzero"],
+        "macs_dense": s["macs_dense"],
+        "macs_effective": s["macs_effective"],
+        "size_bytes": s["size_bytes"],
+        "size_bytes_gzip": s["size_bytes_gzip"],
+        "latency_ms": measure_latency(model, input_shape, tuple(cfg.latency_batch_sizes),
+                                      repeats=cfg.latency_repeats),
+        **robustness(model, data.test.x, data.test.y, sigmas=cfg.noise_sigmas,
+                     densities=cfg.noise_densities, seed=cfg.noise_eval_seed),
+        "layers": s["layers"],
+    }
+
+
+def run(
+    cfg: RunConfig,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    dense: tuple[nn.Module, float] | None = None,
+    data: Dataset | None = None,
+) -> Run:
+    """Run the whole pipeline; with ``out`` also save the run directory.
+
+    ``dense`` = (trained dense model, its training seconds) lets a comparison train
+    the dense model once per (model, seed) and reuse it; it is copied, not changed.
+    """
+    method = validate(cfg)
+    if out is not None:
+        check_out_dir(Path(out), cfg.hash(), overwrite=overwrite)
+    data = data or dataset_for(cfg)
+    if method.granularity == "nm":  # M must divide every layer's fan-in: fail before training
+        shape = architecture(cfg, data)
+        check_nm_run(method, cfg.sparsity, create_model(shape["name"], **shape["kwargs"]))
+    t_start = time.perf_counter()
+    if dense is None:
+        model, arch, dense_s = train_dense(cfg, data, progress=progress)
+    else:
+        model, dense_s = clone(dense[0]), dense[1]
+        arch = architecture(cfg, data)
+    input_shape = tuple(data.input_shape)
+    accuracy_dense = accuracy(model, data.test.x, data.test.y)
+    t0 = time.perf_counter()
+    phase = sparsify(model, cfg, data, method, progress=progress)
+    sparsify_s = time.perf_counter() - t0
+    structure: dict[str, Any] = {}
+    if method.granularity in UNIT_GRANULARITIES and cfg.shrink:
+        model, structure = shrink_for_result(model, input_shape)
+    metrics = evaluate(model, data, input_shape, cfg)
+    result: dict[str, Any] = {
+        "schema": RESULT_SCHEMA,
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "method": method.name,
+        "granularity": method.granularity,
+        "scope": method.scope,
+        "schedule": method.schedule,
+        "target_sparsity": cfg.sparsity,
+        **metrics,
+        **structure,
+        "accuracy_dense": accuracy_dense,
+        "seed": cfg.seed,
+        "pruning_events": phase.history,
+        # What the training term measurably did (entropy objectives record it), if it reports.
+        **({"objective_report": phase.objective.report()}
+           if hasattr(phase.objective, "report") else {}),
+        "train_seconds": {"dense": dense_s, "sparsify": sparsify_s,
+                          "total": time.perf_counter() - t_start},
+        "versions": {"prunekit": __version__, "torch": torch.__version__,
+                     "python": platform.python_version(), "threads": torch.get_num_threads()},
+        "config_hash": cfg.hash(),
+        "config": cfg.to_dict(),
+    }
+    if out is not None:
+        out = Path(out)
+        save_model(out, model, arch)
+        atomic_write_json(out / "result.json", result)
+    return Run(model=model, result=result, arch=arch)
+
+
+def dense_config(cfg: RunConfig) -> RunConfig:
+    """The config of the dense baseline shared by every method of a (model, seed)."""
+    return replace(cfg, method="magnitude", sparsity=0.0, finetune_epochs=0, method_args={})
+
+
+def evaluate_saved(run_dir: str | Path, *, data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Reload a saved run and measure it again on its dataset's test split."""
+    import json
+
+    from .saving import load
+
+    run_dir = Path(run_dir)
+    model = load(run_dir)
+    try:
+        saved = json.loads((run_dir / "result.json").read_text())
+        cfg = RunConfig.from_dict(saved["config"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PrunekitError(f"{run_dir / 'result.json'} is missing or corrupted: {e}") from None
+    data = dataset_for(replace(cfg, data_dir=str(data_dir) if data_dir else cfg.data_dir))
+    metrics = evaluate(model, data, tuple(data.input_shape), cfg)
+    return {"model": cfg.model, "dataset": cfg.dataset, "method": saved.get("method"),
+            "target_sparsity": saved.get("target_sparsity"), **metrics}

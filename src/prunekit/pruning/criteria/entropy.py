@@ -1,0 +1,60 @@
+"""Entropy criterion (Luo & Wu 2017, "An entropy-based pruning method for CNN
+compression"): a unit whose activation hardly varies over the data carries little
+information, so the units with the lowest activation entropy are pruned first.
+
+``score_j = H_j`` in nats, one score per output unit (shape ``(out,)``), higher = keep;
+``H_j`` as defined in :mod:`prunekit.entropy` (activation after the unit's nonlinearity,
+conv channels spatially pooled per example), measured on the calibration set
+``ctx.data`` with the model in eval mode. A dead-ReLU unit (constant 0) gets the
+lowest possible score: 0 (histogram) or ``0.5 log(2 pi e eps)`` (gaussian).
+
+With the neuron granularity the units are ranked directly. Under the weight
+granularity each weight is scored by its unit (``score(w_ij) = H_i``), i.e. weights
+of low-entropy units go first.
+
+Options (``ctx.options``): ``estimator`` ("histogram" | "gaussian", default
+histogram), ``bins`` (histogram bins, default 32), ``calibration_batches`` (how many
+batches of the calibration set to use; default all full ones), and
+``calibration_batch_size`` (default 256). An empty calibration set, or one smaller
+than a batch, is an error.
+
+When the method's objective records entropies (``maxent``/``minent``), the scores
+are handed to it (``ctx.objective.record_calibration``) so the run reports the
+calibration entropies at the pruning event.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...entropy import DEFAULT_BATCH_SIZE, DEFAULT_BINS, unit_entropies
+from ...registry import PrunekitError
+from . import CRITERIA, Context
+
+
+@CRITERIA.register("entropy")
+def entropy_scores(
+    model: nn.Module, modules: dict[str, nn.Module], ctx: Context
+) -> dict[str, torch.Tensor]:
+    if ctx.data is None:
+        raise PrunekitError("criterion 'entropy' needs calibration data (an empty calibration set)")
+    opts = ctx.options
+    scores = unit_entropies(
+        model,
+        ctx.data[0],
+        modules,
+        estimator=opts.get("estimator", "histogram"),
+        bins=opts.get("bins", DEFAULT_BINS),
+        batch_size=opts.get("calibration_batch_size", DEFAULT_BATCH_SIZE),
+        batches=opts.get("calibration_batches"),
+    )
+    record = getattr(ctx.objective, "record_calibration", None)
+    if record is not None:
+        record(scores, opts.get("estimator", "histogram"))
+    return scores
+
+
+entropy_scores.options = (  # type: ignore[attr-defined]
+    "estimator", "bins", "calibration_batches", "calibration_batch_size",
+)

@@ -1,0 +1,145 @@
+"""Masks in the ``torch.nn.utils.prune`` convention.
+
+A masked parameter ``weight`` becomes the Parameter ``weight_orig`` plus the buffer
+``weight_mask``; a forward pre-hook recomputes ``weight = weight_orig * weight_mask``.
+Users of PyTorch already know this layout, and ``prune.remove`` works on our models.
+Because the effective weight is a product with the mask, its gradient w.r.t. the
+pruned entries is exactly zero and weight decay/momentum acting on ``weight_orig``
+never make a pruned *effective* weight nonzero.
+
+Masks only ever lose entries: re-pruning multiplies the new mask into the old one.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from ..registry import PrunekitError
+
+PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def prunable_modules(
+    model: nn.Module, *, exclude: Iterable[str] = (), include_last: bool = True
+) -> dict[str, nn.Module]:
+    """Linear/Conv modules (by qualified name) whose ``weight`` may be pruned.
+
+    ``include_last=False`` drops the last one in registration order (the classifier
+    head) — removing output units of the head would remove classes.
+    """
+    excluded = set(exclude)
+    found = {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, PRUNABLE_TYPES) and name not in excluded
+    }
+    if not include_last and found:
+        found.pop(list(found)[-1])
+    if not found:
+        raise PrunekitError(
+            f"{type(model).__name__} has no prunable layers (Linear/Conv1d/Conv2d)"
+            + (f" after excluding {sorted(excluded)}" if excluded else "")
+        )
+    return found
+
+
+def is_masked(module: nn.Module, name: str = "weight") -> bool:
+    return hasattr(module, f"{name}_mask")
+
+
+def get_mask(module: nn.Module, name: str = "weight") -> torch.Tensor | None:
+    return getattr(module, f"{name}_mask", None)
+
+
+def effective(module: nn.Module, name: str = "weight") -> torch.Tensor:
+    """The weight the module computes with (mask applied), never stale."""
+    if is_masked(module, name):
+        return getattr(module, f"{name}_orig") * getattr(module, f"{name}_mask")
+    return getattr(module, name)
+
+
+def original(module: nn.Module, name: str = "weight") -> nn.Parameter:
+    """The trainable tensor (``weight_orig`` when masked)."""
+    return getattr(module, f"{name}_orig") if is_masked(module, name) else getattr(module, name)
+
+
+@torch.no_grad()
+def apply_mask(module: nn.Module, mask: torch.Tensor, name: str = "weight") -> None:
+    """Intersect ``module.<name>``'s mask with ``mask`` (1 = keep, 0 = prune)."""
+    param = original(module, name)
+    if mask.shape != param.shape:
+        raise PrunekitError(
+            f"mask shape {tuple(mask.shape)} does not match {name} shape {tuple(param.shape)}"
+        )
+    mask = mask.to(device=param.device, dtype=param.dtype)
+    if is_masked(module, name):
+        getattr(module, f"{name}_mask").mul_(mask)
+    else:
+        prune.custom_from_mask(module, name, mask)
+    refresh(module, name)
+
+
+@torch.no_grad()
+def refresh(module: nn.Module, name: str = "weight") -> None:
+    """Recompute the plain attribute from orig*mask (the hook does it at forward)."""
+    if is_masked(module, name):
+        setattr(module, name, effective(module, name).detach())
+
+
+@torch.no_grad()
+def finalize(model: nn.Module) -> nn.Module:
+    """Bake every mask into a plain Parameter (zeros stay zeros) and drop the hooks.
+
+    Returns the same model, now loadable with strict ``load_state_dict`` into an
+    unpruned instance of its architecture.
+    """
+    for module in model.modules():
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, prune.BasePruningMethod):
+                prune.remove(module, hook._tensor_name)
+    return model
+
+
+def masked_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``{"fc1.weight": mask, ...}`` for every masked tensor in the model."""
+    out = {}
+    for mod_name, module in model.named_modules():
+        for buf_name, buf in module.named_buffers(recurse=False):
+            if buf_name.endswith("_mask"):
+                key = f"{mod_name}.{buf_name[: -len('_mask')]}" if mod_name else buf_name[:-5]
+                out[key] = buf
+    return out
+
+
+def sparsity(model: nn.Module) -> float:
+    """Fraction of exactly-zero effective weights over all prunable layers' weights.
+
+    Biases, BatchNorm and normalization buffers are not counted.
+    """
+    total = zeros = 0
+    for m in model.modules():
+        if isinstance(m, PRUNABLE_TYPES):
+            w = effective(m)
+            total += w.numel()
+            zeros += int((w == 0).sum())
+    if total == 0:
+        raise PrunekitError(f"{type(model).__name__} has no prunable layers")
+    return zeros / total
+
+
+def clone(model: nn.Module) -> nn.Module:
+    """Deep copy that also works for masked models.
+
+    ``copy.deepcopy`` fails on a model holding prune hooks because the recomputed
+    ``weight`` is a non-leaf tensor; refreshing it under ``no_grad`` makes it a leaf.
+    """
+    for m in model.modules():
+        for hook in m._forward_pre_hooks.values():
+            if isinstance(hook, prune.BasePruningMethod):
+                refresh(m, hook._tensor_name)
+    return copy.deepcopy(model)

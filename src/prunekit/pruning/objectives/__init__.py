@@ -1,0 +1,71 @@
+"""Objectives: what a method adds to training. ``L = L_task + penalty`` plus
+optional batch transforms (noise augmentation) and post-step updates (proximal).
+
+An objective is a small object with these optional hooks, called by the training
+loop (``prunekit.training``) while the objective is active:
+
+- ``attach(model, modules)``: set up (gates, activation hooks); called once.
+- ``param_groups()``: extra optimizer parameter groups (e.g. L0 gate logits).
+- ``transform(x, y, generator) -> (x, y)``: change a training batch.
+- ``penalty(model) -> Tensor``: added to the task loss (0-dim).
+- ``after_step(model, lr)``: after each optimizer step (proximal updates).
+- ``detach(model)``: stop acting; fold any state into the weights.
+
+Each objective is in its own file beside its formula; factories are registered
+by name in ``OBJECTIVES`` and called with the method's keyword options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...registry import Registry
+
+
+class Objective:
+    """No-op base: subclasses override only what they need."""
+
+    name = "none"
+
+    def attach(self, model: nn.Module, modules: dict[str, nn.Module]) -> None:
+        pass
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return []
+
+    def transform(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, y
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        return None
+
+    def after_step(self, model: nn.Module, lr: float) -> None:
+        pass
+
+    def detach(self, model: nn.Module) -> None:
+        pass
+
+    def describe(self) -> str:
+        """Short description with the hyper-parameters, used in error messages."""
+        return self.name
+
+
+OBJECTIVES: Registry[Callable[..., Objective]] = Registry("objective")
+
+def _register_all() -> None:
+    """Import every module of this package: each registers itself."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+_register_all()
+

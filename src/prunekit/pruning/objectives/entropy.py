@@ -1,0 +1,178 @@
+"""Information-theory objectives (spec §3): maximum- and minimum-entropy pruning.
+
+Both add a term over the units j of the prunable layers (the classifier head excluded
+under the neuron granularity)::
+
+    maxent:  L = L_task + lam * sum_j H_j
+    minent:  L = L_task + lam * sum_j min(0, H_j)
+
+``H_j = 0.5 * log(2 pi e (sigma_j^2 + eps))`` is the Gaussian differential entropy of
+unit j's activation on the *current training batch* (read after its nonlinearity,
+conv channels spatially pooled per example; see :mod:`prunekit.entropy`), with
+``sigma_j^2`` the batch variance. Forward hooks collect those activations during the
+training forward pass itself, so the term costs one variance per unit and no extra
+forward.
+
+Sign convention: the spec writes both as losses, and prunekit minimizes them as
+written. So, precisely:
+
+- ``maxent`` pushes *every* unit's activation entropy **down**. Per unit the term is
+  ``lam * log(sigma_j) + const``, a log penalty on the activation's spread: its pull
+  ``lam / sigma_j`` is strongest on units that already vary little, so weak units
+  collapse towards constants (sigma -> 0, H -> the floor ``0.5 log(2 pi e eps)``) while
+  units the task needs hold their spread. It is therefore a sparsifying regularizer
+  (like a log-sum penalty on unit scales), not an entropy *maximizer*; minimizing
+  ``L - lam * sum H`` instead would be unbounded (H grows without limit as activations
+  are scaled up), which is why the opposite sign is not offered. Because H is
+  scale-dependent, a ReLU network can also lower it by shrinking a layer's activations
+  and growing the next layer's weights (weight decay resists that).
+- ``minent`` pushes down only the units that are already below ``H = 0``, i.e. with
+  ``sigma_j^2 + eps < 1 / (2 pi e)`` (sigma < 0.242 in activation units); units at or
+  above it get exactly zero gradient. It polarizes: low-entropy units are driven to
+  constants, the others are left to the task. With every ``H_j >= 0`` the term is 0.
+
+Both then prune with the ``entropy`` criterion, which finds the collapsed units first.
+What the terms actually did is measured, not assumed: the objective records the
+per-unit batch entropies of the first regularized batch and of the last
+``trace_batches`` and, at the pruning event, the criterion's calibration entropies; the
+pipeline stores :meth:`EntropyObjective.report` in result.json (``objective_report``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from contextlib import AbstractContextManager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ...entropy import VAR_FLOOR, batch_gaussian_entropy, gaussian_entropy, tapped
+from ...registry import PrunekitError
+from ..methods import Method, register
+from . import OBJECTIVES, Objective
+
+# "Collapsed" in reports: activation std below this (in the activation's own units).
+COLLAPSED_STD = 0.01
+
+
+class EntropyObjective(Objective):
+    """``lam * sum_j H_j`` (``kind="maxent"``) or ``lam * sum_j min(0, H_j)`` (``"minent"``)."""
+
+    def __init__(self, kind: str, lam: float, eps: float, trace_batches: int = 20) -> None:
+        if not float(lam) >= 0.0:
+            raise PrunekitError(f"{kind}: lambda must be >= 0, got {lam}")
+        if not float(eps) > 0.0:
+            raise PrunekitError(f"{kind}: eps (variance floor) must be > 0, got {eps}")
+        if int(trace_batches) < 1:
+            raise PrunekitError(f"{kind}: trace_batches must be >= 1, got {trace_batches}")
+        self.name = self.kind = kind
+        self.lam, self.eps, self.trace_batches = float(lam), float(eps), int(trace_batches)
+        self.model: nn.Module | None = None
+        self._hooks: AbstractContextManager[Any] | None = None
+        self._acts: dict[str, Tensor] = {}
+        self.layers: list[str] = []
+        self.batches = 0
+        self._first: dict[str, Tensor] = {}
+        self._last: deque[dict[str, Tensor]] = deque(maxlen=self.trace_batches)
+        self.calibration: dict[str, Any] | None = None
+
+    # -- objective hooks ------------------------------------------------------------------
+    def attach(self, model: nn.Module, modules: dict[str, nn.Module]) -> None:
+        self.model, self.layers = model, list(modules)
+        self._hooks = tapped(model, dict(modules), self._store)
+        self._hooks.__enter__()
+
+    def _store(self, layer: str, acts: Tensor) -> None:
+        # Only the training forward feeds the penalty (not evaluation or calibration passes).
+        if torch.is_grad_enabled() and self.model is not None and self.model.training:
+            self._acts[layer] = acts
+
+    def penalty(self, model: nn.Module) -> Tensor | None:
+        missing = [n for n in self.layers if n not in self._acts]
+        if missing:
+            raise PrunekitError(f"{self.kind}: no activations of layer(s) {missing} in this "
+                                "training forward; their activations cannot be hooked")
+        entropies = {n: batch_gaussian_entropy(self._acts[n], self.eps) for n in self.layers}
+        self._acts.clear()
+        self._trace(entropies)
+        if self.lam == 0.0:
+            return None
+        h = torch.cat([entropies[n] for n in self.layers])
+        term = h.sum() if self.kind == "maxent" else torch.clamp(h, max=0.0).sum()
+        return self.lam * term
+
+    def detach(self, model: nn.Module) -> None:
+        if self._hooks is not None:
+            self._hooks.__exit__(None, None, None)
+            self._hooks = None
+        self._acts.clear()
+
+    def describe(self) -> str:
+        return f"{self.kind} lambda={self.lam:g} eps={self.eps:g}"
+
+    # -- measurement ----------------------------------------------------------------------
+    def _trace(self, entropies: dict[str, Tensor]) -> None:
+        detached = {n: h.detach().double() for n, h in entropies.items()}
+        if self.batches == 0:  # the penalty has not moved any weight yet
+            self._first = detached
+        self._last.append(detached)
+        self.batches += 1
+
+    def record_calibration(self, scores: dict[str, Tensor], estimator: str) -> None:
+        """Called by the entropy criterion at the pruning event."""
+        self.calibration = {"estimator": estimator, **summarize(scores)}
+
+    def report(self) -> dict[str, Any]:
+        """Per-unit batch entropies (Gaussian, nats): ``start`` on the first regularized
+        batch (before any update), ``end`` averaged over the last ``trace_batches``;
+        their summaries; and the criterion's calibration entropies at the pruning event."""
+        out: dict[str, Any] = {"objective": self.describe(), "regularized_batches": self.batches,
+                               "trace_batches": self.trace_batches}
+        if self.batches:
+            last = {n: sum(b[n] for b in self._last) / len(self._last) for n in self.layers}
+            floor = float(gaussian_entropy(torch.tensor(COLLAPSED_STD**2), self.eps))
+            out["start"] = summarize(self._first, collapsed_below=floor)
+            out["end"] = summarize(last, collapsed_below=floor)
+        if self.calibration is not None:
+            out["at_prune"] = self.calibration
+        return out
+
+
+def summarize(per_unit: dict[str, Tensor], collapsed_below: float | None = None) -> dict[str, Any]:
+    """Mean, fraction negative (and collapsed), and the per-unit values (4 decimals)."""
+    h = torch.cat([v.flatten().double() for v in per_unit.values()])
+    out: dict[str, Any] = {"mean": float(h.mean()), "frac_negative": float((h < 0).double().mean())}
+    if collapsed_below is not None:
+        out[f"frac_std_below_{COLLAPSED_STD:g}"] = float((h < collapsed_below).double().mean())
+    out["units"] = {n: [round(float(v), 4) for v in t.flatten()] for n, t in per_unit.items()}
+    return out
+
+
+@OBJECTIVES.register("maxent")
+def maxent(*, lam: float = 1e-3, eps: float = VAR_FLOOR, trace_batches: int = 20) -> EntropyObjective:
+    """Maximum-entropy pruning term: ``+ lam * sum_j H_j`` (minimized: pushes every H_j down)."""
+    return EntropyObjective("maxent", lam, eps, trace_batches)
+
+
+@OBJECTIVES.register("minent")
+def minent(*, lam: float = 1e-2, eps: float = VAR_FLOOR, trace_batches: int = 20) -> EntropyObjective:
+    """Minimum-entropy pruning term: ``+ lam * sum_j min(0, H_j)`` (pushes only H_j < 0 down)."""
+    return EntropyObjective("minent", lam, eps, trace_batches)
+
+
+register(Method(
+    "entropy", criterion="entropy", granularity="neuron", scope="layer",
+    description="Units with the lowest activation entropy (histogram over calibration data, "
+    "conv channels pooled) removed first (Luo & Wu 2017); no training term.",
+))
+register(Method(
+    "maxent", criterion="entropy", granularity="neuron", scope="layer", objective="maxent",
+    description="Maximum-entropy pruning: L = L_task + lambda * sum_j H_j (Gaussian entropy of "
+    "unit activations per batch; minimized, it collapses weak units), then entropy criterion.",
+))
+register(Method(
+    "minent", criterion="entropy", granularity="neuron", scope="layer", objective="minent",
+    description="Minimum-entropy pruning: L = L_task + lambda * sum_j min(0, H_j) (only units "
+    "with H < 0 pushed down), then entropy criterion.",
+))

@@ -1,0 +1,356 @@
+"""L0 regularization with hard-concrete gates (Louizos, Welling & Kingma 2018,
+"Learning Sparse Neural Networks through L0 Regularization").
+
+Each gated unit j (one weight under the ``weight`` granularity, one output unit --
+Linear row / conv filter, its bias included -- under ``neuron``) gets a logit
+``log_alpha_j`` and a stochastic gate ``z_j`` that multiplies it during training::
+
+    u ~ U(0, 1)
+    s     = sigmoid((log u - log(1 - u) + log_alpha) / beta)
+    s_bar = s * (zeta - gamma) + gamma
+    z     = min(1, max(0, s_bar))                         (hard-concrete sample)
+
+    P(z_j != 0) = sigmoid(log_alpha_j - beta * log(-gamma / zeta))
+    L = L_task + lam * sum_j P(z_j != 0)                  (expected L0 norm)
+
+    z_test = min(1, max(0, sigmoid(log_alpha) * (zeta - gamma) + gamma))   (eval mode)
+
+with ``beta = 2/3, gamma = -0.1, zeta = 1.1``. The stretch past [0, 1] gives z exact
+point masses at 0 and at 1 while the gradient still reaches ``log_alpha`` through
+the samples in (0, 1) and through the closed-form penalty.
+
+Design choices (and why):
+
+- **Attachment.** Weight gates multiply the effective weight in a forward pre-hook
+  that runs after the mask hook (``weight = weight_orig * weight_mask * z``); to keep
+  that order every gated module gets an all-ones mask at attach (a ones mask changes
+  nothing). Neuron gates multiply the module's output channel-wise in a forward hook,
+  which equals scaling the unit's weight row *and* bias by ``z_j`` and costs one
+  product per activation instead of per weight. All gates of a layer are sampled with
+  one tensor op, once per training batch (shared by the batch, as in the paper).
+  In eval mode the deterministic ``z_test`` is used.
+- **Gate optimizer.** The logits are not model parameters (the saved model stays a
+  plain model) and are trained by the objective's own Adam (lr ``gate_lr``, no weight
+  decay), stepped in ``after_step``. Louizos et al. trained with Adam; with the loop's
+  SGD a logit's penalty step would be ``lr * lam * sigmoid'(.)``, which vanishes for the
+  strongly open gates a pre-trained network starts with, so no fixed gate lr works for
+  both 266k weight gates and 400 unit gates. Adam moves each logit by about ``gate_lr``
+  per step whatever the gradient scale.
+- **Initialization.** A pruning run starts from a trained dense model, so gates start
+  almost always fully open: ``log_alpha = log(1 - p) - log(p)`` with drop rate
+  ``p = init_drop`` (default 0.05: ``log_alpha = 2.94``, ``z_test = 0.99``, 87 % of
+  training samples exactly 1), rather than the paper's p = 0.5 for training from scratch.
+- **Target-sparsity mode** (default: the run's ``--sparsity``). ``lam`` is then the
+  *initial* value of a multiplier that a controller adjusts after every step:
+  ``lam <- lam * exp(rate * log(rho / d_t))`` (clipped to [1e-8, 1e4]), where
+  ``rho = mean_j P(z_j != 0)`` is the expected kept fraction and ``d_t`` anneals
+  linearly from 1 to ``1 - sparsity`` over the first ``anneal`` of the regularization
+  window, then stays there. Too many gates open -> lam grows, too few -> it shrinks
+  (a multiplicative dual-ascent step on the constraint ``rho <= d``). The pruning
+  event then removes exactly the target fraction with the ``l0-gate`` criterion.
+  With ``target_sparsity=None`` (``-o target_sparsity=null``) lam is fixed, as written.
+- **Folding.** ``detach`` (right after the pruning event) multiplies ``weight_orig``
+  (and, for neuron gates, ``bias_orig``) by ``z_test`` and removes every hook and gate,
+  leaving a plain masked model. The *mask* is the pruning event's (exactly the target);
+  a kept entry whose ``z_test`` is 0 is not masked, it starts fine-tuning at 0.
+- **Everything pruned.** A layer whose every gate is closed (``z_test == 0``, i.e.
+  ``log_alpha <= logit(-gamma / (zeta - gamma)) = -2.40``) is an error naming the layer
+  and lam, checked every ``check_every`` steps and at the pruning event.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ...registry import PrunekitError
+from ..criteria import CRITERIA, Context
+from ..masks import apply_mask, is_masked, original, refresh
+from ..methods import Method, register
+from . import OBJECTIVES, Objective
+
+BETA, GAMMA, ZETA = 2.0 / 3.0, -0.1, 1.1
+
+
+# -- the hard-concrete distribution ---------------------------------------------------------
+def hard_concrete(
+    log_alpha: Tensor, u: Tensor, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA
+) -> Tensor:
+    """Hard-concrete sample ``z = min(1, max(0, s(zeta-gamma)+gamma))`` for uniforms ``u``."""
+    s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / beta)
+    return torch.clamp(s * (zeta - gamma) + gamma, 0.0, 1.0)
+
+
+def keep_probability(
+    log_alpha: Tensor, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA
+) -> Tensor:
+    """``P(z != 0) = sigmoid(log_alpha - beta * log(-gamma / zeta))`` (closed form)."""
+    return torch.sigmoid(log_alpha - beta * math.log(-gamma / zeta))
+
+
+def test_gate(log_alpha: Tensor, gamma: float = GAMMA, zeta: float = ZETA) -> Tensor:
+    """Deterministic test-time gate ``min(1, max(0, sigmoid(log_alpha)(zeta-gamma)+gamma))``."""
+    return torch.clamp(torch.sigmoid(log_alpha) * (zeta - gamma) + gamma, 0.0, 1.0)
+
+
+def closed_logit(gamma: float = GAMMA, zeta: float = ZETA) -> float:
+    """The largest ``log_alpha`` whose test-time gate is exactly 0: ``logit(-gamma/(zeta-gamma))``."""
+    p = -gamma / (zeta - gamma)
+    return math.log(p / (1.0 - p))
+
+
+class _HardConcreteGate(torch.autograd.Function):
+    """``hard_concrete`` with the logistic noise ``n = log u - log(1-u)`` given, fused:
+    one saved tensor and ``dz/dlog_alpha = (zeta-gamma)/beta * s(1-s) * [0 < s_bar < 1]``
+    computed in one pass (cheaper than autograd's chain of elementwise nodes)."""
+
+    @staticmethod
+    def forward(ctx: Any, log_alpha: Tensor, noise: Tensor, beta: float, gamma: float,
+                zeta: float) -> Tensor:
+        s = torch.sigmoid((noise + log_alpha) / beta)
+        ctx.save_for_backward(s)
+        ctx.consts = (beta, gamma, zeta)
+        return torch.clamp(s * (zeta - gamma) + gamma, 0.0, 1.0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (s,) = ctx.saved_tensors
+        beta, gamma, zeta = ctx.consts
+        s_bar = s * (zeta - gamma) + gamma
+        inside = (s_bar > 0.0) & (s_bar < 1.0)
+        g = grad * s * (1.0 - s) * ((zeta - gamma) / beta)
+        return torch.where(inside, g, torch.zeros_like(g)), None, None, None, None
+
+
+# -- the objective ---------------------------------------------------------------------------
+class L0Objective(Objective):
+    """Hard-concrete gates per weight (``granularity="weight"``) or per output unit
+    (``"neuron"``); see the module docstring for the formulas and choices."""
+
+    name = "l0"
+
+    def __init__(
+        self, *, lam: float, granularity: str, target_sparsity: float | None, gate_lr: float,
+        init_drop: float, rate: float, anneal: float, seed: int, check_every: int,
+        window_steps: int | None = None, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA,
+    ) -> None:
+        if not float(lam) >= 0.0:
+            raise PrunekitError(f"l0: lambda must be >= 0, got {lam}")
+        if granularity not in ("weight", "neuron"):
+            raise PrunekitError(f"l0: gates exist per weight or per neuron, not {granularity!r}")
+        if target_sparsity is not None and not 0.0 <= float(target_sparsity) < 1.0:
+            raise PrunekitError(f"l0: target_sparsity must be in [0, 1), got {target_sparsity}")
+        if not 0.0 < float(init_drop) < 1.0:
+            raise PrunekitError(f"l0: init_drop must be in (0, 1), got {init_drop}")
+        if not float(gate_lr) > 0.0 or not float(rate) >= 0.0 or not 0.0 < float(anneal) <= 1.0:
+            raise PrunekitError(f"l0: need gate_lr > 0, rate >= 0, anneal in (0, 1]; got "
+                                f"{gate_lr}, {rate}, {anneal}")
+        if not (beta > 0 and gamma < 0 and zeta > 1):
+            raise PrunekitError(f"l0: need beta > 0, gamma < 0, zeta > 1; got {beta}, {gamma}, {zeta}")
+        self.lam = float(lam)
+        self.granularity = granularity
+        self.target = None if target_sparsity is None else float(target_sparsity)
+        self.gate_lr, self.init_drop = float(gate_lr), float(init_drop)
+        self.rate, self.anneal, self.check_every = float(rate), float(anneal), int(check_every)
+        self.beta, self.gamma, self.zeta = float(beta), float(gamma), float(zeta)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.log_alpha: dict[str, Tensor] = {}
+        self.modules: dict[str, nn.Module] = {}
+        self._hooks: list[Any] = []
+        self._opt: torch.optim.Optimizer | None = None
+        self.steps = 0
+        self.window = window_steps  # steps of the regularization window (from the phase)
+        self.density = 1.0
+        self.trace: list[dict[str, float]] = []
+
+    # -- gates ------------------------------------------------------------------------------
+    def gate_shape(self, module: nn.Module) -> torch.Size:
+        w = original(module)
+        return w.shape if self.granularity == "weight" else w.shape[:1]
+
+    def sample(self, name: str) -> Tensor:
+        """One hard-concrete sample of every gate of layer ``name`` (one tensor op)."""
+        la = self.log_alpha[name]
+        u = torch.rand(la.shape, generator=self.generator).clamp_(1e-6, 1.0 - 1e-6)
+        noise = torch.log(u).sub_(torch.log1p(-u))
+        return _HardConcreteGate.apply(la, noise, self.beta, self.gamma, self.zeta)
+
+    def gate(self, name: str, training: bool) -> Tensor:
+        if training and torch.is_grad_enabled():
+            return self.sample(name)
+        return test_gate(self.log_alpha[name].detach(), self.gamma, self.zeta)
+
+    def keep_probabilities(self) -> dict[str, Tensor]:
+        """``P(z != 0)`` per gate, detached."""
+        return {n: keep_probability(la.detach(), self.beta, self.gamma, self.zeta)
+                for n, la in self.log_alpha.items()}
+
+    def test_gates(self) -> dict[str, Tensor]:
+        return {n: test_gate(la.detach(), self.gamma, self.zeta) for n, la in self.log_alpha.items()}
+
+    # -- objective hooks --------------------------------------------------------------------
+    def attach(self, model: nn.Module, modules: dict[str, nn.Module]) -> None:
+        self.modules = dict(modules)
+        init = math.log(1.0 - self.init_drop) - math.log(self.init_drop)
+        for name, m in self.modules.items():
+            w = original(m)
+            self.log_alpha[name] = torch.full(self.gate_shape(m), init, dtype=w.dtype,
+                                              device=w.device, requires_grad=True)
+            if self.granularity == "weight":
+                if not is_masked(m):  # so the mask hook runs before the gate hook
+                    apply_mask(m, torch.ones_like(w))
+                self._hooks.append(m.register_forward_pre_hook(self._weight_hook(name)))
+            else:
+                self._hooks.append(m.register_forward_hook(self._unit_hook(name)))
+        self._opt = torch.optim.Adam(list(self.log_alpha.values()), lr=self.gate_lr)
+
+    def _weight_hook(self, name: str) -> Any:
+        def hook(module: nn.Module, inputs: Any) -> None:
+            module.weight = module.weight * self.gate(name, module.training)
+
+        return hook
+
+    def _unit_hook(self, name: str) -> Any:
+        def hook(module: nn.Module, inputs: Any, output: Tensor) -> Tensor:
+            z = self.gate(name, module.training)
+            return output * z.view(1, -1, *([1] * (output.dim() - 2)))
+
+        return hook
+
+    def penalty(self, model: nn.Module) -> Tensor | None:
+        probs = [keep_probability(la, self.beta, self.gamma, self.zeta).sum()
+                 for la in self.log_alpha.values()]
+        expected = torch.stack(probs).sum()
+        self.density = float(expected.detach()) / self.num_gates
+        return self.lam * expected if self.lam > 0 else None
+
+    def after_step(self, model: nn.Module, lr: float) -> None:
+        assert self._opt is not None
+        self._opt.step()
+        self._opt.zero_grad(set_to_none=True)
+        self.steps += 1
+        if self.target is not None:
+            d_t = self.density_target(self.steps)
+            self.lam = min(max(self.lam * math.exp(self.rate * math.log(self.density / d_t)),
+                               1e-8), 1e4)
+        if self.steps % 50 == 0 or self.steps == 1:
+            self.trace.append({"step": self.steps, "lambda": self.lam, "density": self.density})
+        if self.check_every and self.steps % self.check_every == 0:
+            self.check_alive()
+
+    def density_target(self, step: int) -> float:
+        """``d_t``: 1 -> 1 - target linearly over ``anneal`` of the window, then flat."""
+        assert self.target is not None
+        final = 1.0 - self.target
+        span = self.anneal * (self.window or 1)
+        return 1.0 + (final - 1.0) * min(step / max(span, 1.0), 1.0)
+
+    def check_alive(self) -> None:
+        """Error if a layer has no open gate left (a silent empty layer otherwise)."""
+        for name, z in self.test_gates().items():
+            if not bool((z > 0).any()):
+                raise PrunekitError(
+                    f"l0 lambda={self.lam:.3g} closed every gate of layer {name!r} after "
+                    f"{self.steps} steps (the layer would be pruned entirely); lower --lambda"
+                    + (" or the target sparsity" if self.target is not None else "")
+                )
+
+    @torch.no_grad()
+    def detach(self, model: nn.Module) -> None:
+        """Fold ``z_test`` into the weights and remove every hook and gate."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        for name, z in self.test_gates().items():
+            m = self.modules[name]
+            if self.granularity == "weight":
+                original(m).mul_(z)
+            else:
+                w = original(m)
+                w.mul_(z.view(-1, *([1] * (w.dim() - 1))))
+                if getattr(m, "bias", None) is not None or is_masked(m, "bias"):
+                    original(m, "bias").mul_(z)
+            for pname in ("weight", "bias"):
+                refresh(m, pname)
+        self.final = {"lambda": self.lam, "density_expected": self.density,
+                      "open_fraction_test": self._open_fraction()}
+        self.log_alpha = {}
+        self._opt = None
+
+    def _open_fraction(self) -> float:
+        zs = self.test_gates()
+        return float(sum(int((z > 0).sum()) for z in zs.values()) / max(self.num_gates, 1))
+
+    @property
+    def num_gates(self) -> int:
+        return sum(la.numel() for la in self.log_alpha.values())
+
+    def describe(self) -> str:
+        mode = f"target_sparsity={self.target:g}" if self.target is not None else "fixed lambda"
+        return f"l0 lambda={self.lam:.4g} ({mode}, {self.granularity} gates, gate_lr={self.gate_lr:g})"
+
+    def report(self) -> dict[str, Any]:
+        """Lambda and expected kept fraction over the window (every 50 steps)."""
+        out: dict[str, Any] = {"objective": self.describe(), "trace": self.trace}
+        out.update(getattr(self, "final", {}))
+        return out
+
+
+@OBJECTIVES.register("l0")
+def l0(
+    *, lam: float = 1e-5, granularity: str = "weight", target_sparsity: float | None = None,
+    gate_lr: float = 0.05, init_drop: float = 0.05, rate: float = 0.05, anneal: float = 0.6,
+    seed: int = 0, check_every: int = 50, window_steps: int | None = None,
+) -> L0Objective:
+    """L0 term ``lam * sum_j P(z_j != 0)`` over hard-concrete gates (Louizos et al. 2018).
+
+    ``granularity``, ``target_sparsity`` and ``window_steps`` (length of the
+    regularization window) are filled in by the pruning phase from the method and the
+    run; ``target_sparsity=None`` keeps ``lam`` fixed."""
+    return L0Objective(lam=lam, granularity=granularity, target_sparsity=target_sparsity,
+                       gate_lr=gate_lr, init_drop=init_drop, rate=rate, anneal=anneal,
+                       seed=seed, check_every=check_every, window_steps=window_steps)
+
+
+# -- criterion -------------------------------------------------------------------------------
+@CRITERIA.register("l0-gate")
+def l0_gate(model: nn.Module, modules: dict[str, nn.Module], ctx: Context) -> dict[str, Tensor]:
+    """Score = ``P(z != 0)`` of each gate (``-o gate_score=test``: the test-time gate
+    ``z_test``, ties broken by ``P``). Weight-shaped for weight gates, shape ``(out,)``
+    for neuron gates. Needs the live ``l0`` objective (the pruning phase provides it)."""
+    obj = ctx.objective
+    if not isinstance(obj, L0Objective) or not obj.log_alpha:
+        raise PrunekitError("criterion 'l0-gate' needs the l0 objective's gates; use the "
+                            "l0 method through prunekit.run / `prunekit prune`")
+    missing = [n for n in modules if n not in obj.log_alpha]
+    if missing:
+        raise PrunekitError(f"criterion 'l0-gate': no gates on layer(s) {missing}")
+    obj.check_alive()
+    kind = ctx.options.get("gate_score", "prob")
+    if kind not in ("prob", "test"):
+        raise PrunekitError(f"gate_score must be 'prob' or 'test', got {kind!r}")
+    probs = obj.keep_probabilities()
+    if kind == "prob":
+        return {n: probs[n] for n in modules}
+    # z_test saturates at 0 and 1; P(z != 0) (< 1) orders the ties.
+    tests = obj.test_gates()
+    return {n: tests[n] + 1e-3 * probs[n] for n in modules}
+
+
+l0_gate.options = ("gate_score",)  # type: ignore[attr-defined]
+
+
+register(Method(
+    "l0", criterion="l0-gate", objective="l0",
+    description="L0 regularization with hard-concrete gates (Louizos et al. 2018): lambda "
+    "driven to the target sparsity, prune by P(z != 0), fold gates, fine-tune.",
+))
+register(Method(
+    "l0-neuron", criterion="l0-gate", granularity="neuron", objective="l0",
+    description="L0 with one hard-concrete gate per neuron / filter: units whose gates "
+    "close are removed whole (= l0 --granularity neuron).",
+))
+

@@ -1,0 +1,125 @@
+"""The sparsify phase as a training callback: objective window + pruning events.
+
+See ``methods.py`` for how a method spends the phase. Pruning events run before
+the step they are scheduled at; events scheduled at or after the last step (a
+phase of zero steps, i.e. no fine-tuning) run when the phase ends, so the target
+sparsity is always reached.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+from .criteria import Context
+from .methods import Method
+from .objectives import OBJECTIVES, Objective
+from .schedules import SCHEDULES
+from .step import prune_step, target_modules
+
+
+def build_objective(method: Method, sparsity: float, window_steps: int) -> Objective:
+    """The method's objective. A factory that takes the keywords ``granularity``,
+    ``target_sparsity`` or ``window_steps`` (steps the objective is active) gets them from
+    the method and the run unless the method's options set them (L1's group form, L0's
+    target-sparsity controller)."""
+    assert method.objective is not None
+    factory = OBJECTIVES.get(method.objective)
+    accepted = inspect.signature(factory).parameters
+    known = {"granularity": method.granularity, "target_sparsity": sparsity,
+             "window_steps": window_steps}
+    extra = {k: v for k, v in known.items() if k in accepted and k not in method.objective_args}
+    return factory(**method.objective_args, **extra)
+
+
+class PruningPhase:
+    def __init__(
+        self,
+        method: Method,
+        sparsity: float,
+        total_steps: int,
+        *,
+        ctx: Context,
+        exclude: tuple[str, ...] = (),
+    ) -> None:
+        self.method = method
+        self.sparsity = sparsity
+        self.total = total_steps
+        self.ctx = ctx
+        ctx.options = {**method.criterion_args, **ctx.options}
+        self.exclude = exclude
+        before = method.objective is not None and method.objective_phase == "before-prune"
+        self.regularize_end = int(method.regularize_fraction * total_steps) if before else None
+        self.objective: Objective | None = (
+            build_objective(method, sparsity, self.regularize_end or total_steps)
+            if method.objective else None
+        )
+        ctx.objective = self.objective
+        events = SCHEDULES.get(method.schedule)(
+            sparsity, self.regularize_end or 0, total_steps, **method.schedule_args
+        )
+        self.events: list[tuple[int, float]] = sorted(events)
+        self.active = False
+        self.modules: dict[str, nn.Module] = {}
+        self.history: list[dict[str, float]] = []
+
+    # -- callback hooks -------------------------------------------------------------
+    def on_start(self, model: nn.Module) -> None:
+        self.modules = target_modules(model, self.method.granularity, self.exclude)
+        if self.objective is not None:
+            self.objective.attach(model, self.modules)
+            self.active = True
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.objective.param_groups() if self.objective is not None else []
+
+    def on_step(self, step: int, model: nn.Module) -> None:
+        while self.events and self.events[0][0] <= step:
+            self._prune(model, step, self.events.pop(0)[1])
+        if self.active and self.regularize_end is not None and step >= self.regularize_end:
+            self._stop_objective(model)
+
+    def transform(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.objective.transform(x, y, generator) if self.active else (x, y)
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        return self.objective.penalty(model) if self.active else None
+
+    def after_step(self, model: nn.Module, lr: float) -> None:
+        if self.active:
+            self.objective.after_step(model, lr)
+
+    def on_end(self, model: nn.Module, steps: int) -> None:
+        for _, target in self.events:
+            self._prune(model, steps, target)
+        self.events = []
+        if self.active:
+            self._stop_objective(model)
+
+    def describe(self) -> str:
+        obj = self.objective.describe() if self.objective is not None else "no objective"
+        return f"method {self.method.name}, {obj}"
+
+    # -- internals ------------------------------------------------------------------
+    def _prune(self, model: nn.Module, step: int, target: float) -> None:
+        prune_step(
+            model,
+            criterion=self.method.criterion,
+            granularity=self.method.granularity,
+            sparsity=target,
+            scope=self.method.scope,
+            ctx=self.ctx,
+            modules=self.modules,
+            **self.method.granularity_args,
+        )
+        self.history.append({"step": step, "target": target})
+
+    def _stop_objective(self, model: nn.Module) -> None:
+        assert self.objective is not None
+        self.objective.detach(model)
+        self.active = False

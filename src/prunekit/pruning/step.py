@@ -1,0 +1,164 @@
+"""One pruning step: criterion -> scores -> granularity -> masks applied to the model.
+
+This is the only place where masks are decided; schedules call it repeatedly with
+growing targets, and the library's ``prunekit.prune`` calls it once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..registry import PrunekitError
+from .criteria import CRITERIA, Context
+from .granularity import check_sparsity, make_masks
+from .masks import apply_mask, get_mask, original, prunable_modules
+
+# Granularities that remove whole output units: the classifier head is left alone,
+# since removing its units would remove classes.
+UNIT_GRANULARITIES = {"neuron"}
+
+
+def unit_groups(model: nn.Module) -> list[Any] | None:
+    """The surgery's dependency groups (``prunekit.surgery.groups.analyze``), or None
+    with a warning when the model has layers the surgery cannot follow: units are
+    then chosen layer by layer (no ties, no BatchNorm) and ``shrink`` will refuse it."""
+    from ..surgery.groups import UnsupportedModel, analyze  # surgery imports pruning
+
+    try:
+        return analyze(model)
+    except UnsupportedModel as e:
+        warnings.warn(f"neuron units are masked layer by layer: {e}", stacklevel=3)
+        return None
+
+
+def target_modules(
+    model: nn.Module, granularity: str, exclude: Iterable[str] = ()
+) -> dict[str, nn.Module]:
+    """The layers a granularity prunes. Unit granularities: the producers of every
+    group that can shrink (not tied to the model input or output, so the head's
+    classes stay) with none of its layers in ``exclude``."""
+    groups = unit_groups(model) if granularity in UNIT_GRANULARITIES else None
+    if groups is None:
+        return prunable_modules(
+            model, exclude=exclude, include_last=granularity not in UNIT_GRANULARITIES
+        )
+    excluded = set(exclude)
+    names = {p for g in groups if g.fixed is None and not excluded & set(g.producers)
+             for p in g.producers}
+    found = {n: m for n, m in model.named_modules() if n in names}
+    if not found:
+        raise PrunekitError(
+            f"{type(model).__name__} has no output units that can be removed (every "
+            "Linear/Conv feeds the output or is excluded)"
+        )
+    return found
+
+
+def _ties(groups: list[Any], modules: dict[str, nn.Module]) -> tuple[list[list[str]], list[Any]]:
+    """Tied producer lists for the granularity (layers outside any shrinkable group
+    stand alone) and the groups they come from."""
+    ties, used, covered = [], [], set()
+    for g in groups:
+        tie = [p for p in g.producers if p in modules]
+        if g.fixed is None and tie:
+            ties.append(tie)
+            used.append(g)
+            covered |= set(tie)
+    ties += [[n] for n in modules if n not in covered]
+    return ties, used
+
+
+def _follower_masks(model: nn.Module, groups: list[Any], modules: dict[str, nn.Module]) -> dict:
+    """Masks for the BatchNorm / depthwise layers after pruned units: a removed
+    channel must be exactly zero after them too (gamma and beta zeroed), else BN's
+    beta would keep it alive as a constant and removal would change the outputs."""
+    masks = {}
+    for g in groups:
+        first = next(p for p in g.producers if p in modules)
+        keep = get_mask(modules[first]).flatten(1).ne(0).any(1).float()
+        for name in g.followers:
+            m = model.get_submodule(name)
+            for param in ("weight", "bias"):
+                t = original(m, param)
+                if t is not None:
+                    masks[f"{name}.{param}"] = keep.view(-1, *[1] * (t.dim() - 1)).expand_as(t)
+    return masks
+
+
+def prune_step(
+    model: nn.Module,
+    *,
+    criterion: str,
+    granularity: str,
+    sparsity: float,
+    scope: str,
+    ctx: Context | None = None,
+    modules: dict[str, nn.Module] | None = None,
+    **granularity_args: Any,
+) -> dict[str, torch.Tensor]:
+    """Score, select and apply masks so that a ``sparsity`` fraction of the units of
+    removal is pruned. Returns the masks applied (``{"fc1.weight": mask, ...}``)."""
+    check_sparsity(sparsity)
+    modules = modules if modules is not None else target_modules(model, granularity)
+    ctx = ctx or Context()
+    scores = CRITERIA.get(criterion)(model, modules, ctx)
+    groups = unit_groups(model) if granularity in UNIT_GRANULARITIES else None
+    if groups is not None:
+        granularity_args["ties"], groups = _ties(groups, modules)
+    masks = make_masks(granularity, modules, scores, sparsity, scope, **granularity_args)
+    for key, mask in masks.items():
+        mod_name, _, param = key.rpartition(".")
+        apply_mask(modules[mod_name], mask, param)
+    if groups:
+        followers = _follower_masks(model, groups, modules)
+        for key, mask in followers.items():
+            mod_name, _, param = key.rpartition(".")
+            apply_mask(model.get_submodule(mod_name), mask.contiguous(), param)
+        masks.update(followers)
+    return masks
+
+
+def prune(
+    model: nn.Module,
+    method: str = "magnitude",
+    sparsity: float = 0.5,
+    *,
+    scope: str | None = None,
+    granularity: str | None = None,
+    data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    seed: int = 0,
+    exclude: Iterable[str] = (),
+    **granularity_args: Any,
+) -> nn.Module:
+    """Prune ``model`` in place with a registered method's criterion and return it.
+
+    ``sparsity`` is the fraction of units of removal (weights, or neurons for
+    ``granularity="neuron"``) to prune, in [0, 1). ``data`` is an ``(x, y)``
+    calibration batch for data-driven criteria. Methods whose objective needs
+    training (l1, l0, noise models, entropy regularizers) are applied here by their
+    criterion only; ``prunekit.run`` runs their full training phase.
+    """
+    from .methods import get_method
+
+    m = get_method(method)
+    gran = granularity or m.granularity
+    modules = target_modules(model, gran, exclude)
+    if not any(isinstance(p, torch.Tensor) for p in model.parameters()):
+        raise PrunekitError("model has no parameters")
+    gen = torch.Generator().manual_seed(seed)
+    prune_step(
+        model,
+        criterion=m.criterion,
+        granularity=gran,
+        sparsity=sparsity,
+        scope=scope or m.scope,
+        ctx=Context(data=data, generator=gen, options=dict(m.criterion_args)),
+        modules=modules,
+        **{**(m.granularity_args if gran == m.granularity else {}), **granularity_args},
+    )
+    return model

@@ -1,0 +1,21 @@
+"""Structured surgery: make neuron-pruned models physically smaller and faster.
+
+- :func:`analyze` (``groups.py``): dependency groups, via torch.fx;
+- :func:`shrink` (``shrink.py``): remove dead units, optionally ``round_to`` widths;
+- :func:`fold_batchnorm` (``fold.py``): fold BatchNorm into the layer before it.
+"""
+
+from .fold import fold_batchnorm
+from .groups import UnitGroup, UnsupportedModel, analyze
+from .shrink import alive_units, keep_plan, shrink, units
+
+__all__ = [
+    "UnitGroup",
+    "UnsupportedModel",
+    "alive_units",
+    "analyze",
+    "fold_batchnorm",
+    "keep_plan",
+    "shrink",
+    "units",
+]
