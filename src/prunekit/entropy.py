@@ -83,7 +83,9 @@ def histogram_counts(acts: Tensor, lo: Tensor, hi: Tensor, bins: int) -> Tensor:
     idx = scaled.floor().clamp(0, bins - 1).long()
     idx = torch.where(width > 0, idx, torch.zeros_like(idx))
     flat = idx + torch.arange(units) * bins  # one histogram per unit in one bincount
-    return torch.bincount(flat.flatten(), minlength=units * bins).view(units, bins).to(torch.float64)
+    return (
+        torch.bincount(flat.flatten(), minlength=units * bins).view(units, bins).to(torch.float64)
+    )
 
 
 def entropy_from_counts(counts: Tensor) -> Tensor:
@@ -110,7 +112,9 @@ def check_bins(bins: object) -> int:
 
 def check_estimator(estimator: object) -> str:
     if estimator not in ESTIMATORS:
-        raise PrunekitError(f"entropy estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+        raise PrunekitError(
+            f"entropy estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}"
+        )
     return str(estimator)
 
 
@@ -144,10 +148,39 @@ class RunningMoments:
 
 # -- where each unit's activation is read ------------------------------------------------
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_ACT_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-                nn.Mish, nn.Hardswish, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.PReLU)
-_ACT_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.gelu, F.silu,
-                  F.mish, F.hardswish, F.hardtanh, torch.sigmoid, torch.tanh, F.softplus}
+_ACT_MODULES = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+    nn.PReLU,
+)
+_ACT_FUNCTIONS = {
+    F.relu,
+    torch.relu,
+    F.relu6,
+    F.leaky_relu,
+    F.elu,
+    F.selu,
+    F.gelu,
+    F.silu,
+    F.mish,
+    F.hardswish,
+    F.hardtanh,
+    torch.sigmoid,
+    torch.tanh,
+    F.softplus,
+}
 _ACT_METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 
 
@@ -202,8 +235,10 @@ def find_taps(model: nn.Module, layers: dict[str, nn.Module]) -> dict[str, Tap]:
     try:
         graph = fx.symbolic_trace(model).graph
     except Exception:  # noqa: BLE001 - any trace failure means "no graph", not a user error
-        return {name: Tap(name, name, None, f"{name} (raw output: model not traceable)")
-                for name in layers}
+        return {
+            name: Tap(name, name, None, f"{name} (raw output: model not traceable)")
+            for name in layers
+        }
     modules = dict(model.named_modules())
     calls: dict[str, int] = {}
     for node in graph.nodes:
@@ -233,11 +268,15 @@ def find_taps(model: nn.Module, layers: dict[str, nn.Module]) -> dict[str, Tap]:
         taps[name] = Tap(name, hook, post, " -> ".join(path))
     for name in layers:
         if name not in taps:
-            raise PrunekitError(f"layer {name!r} is never called in the model's forward; "
-                                "its activations cannot be hooked")
+            raise PrunekitError(
+                f"layer {name!r} is never called in the model's forward; "
+                "its activations cannot be hooked"
+            )
         if calls.get(name, 0) > 1:
-            raise PrunekitError(f"layer {name!r} is called {calls[name]} times per forward; "
-                                "its units' activations are ambiguous and cannot be hooked")
+            raise PrunekitError(
+                f"layer {name!r} is called {calls[name]} times per forward; "
+                "its units' activations are ambiguous and cannot be hooked"
+            )
     return taps
 
 
@@ -246,15 +285,19 @@ def pool_units(out: object, layer: str, module: nn.Module) -> Tensor:
     a Linear's extra middle dimensions pooled likewise."""
     units = original_out_units(module)
     if not isinstance(out, Tensor) or out.dim() < 2:
-        raise PrunekitError(f"layer {layer!r}: hooked output is not a batched tensor; "
-                            "its activations cannot be hooked")
+        raise PrunekitError(
+            f"layer {layer!r}: hooked output is not a batched tensor; "
+            "its activations cannot be hooked"
+        )
     if isinstance(module, nn.Linear):
         pooled = out if out.dim() == 2 else out.flatten(1, -2).mean(1)
     else:
         pooled = out if out.dim() == 2 else out.flatten(2).mean(2)
     if pooled.shape[1] != units:
-        raise PrunekitError(f"layer {layer!r}: hooked output has {pooled.shape[1]} channels, "
-                            f"the layer has {units} units; its activations cannot be hooked")
+        raise PrunekitError(
+            f"layer {layer!r}: hooked output has {pooled.shape[1]} channels, "
+            f"the layer has {units} units; its activations cannot be hooked"
+        )
     return pooled
 
 
@@ -274,6 +317,7 @@ def tapped(
     modules = dict(model.named_modules())
     handles = []
     for tap in taps.values():
+
         def hook(_m: nn.Module, _inp: object, out: object, tap: Tap = tap) -> None:
             acts = tap.post(out) if tap.post is not None and isinstance(out, Tensor) else out
             sink(tap.layer, pool_units(acts, tap.layer, layers[tap.layer]))
@@ -298,16 +342,20 @@ def calibration_batches(
     if n == 0:
         raise PrunekitError("calibration set is empty; entropy needs data")
     if n < batch_size:
-        raise PrunekitError(f"calibration set has {n} examples, fewer than one batch of "
-                            f"{batch_size}; give more data or a smaller calibration_batch_size")
+        raise PrunekitError(
+            f"calibration set has {n} examples, fewer than one batch of "
+            f"{batch_size}; give more data or a smaller calibration_batch_size"
+        )
     available = n // batch_size
     if batches is not None:
         if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
             raise PrunekitError(f"calibration_batches must be an integer >= 1, got {batches!r}")
         if batches > available:
-            raise PrunekitError(f"calibration set has {n} examples: {batches} batches of "
-                                f"{batch_size} need {batches * batch_size}; lower "
-                                "calibration_batches or calibration_batch_size")
+            raise PrunekitError(
+                f"calibration set has {n} examples: {batches} batches of "
+                f"{batch_size} need {batches * batch_size}; lower "
+                "calibration_batches or calibration_batch_size"
+            )
         available = batches
     return [x[i * batch_size : (i + 1) * batch_size] for i in range(available)]
 
@@ -362,7 +410,9 @@ def unit_entropies(
 
 
 def _passes(
-    model: nn.Module, layers: dict[str, nn.Module], chunks: list[Tensor],
+    model: nn.Module,
+    layers: dict[str, nn.Module],
+    chunks: list[Tensor],
     sink: Callable[[str, Tensor], None],
 ) -> None:
     """One forward per chunk; each layer's hook must fire exactly once per forward."""

@@ -43,19 +43,27 @@ def run_unit_entropies(
         cfg = RunConfig.from_dict(json.loads((run_dir / "result.json").read_text())["config"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise PrunekitError(f"{run_dir / 'result.json'} is missing or corrupted: {e}") from None
-    data = load_dataset(cfg.dataset, data_dir=data_dir or cfg.data_dir, val_fraction=cfg.val_fraction,
-                        seed=cfg.seed, limit=cfg.limit, test_limit=cfg.test_limit)
+    data = load_dataset(
+        cfg.dataset,
+        data_dir=data_dir or cfg.data_dir,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        limit=cfg.limit,
+        test_limit=cfg.test_limit,
+    )
     split = data.val if len(data.val) else data.train
     x = split.x[:CALIBRATION_EXAMPLES]
     layers = prunable_modules(model, include_last=False)
-    h = unit_entropies(model, x, layers, estimator=estimator, bins=bins, batch_size=batch_size,
-                       batches=batches)
+    h = unit_entropies(
+        model, x, layers, estimator=estimator, bins=bins, batch_size=batch_size, batches=batches
+    )
     return {
         "run": str(run_dir),
         "estimator": estimator,
         "bins": bins if estimator == "histogram" else None,
         "units": "nats",
-        "calibration_examples": len(x) // batch_size * batch_size if batches is None
+        "calibration_examples": len(x) // batch_size * batch_size
+        if batches is None
         else batches * batch_size,
         "activation": {n: t.path for n, t in find_taps(model, layers).items()},
         "entropy": {n: [round(float(v), 6) for v in t] for n, t in h.items()},

@@ -56,5 +56,8 @@ def entropy_scores(
 
 
 entropy_scores.options = (  # type: ignore[attr-defined]
-    "estimator", "bins", "calibration_batches", "calibration_batch_size",
+    "estimator",
+    "bins",
+    "calibration_batches",
+    "calibration_batch_size",
 )

@@ -91,8 +91,10 @@ class EntropyObjective(Objective):
     def penalty(self, model: nn.Module) -> Tensor | None:
         missing = [n for n in self.layers if n not in self._acts]
         if missing:
-            raise PrunekitError(f"{self.kind}: no activations of layer(s) {missing} in this "
-                                "training forward; their activations cannot be hooked")
+            raise PrunekitError(
+                f"{self.kind}: no activations of layer(s) {missing} in this "
+                "training forward; their activations cannot be hooked"
+            )
         entropies = {n: batch_gaussian_entropy(self._acts[n], self.eps) for n in self.layers}
         self._acts.clear()
         self._trace(entropies)
@@ -127,8 +129,11 @@ class EntropyObjective(Objective):
         """Per-unit batch entropies (Gaussian, nats): ``start`` on the first regularized
         batch (before any update), ``end`` averaged over the last ``trace_batches``;
         their summaries; and the criterion's calibration entropies at the pruning event."""
-        out: dict[str, Any] = {"objective": self.describe(), "regularized_batches": self.batches,
-                               "trace_batches": self.trace_batches}
+        out: dict[str, Any] = {
+            "objective": self.describe(),
+            "regularized_batches": self.batches,
+            "trace_batches": self.trace_batches,
+        }
         if self.batches:
             last = {n: sum(b[n] for b in self._last) / len(self._last) for n in self.layers}
             floor = float(gaussian_entropy(torch.tensor(COLLAPSED_STD**2), self.eps))
@@ -150,29 +155,50 @@ def summarize(per_unit: dict[str, Tensor], collapsed_below: float | None = None)
 
 
 @OBJECTIVES.register("maxent")
-def maxent(*, lam: float = 1e-3, eps: float = VAR_FLOOR, trace_batches: int = 20) -> EntropyObjective:
+def maxent(
+    *, lam: float = 1e-3, eps: float = VAR_FLOOR, trace_batches: int = 20
+) -> EntropyObjective:
     """Maximum-entropy pruning term: ``+ lam * sum_j H_j`` (minimized: pushes every H_j down)."""
     return EntropyObjective("maxent", lam, eps, trace_batches)
 
 
 @OBJECTIVES.register("minent")
-def minent(*, lam: float = 1e-2, eps: float = VAR_FLOOR, trace_batches: int = 20) -> EntropyObjective:
+def minent(
+    *, lam: float = 1e-2, eps: float = VAR_FLOOR, trace_batches: int = 20
+) -> EntropyObjective:
     """Minimum-entropy pruning term: ``+ lam * sum_j min(0, H_j)`` (pushes only H_j < 0 down)."""
     return EntropyObjective("minent", lam, eps, trace_batches)
 
 
-register(Method(
-    "entropy", criterion="entropy", granularity="neuron", scope="layer",
-    description="Units with the lowest activation entropy (histogram over calibration data, "
-    "conv channels pooled) removed first (Luo & Wu 2017); no training term.",
-))
-register(Method(
-    "maxent", criterion="entropy", granularity="neuron", scope="layer", objective="maxent",
-    description="Maximum-entropy pruning: L = L_task + lambda * sum_j H_j (Gaussian entropy of "
-    "unit activations per batch; minimized, it collapses weak units), then entropy criterion.",
-))
-register(Method(
-    "minent", criterion="entropy", granularity="neuron", scope="layer", objective="minent",
-    description="Minimum-entropy pruning: L = L_task + lambda * sum_j min(0, H_j) (only units "
-    "with H < 0 pushed down), then entropy criterion.",
-))
+register(
+    Method(
+        "entropy",
+        criterion="entropy",
+        granularity="neuron",
+        scope="layer",
+        description="Units with the lowest activation entropy (histogram over calibration data, "
+        "conv channels pooled) removed first (Luo & Wu 2017); no training term.",
+    )
+)
+register(
+    Method(
+        "maxent",
+        criterion="entropy",
+        granularity="neuron",
+        scope="layer",
+        objective="maxent",
+        description="Maximum-entropy pruning: L = L_task + lambda * sum_j H_j (Gaussian entropy of "
+        "unit activations per batch; minimized, it collapses weak units), then entropy criterion.",
+    )
+)
+register(
+    Method(
+        "minent",
+        criterion="entropy",
+        granularity="neuron",
+        scope="layer",
+        objective="minent",
+        description="Minimum-entropy pruning: L = L_task + lambda * sum_j min(0, H_j) (only units "
+        "with H < 0 pushed down), then entropy criterion.",
+    )
+)
