@@ -10,7 +10,8 @@ pays at high sparsity and enough batch (see ``benchmarks/results/csr_linear.md``
 ``to_sparse_inference`` therefore measures instead of guessing: for every Linear
 layer at or above ``min_sparsity`` it times the dense layer and its CSR version on
 the activation that reaches the layer for the example input, interleaved in the same
-process (medians), and swaps in CSR only where CSR was faster.
+process (medians by default; ``interleaved_timer(stat="min")`` on a loaded machine),
+and swaps in CSR only where CSR was faster.
 
 This is an inference-time conversion of a copy of the model: the module holds no
 trainable parameters (its forward runs under ``torch.no_grad()``; it also works under
@@ -20,6 +21,9 @@ trainable parameters (its forward runs under ``torch.no_grad()``; it also works 
 
 from __future__ import annotations
 
+import statistics
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -27,7 +31,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .evaluation.latency import compare_latency
 from .pruning.masks import clone, effective, finalize
 from .registry import PrunekitError
 
@@ -48,7 +51,10 @@ class SparseLinear(nn.Module):
             raise PrunekitError(f"SparseLinear needs a 2-D weight, got shape {tuple(weight.shape)}")
         self.out_features, self.in_features = weight.shape
         dense = weight.detach().to_dense() if weight.layout != torch.strided else weight.detach()
-        self.register_buffer("weight", dense.contiguous().to_sparse_csr())
+        with warnings.catch_warnings():  # "CSR support is in beta": true, and not actionable
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            csr = dense.contiguous().to_sparse_csr()
+        self.register_buffer("weight", csr)
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     @classmethod
@@ -85,24 +91,65 @@ def weight_sparsity(linear: nn.Module) -> float:
     return float((w == 0).sum()) / w.numel()
 
 
+def interleaved_samples(
+    candidates: dict[str, Callable[[], object]],
+    *,
+    repeats: int = 30,
+    warmup: int = 3,
+    min_time_s: float = 5e-4,
+    threads: int | None = None,
+) -> dict[str, list[float]]:
+    """Milliseconds per call of each candidate, ``repeats`` samples each, INTERLEAVED:
+    every round calls each candidate in turn, so machine-load drift hits all alike. A
+    sample loops the call until ``min_time_s`` seconds have elapsed and divides
+    (single-layer forwards take microseconds). ``warmup`` untimed rounds first."""
+    if repeats < 1 or warmup < 0 or min_time_s < 0:
+        raise PrunekitError("need repeats >= 1, warmup >= 0 and min_time_s >= 0")
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    try:
+        with torch.no_grad():
+            for i in range(warmup + repeats):
+                for name, fn in candidates.items():
+                    n, start = 0, time.perf_counter()
+                    while True:
+                        fn()
+                        n += 1
+                        elapsed = time.perf_counter() - start
+                        if elapsed >= min_time_s:
+                            break
+                    if i >= warmup:
+                        samples[name].append(1000.0 * elapsed / n)
+    finally:
+        torch.set_num_threads(before)
+    return samples
+
+
 def interleaved_timer(
-    repeats: int = 30, warmup: int = 5, min_time_s: float = 2e-3, threads: int | None = None
+    repeats: int = 30,
+    warmup: int = 3,
+    min_time_s: float = 5e-4,
+    threads: int | None = None,
+    stat: str = "median",
 ) -> Timer:
-    """The default timer: ``compare_latency`` of both layers on the layer's input shape,
-    interleaved, median ms; each sample loops for at least ``min_time_s`` seconds
-    (single-layer forwards take microseconds, below a useful timer resolution)."""
+    """The default timer: ``interleaved_samples`` of the dense and the CSR layer on the
+    layer's real input; ``stat`` = ``"median"`` (typical time) or ``"min"`` (the
+    least-disturbed time: the robust choice on a machine shared with other jobs)."""
+    reduce = {"median": statistics.median, "min": min}
+    if stat not in reduce:
+        raise PrunekitError(f"stat must be 'median' or 'min', got {stat!r}")
 
     def timer(dense: nn.Module, csr: nn.Module, x: Tensor) -> tuple[float, float]:
-        ms = compare_latency(
-            {"dense": dense, "csr": csr},
-            tuple(x.shape[1:]),
-            x.shape[0],
+        ms = interleaved_samples(
+            {"dense": lambda: dense(x), "csr": lambda: csr(x)},
             repeats=repeats,
             warmup=warmup,
-            threads=threads,
             min_time_s=min_time_s,
+            threads=threads,
         )
-        return ms["dense"], ms["csr"]
+        return reduce[stat](ms["dense"]), reduce[stat](ms["csr"])
 
     return timer
 
