@@ -11,5 +11,15 @@ from .report import write_report
 from .runner import compare
 from .store import Store, read_rows
 
-__all__ = ["Cell", "CompareConfig", "MethodEntry", "Store", "compare", "load_config", "plan",
-           "read_rows", "restrict", "write_report"]
+__all__ = [
+    "Cell",
+    "CompareConfig",
+    "MethodEntry",
+    "Store",
+    "compare",
+    "load_config",
+    "plan",
+    "read_rows",
+    "restrict",
+    "write_report",
+]

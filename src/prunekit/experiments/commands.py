@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import yaml
@@ -44,17 +44,67 @@ def summary_table(out: Path) -> Table:
 
 
 def compare_cmd(
-    config: Annotated[Optional[Path], typer.Option("--config", help="Comparison YAML [default: the packaged default.yaml].")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output directory (results.sqlite, report) [default: runs/compare, runs/compare-full with --full].")] = None,
-    extend: Annotated[bool, typer.Option("--extend", help="Add this config's cells to a directory holding another config's results.")] = False,
-    full: Annotated[bool, typer.Option("--full", help="Merge the config's `full:` section (more seeds and epochs).")] = False,
-    only: Annotated[Optional[str], typer.Option(help="Run only these method labels, comma-separated (a new config).")] = None,
-    sparsities: Annotated[Optional[str], typer.Option(help="Replace the target sparsities, comma-separated.")] = None,
-    seeds: Annotated[Optional[str], typer.Option(help="Replace the seeds, comma-separated.")] = None,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again (default: keep their failure).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned grid and exit.")] = False,
-    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write report.md / report.html at the end.")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Comparison YAML [default: the packaged default.yaml]."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Output directory (results.sqlite, report) [default: runs/compare, runs/compare-full with --full]."
+        ),
+    ] = None,
+    extend: Annotated[
+        bool,
+        typer.Option(
+            "--extend",
+            help="Add this config's cells to a directory holding another config's results.",
+        ),
+    ] = False,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Merge the config's `full:` section (more seeds and epochs)."),
+    ] = False,
+    only: Annotated[
+        str | None,
+        typer.Option(help="Run only these method labels, comma-separated (a new config)."),
+    ] = None,
+    sparsities: Annotated[
+        str | None, typer.Option(help="Replace the target sparsities, comma-separated.")
+    ] = None,
+    seeds: Annotated[str | None, typer.Option(help="Replace the seeds, comma-separated.")] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed", help="Run failed cells again (default: keep their failure)."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the planned grid and exit.")
+    ] = False,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Do not write report.md / report.html at the end.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="local (this process) | ray (one Ray task per cell; needs the optional ray extra)."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray head HOST:PORT, ray://HOST:PORT or auto (default: start a local Ray instance)."
+        ),
+    ] = None,
+    cpus_per_run: Annotated[
+        float | None,
+        typer.Option(help="CPUs (torch threads) per cell with --backend ray (default: 1)."),
+    ] = None,
+    gpus_per_run: Annotated[
+        float | None, typer.Option(help="GPUs reserved per cell with --backend ray (default: 0).")
+    ] = None,
 ) -> None:
     """Run every method on the same grid and budget; results in DIR/results.sqlite (resumable)."""
     from .plan import load_config, plan, restrict
@@ -63,23 +113,49 @@ def compare_cmd(
 
     t0 = time.perf_counter()
     cfg = load_config(config, full=full)
-    cfg = restrict(cfg, only=_csv(only, str, "--only"),
-                   sparsities=_csv(sparsities, float, "--sparsities"),
-                   seeds=_csv(seeds, int, "--seeds"))
+    cfg = restrict(
+        cfg,
+        only=_csv(only, str, "--only"),
+        sparsities=_csv(sparsities, float, "--sparsities"),
+        seeds=_csv(seeds, int, "--seeds"),
+    )
     cells = plan(cfg)
     if dry_run:
         for c in cells:
-            _out.print(f"{c.id}  {c.kind:6} {c.label:16} s={c.run.sparsity:<5g} seed={c.run.seed}",
-                       highlight=False)
+            _out.print(
+                f"{c.id}  {c.kind:6} {c.label:16} s={c.run.sparsity:<5g} seed={c.run.seed}",
+                highlight=False,
+            )
         _out.print(f"{len(cells)} cells planned")
         return
     out = out or Path("runs/compare-full" if full else "runs/compare")
-    outcome = compare(cfg, out, config_yaml=yaml.safe_dump(asdict(cfg), sort_keys=True),
-                      config_path=str(config) if config else None, extend=extend,
-                      retry_failed=retry_failed, progress=not quiet, console=_err)
+    from .ray_backend import backend_from_flags  # imports Ray only for --backend ray
+
+    # Connects before anything is written: a bad --address leaves no output directory.
+    runner_backend = backend_from_flags(backend, address, cpus_per_run, gpus_per_run)
+    if runner_backend is not None and not quiet:
+        _err.print(runner_backend.describe(), highlight=False)
+    try:
+        outcome = compare(
+            cfg,
+            out,
+            config_yaml=yaml.safe_dump(asdict(cfg), sort_keys=True),
+            config_path=str(config) if config else None,
+            extend=extend,
+            retry_failed=retry_failed,
+            progress=not quiet,
+            console=_err,
+            backend=runner_backend,
+        )
+    finally:
+        if runner_backend is not None:
+            runner_backend.close()
     _out.print(summary_table(out))
-    _out.print(f"{outcome.planned} cells planned: {outcome.skipped} already done, {outcome.ran} run "
-               f"now ({outcome.failed} failed); results in {outcome.store_path}", highlight=False)
+    _out.print(
+        f"{outcome.planned} cells planned: {outcome.skipped} already done, {outcome.ran} run "
+        f"now ({outcome.failed} failed); results in {outcome.store_path}",
+        highlight=False,
+    )
     if not no_report:
         md, html = write_report(out)
         _out.print(f"report: {html.resolve()} (and {md})", highlight=False)

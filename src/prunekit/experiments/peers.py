@@ -41,23 +41,38 @@ def _torch_l1(model: nn.Module, sparsity: float, input_shape: tuple[int, ...]) -
     from torch.nn.utils import prune
 
     modules = prunable_modules(model, include_last=True)
-    prune.global_unstructured([(m, "weight") for m in modules.values()],
-                              pruning_method=prune.L1Unstructured, amount=float(sparsity))
-    return {"library": f"torch {torch.__version__}", "scope": "global",
-            "call": "torch.nn.utils.prune.global_unstructured(L1Unstructured, amount=sparsity)"}
+    prune.global_unstructured(
+        [(m, "weight") for m in modules.values()],
+        pruning_method=prune.L1Unstructured,
+        amount=float(sparsity),
+    )
+    return {
+        "library": f"torch {torch.__version__}",
+        "scope": "global",
+        "call": "torch.nn.utils.prune.global_unstructured(L1Unstructured, amount=sparsity)",
+    }
 
 
-def _tp_magnitude(model: nn.Module, sparsity: float, input_shape: tuple[int, ...]) -> dict[str, Any]:
+def _tp_magnitude(
+    model: nn.Module, sparsity: float, input_shape: tuple[int, ...]
+) -> dict[str, Any]:
     import torch_pruning as tp
 
     linear_or_conv = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
     pruner = tp.pruner.MagnitudePruner(
-        model, torch.zeros(1, *input_shape), importance=tp.importance.MagnitudeImportance(p=1),
-        pruning_ratio=float(sparsity), ignored_layers=linear_or_conv[-1:])
+        model,
+        torch.zeros(1, *input_shape),
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=float(sparsity),
+        ignored_layers=linear_or_conv[-1:],
+    )
     pruner.step()
-    return {"library": f"torch-pruning {tp.__version__}", "scope": "layer",
-            "call": "torch_pruning.pruner.MagnitudePruner(MagnitudeImportance(p=1), "
-                    "pruning_ratio=sparsity, ignored_layers=[head])"}
+    return {
+        "library": f"torch-pruning {tp.__version__}",
+        "scope": "layer",
+        "call": "torch_pruning.pruner.MagnitudePruner(MagnitudeImportance(p=1), "
+        "pruning_ratio=sparsity, ignored_layers=[head])",
+    }
 
 
 PEERS: dict[str, Callable[[nn.Module, float, tuple[int, ...]], dict[str, Any]]] = {
@@ -90,8 +105,9 @@ def _against_dense(metrics: dict[str, Any], dense: dict[str, Any]) -> None:
             layer["sparsity"] = 1.0 - layer["nonzero"] / orig
 
 
-def run_peer(name: str, cfg: RunConfig, data: Dataset,
-             dense: tuple[nn.Module, float]) -> tuple[dict[str, Any], nn.Module]:
+def run_peer(
+    name: str, cfg: RunConfig, data: Dataset, dense: tuple[nn.Module, float]
+) -> tuple[dict[str, Any], nn.Module]:
     """Prune a copy of ``dense[0]`` with peer ``name``, fine-tune, evaluate. Returns
     (result dict with the keys of prunekit's result.json plus ``peer``: library and
     call, the pruned model)."""
@@ -103,21 +119,42 @@ def run_peer(name: str, cfg: RunConfig, data: Dataset,
     t0 = time.perf_counter()
     info = PEERS[name](model, cfg.sparsity, input_shape)
     settings = settings_for(cfg, finetune=True)
-    fit(model, data.train, steps=cfg.finetune_epochs * steps_per_epoch(len(data.train), settings.batch_size),
-        settings=settings, generator=torch.Generator().manual_seed(cfg.seed + 1), desc=name)
+    fit(
+        model,
+        data.train,
+        steps=cfg.finetune_epochs * steps_per_epoch(len(data.train), settings.batch_size),
+        settings=settings,
+        generator=torch.Generator().manual_seed(cfg.seed + 1),
+        desc=name,
+    )
     _finalize_torch(model)
     sparsify_s = time.perf_counter() - t0
     metrics = evaluate(model, data, input_shape, cfg)
     _against_dense(metrics, dense_summary)
     return {
-        "schema": RESULT_SCHEMA, "model": cfg.model, "dataset": cfg.dataset, "method": name,
-        "granularity": "weight" if name == "torch-l1" else "neuron", "scope": info["scope"],
-        "schedule": "oneshot", "target_sparsity": cfg.sparsity, **metrics,
-        "accuracy_dense": accuracy_dense, "seed": cfg.seed,
+        "schema": RESULT_SCHEMA,
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "method": name,
+        "granularity": "weight" if name == "torch-l1" else "neuron",
+        "scope": info["scope"],
+        "schedule": "oneshot",
+        "target_sparsity": cfg.sparsity,
+        **metrics,
+        "accuracy_dense": accuracy_dense,
+        "seed": cfg.seed,
         "peer": {"library": info["library"], "call": info["call"]},
-        "train_seconds": {"dense": dense[1], "sparsify": sparsify_s,
-                          "total": time.perf_counter() - t_start},
-        "versions": {"prunekit": __version__, "torch": torch.__version__,
-                     "python": platform.python_version(), "threads": torch.get_num_threads()},
-        "config_hash": cfg.hash(), "config": cfg.to_dict(),
+        "train_seconds": {
+            "dense": dense[1],
+            "sparsify": sparsify_s,
+            "total": time.perf_counter() - t_start,
+        },
+        "versions": {
+            "prunekit": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "threads": torch.get_num_threads(),
+        },
+        "config_hash": cfg.hash(),
+        "config": cfg.to_dict(),
     }, model

@@ -31,16 +31,54 @@ from ..registry import PrunekitError
 PEER_GRANULARITY = {"torch-l1": "weight", "tp-magnitude": "neuron"}
 PEER_NAMES = tuple(PEER_GRANULARITY)
 
-_BUDGET_KEYS = ("epochs", "finetune_epochs", "lr", "finetune_lr", "batch_size", "momentum",
-                "weight_decay")
+_BUDGET_KEYS = (
+    "epochs",
+    "finetune_epochs",
+    "lr",
+    "finetune_lr",
+    "batch_size",
+    "momentum",
+    "weight_decay",
+)
+#: RunConfig fields that `prunekit prune` takes only from a --config file.
+_NO_FLAG = ("momentum", "weight_decay", "val_fraction", "latency_batch_sizes", "noise_eval_seed")
 _DATA_KEYS = ("data_dir", "limit", "test_limit", "val_fraction", "download")
-_EVAL_KEYS = ("latency_repeats", "latency_batch_sizes", "noise_sigmas", "noise_densities",
-              "noise_eval_seed")
-_METHOD_KEYS = ("name", "label", "args", "granularity", "granularities", "scope", "schedule",
-                "sparsities", "budget")
-_TOP_KEYS = ("name", "models", "dataset", "methods", "exclude", "peers", "granularities",
-             "sparsities", "seeds", "dense_baseline", "budget", "data", "evaluation",
-             "heatmap_sparsity", "save_models", "full")
+_EVAL_KEYS = (
+    "latency_repeats",
+    "latency_batch_sizes",
+    "noise_sigmas",
+    "noise_densities",
+    "noise_eval_seed",
+)
+_METHOD_KEYS = (
+    "name",
+    "label",
+    "args",
+    "granularity",
+    "granularities",
+    "scope",
+    "schedule",
+    "sparsities",
+    "budget",
+)
+_TOP_KEYS = (
+    "name",
+    "models",
+    "dataset",
+    "methods",
+    "exclude",
+    "peers",
+    "granularities",
+    "sparsities",
+    "seeds",
+    "dense_baseline",
+    "budget",
+    "data",
+    "evaluation",
+    "heatmap_sparsity",
+    "save_models",
+    "full",
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +97,9 @@ class MethodEntry:
     schedule: str | None = None
     sparsities: tuple[float, ...] | None = None
     budget: dict[str, Any] = field(default_factory=dict)
+    # Discovered by `methods: all`: a method whose defaults do not validate becomes
+    # failed rows (with the message) instead of stopping the whole comparison.
+    auto: bool = False
 
     @property
     def peer(self) -> bool:
@@ -98,8 +139,11 @@ class Cell:
 
     @property
     def id(self) -> str:
-        blob = json.dumps({"kind": self.kind, "label": self.label, "run": self.run.non_default()},
-                          sort_keys=True, default=str)
+        blob = json.dumps(
+            {"kind": self.kind, "label": self.label, "run": self.run.non_default()},
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     @property
@@ -113,17 +157,34 @@ class Cell:
         r = self.run
         if self.kind == "peer":
             cfg = f" --config {shlex.quote(config_path)}" if config_path else ""
-            return (f"prunekit compare{cfg} --only {self.label} --sparsities {r.sparsity:g} "
-                    f"--seeds {r.seed} --out runs/{self.label}")
+            return (
+                f"prunekit compare{cfg} --only {self.label} --sparsities {r.sparsity:g} "
+                f"--seeds {r.seed} --out runs/{self.label}"
+            )
         if self.kind == "dense":
             parts = ["prunekit", "prune", "--method", "dense", "--sparsity", "0"]
         else:
             parts = ["prunekit", "prune", "--method", r.method, "--sparsity", f"{r.sparsity:g}"]
         defaults = RunConfig()
-        for key in ("model", "dataset", "granularity", "scope", "schedule", *_BUDGET_KEYS,
-                    "seed", "data_dir", "limit", "test_limit", "latency_repeats"):
+        flagged = [k for k in _BUDGET_KEYS if k not in _NO_FLAG]
+        for key in (
+            "model",
+            "dataset",
+            "granularity",
+            "scope",
+            "schedule",
+            *flagged,
+            "seed",
+            "data_dir",
+            "limit",
+            "test_limit",
+            "latency_repeats",
+        ):
             value = getattr(r, key)
-            if value is not None and (value != getattr(defaults, key) or key in ("model", "dataset", "epochs", "finetune_epochs", "seed")):
+            if value is not None and (
+                value != getattr(defaults, key)
+                or key in ("model", "dataset", "epochs", "finetune_epochs", "seed")
+            ):
                 parts += [f"--{key.replace('_', '-')}", str(value)]
         if r.download:
             parts.append("--download")
@@ -133,7 +194,12 @@ class Cell:
             parts += ["--eval-densities", ",".join(f"{d:g}" for d in r.noise_densities)]
         for k, v in sorted(r.method_args.items()):
             parts += ["-o", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
-        return " ".join(shlex.quote(p) for p in parts)
+        command = " ".join(shlex.quote(p) for p in parts)
+        # Settings `prune` has no flag for go in a --config file, named after a comment.
+        extra = {k: getattr(r, k) for k in _NO_FLAG if getattr(r, k) != getattr(defaults, k)}
+        if extra:
+            command += f"  # --config FILE with: {json.dumps(extra, sort_keys=True)}"
+        return command
 
 
 # -- loading and validation -------------------------------------------------------------
@@ -148,8 +214,9 @@ def _check_keys(data: dict[str, Any], known: tuple[str, ...], where: str) -> Non
         raise PrunekitError(f"{where} must be a mapping, got {type(data).__name__}")
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise PrunekitError(f"unknown key(s) in {where}: {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(known))}")
+        raise PrunekitError(
+            f"unknown key(s) in {where}: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
 
 
 def _as_tuple(value: Any, where: str) -> tuple:
@@ -161,14 +228,17 @@ def _as_tuple(value: Any, where: str) -> tuple:
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
     return out
 
 
 def _method_entries(raw: Any, exclude: tuple[str, ...]) -> list[MethodEntry]:
     from ..pruning.methods import METHODS
 
-    if raw in (None, "all"):
+    auto = raw in (None, "all")
+    if auto:
         raw = [n for n in METHODS.names() if n != "dense" and n not in exclude]
     if not isinstance(raw, list):
         raise PrunekitError("methods must be 'all' or a list of names / mappings")
@@ -184,12 +254,21 @@ def _method_entries(raw: Any, exclude: tuple[str, ...]) -> list[MethodEntry]:
         budget = item.get("budget") or {}
         _check_keys(budget, _BUDGET_KEYS, f"methods[{i}].budget")
         sp = item.get("sparsities")
-        entries.append(MethodEntry(
-            name=str(item["name"]), label=str(item.get("label", item["name"])),
-            args=dict(item.get("args") or {}), granularities=grans or (None,),
-            scope=item.get("scope"), schedule=item.get("schedule"),
-            sparsities=tuple(float(s) for s in _as_tuple(sp, "sparsities")) if sp is not None else None,
-            budget=dict(budget)))
+        entries.append(
+            MethodEntry(
+                name=str(item["name"]),
+                label=str(item.get("label", item["name"])),
+                args=dict(item.get("args") or {}),
+                granularities=grans or (None,),
+                scope=item.get("scope"),
+                schedule=item.get("schedule"),
+                sparsities=tuple(float(s) for s in _as_tuple(sp, "sparsities"))
+                if sp is not None
+                else None,
+                budget=dict(budget),
+                auto=auto,
+            )
+        )
     return entries
 
 
@@ -226,8 +305,11 @@ def config_from_dict(data: dict[str, Any], *, full: bool = False) -> CompareConf
     if full:
         _check_keys(extra, tuple(k for k in _TOP_KEYS if k != "full"), "config.full")
         data = _deep_merge(data, extra)
-    for section, keys in (("budget", _BUDGET_KEYS), ("data", _DATA_KEYS),
-                          ("evaluation", _EVAL_KEYS)):
+    for section, keys in (
+        ("budget", _BUDGET_KEYS),
+        ("data", _DATA_KEYS),
+        ("evaluation", _EVAL_KEYS),
+    ):
         _check_keys(data.get(section) or {}, keys, f"config.{section}")
     models = _as_tuple(data.get("models", "lenet300"), "models")
     for m in models:
@@ -239,25 +321,35 @@ def config_from_dict(data: dict[str, Any], *, full: bool = False) -> CompareConf
     peers = _as_tuple(data.get("peers"), "peers")
     unknown_peers = sorted(set(peers) - set(PEER_NAMES))
     if unknown_peers:
-        raise PrunekitError(f"unknown peer(s) {', '.join(unknown_peers)}; known: {', '.join(PEER_NAMES)}")
+        raise PrunekitError(
+            f"unknown peer(s) {', '.join(unknown_peers)}; known: {', '.join(PEER_NAMES)}"
+        )
     methods += [MethodEntry(name=p, label=p) for p in peers if p not in {e.name for e in methods}]
     unregistered = sorted({e.name for e in methods if not e.peer and e.name not in METHODS})
     if unregistered:
-        raise PrunekitError(f"method(s) not registered: {', '.join(unregistered)}; "
-                            f"known: {', '.join(METHODS.names())}")
+        raise PrunekitError(
+            f"method(s) not registered: {', '.join(unregistered)}; "
+            f"known: {', '.join(METHODS.names())}"
+        )
     labels = [e.label for e in methods]
     dupes = sorted({x for x in labels if labels.count(x) > 1})
     if dupes:
-        raise PrunekitError(f"duplicate method label(s) {', '.join(dupes)}: give each entry a 'label'")
+        raise PrunekitError(
+            f"duplicate method label(s) {', '.join(dupes)}: give each entry a 'label'"
+        )
     top_grans = _as_tuple(data.get("granularities"), "granularities")
     if top_grans:
-        methods = [replace(e, granularities=top_grans) if e.granularities == (None,) and not e.peer else e
-                   for e in methods]
+        methods = [
+            replace(e, granularities=top_grans) if e.granularities == (None,) and not e.peer else e
+            for e in methods
+        ]
     for e in methods:
         for g in e.granularities:
             if g is not None:
                 GRANULARITIES.get(g)
-    sparsities = tuple(float(s) for s in _as_tuple(data.get("sparsities", [0.5, 0.8, 0.9]), "sparsities"))
+    sparsities = tuple(
+        float(s) for s in _as_tuple(data.get("sparsities", [0.5, 0.8, 0.9]), "sparsities")
+    )
     for s in sparsities + tuple(s for e in methods for s in (e.sparsities or ())):
         if not 0.0 < s < 1.0:
             raise PrunekitError(f"sparsities must be in (0, 1), got {s}")
@@ -265,12 +357,19 @@ def config_from_dict(data: dict[str, Any], *, full: bool = False) -> CompareConf
     if not models or not methods and not data.get("dense_baseline", True) or not seeds:
         raise PrunekitError("config plans no runs: give models, methods and seeds")
     cfg = CompareConfig(
-        name=str(data.get("name", "comparison")), models=tuple(models), dataset=dataset,
-        methods=tuple(methods), sparsities=sparsities, seeds=seeds,
+        name=str(data.get("name", "comparison")),
+        models=tuple(models),
+        dataset=dataset,
+        methods=tuple(methods),
+        sparsities=sparsities,
+        seeds=seeds,
         dense_baseline=bool(data.get("dense_baseline", True)),
-        budget=dict(data.get("budget") or {}), data=dict(data.get("data") or {}),
+        budget=dict(data.get("budget") or {}),
+        data=dict(data.get("data") or {}),
         evaluation=dict(data.get("evaluation") or {}),
-        heatmap_sparsity=data.get("heatmap_sparsity"), save_models=bool(data.get("save_models", False)))
+        heatmap_sparsity=data.get("heatmap_sparsity"),
+        save_models=bool(data.get("save_models", False)),
+    )
     plan(cfg)  # every cell must be a valid RunConfig: fail before any training
     return cfg
 
@@ -304,44 +403,68 @@ def plan(cfg: CompareConfig) -> list[Cell]:
     for model in cfg.models:
         for seed in cfg.seeds:
             if cfg.dense_baseline:
-                add(Cell("dense", "dense", _run_config(cfg, model, seed, method="dense", sparsity=0.0)))
+                add(
+                    Cell(
+                        "dense",
+                        "dense",
+                        _run_config(cfg, model, seed, method="dense", sparsity=0.0),
+                    )
+                )
             for e in cfg.methods:
                 for gran in e.granularities:
                     label = e.label if len(e.granularities) == 1 else f"{e.label}/{gran}"
                     for s in e.sparsities or cfg.sparsities:
-                        run = _run_config(cfg, model, seed, **e.budget,
-                                          method="magnitude" if e.peer else e.name,
-                                          sparsity=s, scope=e.scope,
-                                          granularity=PEER_GRANULARITY[e.name] if e.peer else gran,
-                                          schedule=e.schedule, method_args=dict(e.args))
+                        run = _run_config(
+                            cfg,
+                            model,
+                            seed,
+                            **e.budget,
+                            method="magnitude" if e.peer else e.name,
+                            sparsity=s,
+                            scope=e.scope,
+                            granularity=PEER_GRANULARITY[e.name] if e.peer else gran,
+                            schedule=e.schedule,
+                            method_args=dict(e.args),
+                        )
                         if e.peer:
                             add(Cell("peer", e.label, run))
                         else:
                             try:
                                 validate(run)
                             except PrunekitError as err:
-                                raise PrunekitError(f"method {e.label!r}: {err}") from None
+                                if not e.auto:
+                                    raise PrunekitError(f"method {e.label!r}: {err}") from None
                             add(Cell("method", label, run))
     return cells
 
 
-def restrict(cfg: CompareConfig, *, only: list[str] | None = None,
-             sparsities: list[float] | None = None, seeds: list[int] | None = None) -> CompareConfig:
+def restrict(
+    cfg: CompareConfig,
+    *,
+    only: list[str] | None = None,
+    sparsities: list[float] | None = None,
+    seeds: list[int] | None = None,
+) -> CompareConfig:
     """The config narrowed from the command line (``--only``, ``--sparsities``,
     ``--seeds``); the result is a different config (its own hash, its own database)."""
     if only:
         labels = {e.label for e in cfg.methods}
         unknown = sorted(set(only) - labels - {"dense"})
         if unknown:
-            raise PrunekitError(f"--only: no method {', '.join(unknown)} in the config; "
-                                f"it has: {', '.join(sorted(labels))}")
+            raise PrunekitError(
+                f"--only: no method {', '.join(unknown)} in the config; "
+                f"it has: {', '.join(sorted(labels))}"
+            )
         cfg = replace(cfg, methods=tuple(e for e in cfg.methods if e.label in only))
     if sparsities:
         for s in sparsities:
             if not 0.0 < s < 1.0:
                 raise PrunekitError(f"sparsities must be in (0, 1), got {s}")
-        cfg = replace(cfg, sparsities=tuple(sparsities),
-                      methods=tuple(replace(e, sparsities=None) for e in cfg.methods))
+        cfg = replace(
+            cfg,
+            sparsities=tuple(sparsities),
+            methods=tuple(replace(e, sparsities=None) for e in cfg.methods),
+        )
     if seeds:
         cfg = replace(cfg, seeds=tuple(seeds))
     return cfg

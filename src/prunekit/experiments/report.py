@@ -78,8 +78,13 @@ def _curve_plot(rows: list[Row], key: str, ylabel: str, title: str) -> bytes | N
             continue
         xs, mu, sd = zip(*pts, strict=True)
         ax.plot(xs, mu, marker="o", color=colors[m], label=m)
-        ax.fill_between(xs, [a - b for a, b in zip(mu, sd, strict=True)],
-                        [a + b for a, b in zip(mu, sd, strict=True)], color=colors[m], alpha=0.2)
+        ax.fill_between(
+            xs,
+            [a - b for a, b in zip(mu, sd, strict=True)],
+            [a + b for a, b in zip(mu, sd, strict=True)],
+            color=colors[m],
+            alpha=0.2,
+        )
     _dense_line(ax, dense_value(rows, key))
     ax.set_xlabel("target sparsity (fraction of units of removal pruned)")
     ax.set_ylabel(ylabel)
@@ -91,8 +96,11 @@ def _curve_plot(rows: list[Row], key: str, ylabel: str, title: str) -> bytes | N
 
 def _macs_plot(rows: list[Row]) -> bytes | None:
     plt = _plt()
-    pts = [(r["method"], r["macs_effective"], r["accuracy"]) for r in ok(rows)
-           if r.get("macs_effective") is not None and r.get("accuracy") is not None]
+    pts = [
+        (r["method"], r["macs_effective"], r["accuracy"])
+        for r in ok(rows)
+        if r.get("macs_effective") is not None and r.get("accuracy") is not None
+    ]
     if not pts:
         return None
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -127,7 +135,10 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 def _pareto_plot(rows: list[Row]) -> bytes | None:
     plt = _plt()
-    lat, acc = by_cell([{**r, "lat": latency_b1(r)} for r in rows], "lat"), by_cell(rows, "accuracy")
+    lat, acc = (
+        by_cell([{**r, "lat": latency_b1(r)} for r in rows], "lat"),
+        by_cell(rows, "accuracy"),
+    )
     pts = {k: (statistics.fmean(lat[k]), statistics.fmean(acc[k])) for k in lat if k in acc}
     if not pts:
         return None
@@ -137,8 +148,14 @@ def _pareto_plot(rows: list[Row]) -> bytes | None:
         mine = [v for (mm, _), v in pts.items() if mm == m]
         if mine:
             xs, ys = zip(*mine, strict=True)
-            ax.scatter(xs, ys, color="black" if m == "dense" else colors[m],
-                       marker="*" if m == "dense" else "o", s=80 if m == "dense" else 30, label=m)
+            ax.scatter(
+                xs,
+                ys,
+                color="black" if m == "dense" else colors[m],
+                marker="*" if m == "dense" else "o",
+                s=80 if m == "dense" else 30,
+                label=m,
+            )
     front = pareto_front(list(pts.values()))
     fx, fy = zip(*front, strict=True)
     ax.step(fx, fy, where="post", color="red", linewidth=1.5, label="Pareto front")
@@ -153,7 +170,9 @@ def _pareto_plot(rows: list[Row]) -> bytes | None:
     return _png(fig)
 
 
-def heatmap_data(rows: list[Row], target: float | None) -> tuple[float | None, list[str], list[str], list[list[float]]]:
+def heatmap_data(
+    rows: list[Row], target: float | None
+) -> tuple[float | None, list[str], list[str], list[list[float]]]:
     """(sparsity used, methods, layers, values): per-layer sparsity of each method at the
     target sparsity closest to ``target`` (its first seed)."""
     sps = sparsities_in(rows)
@@ -166,8 +185,10 @@ def heatmap_data(rows: list[Row], target: float | None) -> tuple[float | None, l
             chosen.setdefault(r["method"], r)
     layers = list(dict.fromkeys(name for r in chosen.values() for name in r["layers"]))
     methods = [m for m in methods_in(rows) if m in chosen]
-    values = [[chosen[m]["layers"].get(layer, {}).get("sparsity", float("nan")) for layer in layers]
-              for m in methods]
+    values = [
+        [chosen[m]["layers"].get(layer, {}).get("sparsity", float("nan")) for layer in layers]
+        for m in methods
+    ]
     return s, methods, layers, values
 
 
@@ -182,8 +203,15 @@ def _heatmap_plot(rows: list[Row], target: float | None) -> bytes | None:
     ax.set_yticks(range(len(methods)), methods)
     for i, row in enumerate(values):
         for j, v in enumerate(row):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if v < 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{v:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if v < 0.6 else "black",
+            )
     fig.colorbar(im, ax=ax, label="layer sparsity")
     ax.set_title(f"Per-layer weight sparsity at target sparsity {s:g}")
     return _png(fig)
@@ -201,11 +229,16 @@ PLOTS = (
 def make_plots(rows: list[Row], heatmap_sparsity: float | None) -> dict[str, bytes]:
     """PNG bytes of every plot that has data, keyed by the names in ``PLOTS``."""
     made = {
-        "accuracy_vs_sparsity": _curve_plot(rows, "accuracy", "test accuracy", "Accuracy vs sparsity"),
+        "accuracy_vs_sparsity": _curve_plot(
+            rows, "accuracy", "test accuracy", "Accuracy vs sparsity"
+        ),
         "accuracy_vs_macs": _macs_plot(rows),
-        "robustness": _curve_plot(rows, "accuracy_corrupted_mean",
-                                  "mean accuracy over noise corruptions",
-                                  "Robustness: accuracy under Gaussian / salt-and-pepper noise"),
+        "robustness": _curve_plot(
+            rows,
+            "accuracy_corrupted_mean",
+            "mean accuracy over noise corruptions",
+            "Robustness: accuracy under Gaussian / salt-and-pepper noise",
+        ),
         "latency_pareto": _pareto_plot(rows),
         "layer_heatmap": _heatmap_plot(rows, heatmap_sparsity),
     }
@@ -223,25 +256,53 @@ def _compare_cmd(config_path: str | None, label: str) -> str:
 def method_table(rows: list[Row], config_path: str | None) -> tuple[list[str], list[list[str]]]:
     notes = method_notes(rows)
     header = ["method", "granularity", "strengths", "weaknesses", "reproduce"]
-    body = [[m, n["granularity"] or "-", "; ".join(n["strengths"]) or "-",
-             "; ".join(n["weaknesses"]) or "-", _compare_cmd(config_path, m)]
-            for m, n in notes.items()]
+    body = [
+        [
+            m,
+            n["granularity"] or "-",
+            "; ".join(n["strengths"]) or "-",
+            "; ".join(n["weaknesses"]) or "-",
+            _compare_cmd(config_path, m),
+        ]
+        for m, n in notes.items()
+    ]
     return header, body
 
 
 def runs_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
-    header = ["method", "sparsity", "seed", "status", "accuracy", "achieved", "MACs eff.",
-              "noise acc.", "latency b1 (ms)", "wall (s)", "reproduce"]
+    header = [
+        "method",
+        "sparsity",
+        "seed",
+        "status",
+        "accuracy",
+        "achieved",
+        "MACs eff.",
+        "noise acc.",
+        "latency b1 (ms)",
+        "wall (s)",
+        "reproduce",
+    ]
 
     def f(v: Any, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
-    body = [[r["method"], f"{r['sparsity']:g}", str(r["seed"]),
-             r["status"] if r["status"] == "ok" else f"failed: {r['error']}",
-             f(r.get("accuracy"), ".4f"), f(r.get("achieved_sparsity"), ".4f"),
-             f(r.get("macs_effective"), ",.0f"), f(r.get("accuracy_corrupted_mean"), ".4f"),
-             f(latency_b1(r), ".4f"), f(r.get("wall_seconds"), ".1f"), r["command"]]
-            for r in rows]
+    body = [
+        [
+            r["method"],
+            f"{r['sparsity']:g}",
+            str(r["seed"]),
+            r["status"] if r["status"] == "ok" else f"failed: {r['error']}",
+            f(r.get("accuracy"), ".4f"),
+            f(r.get("achieved_sparsity"), ".4f"),
+            f(r.get("macs_effective"), ",.0f"),
+            f(r.get("accuracy_corrupted_mean"), ".4f"),
+            f(latency_b1(r), ".4f"),
+            f(r.get("wall_seconds"), ".1f"),
+            r["command"],
+        ]
+        for r in rows
+    ]
     return header, body
 
 
@@ -251,8 +312,10 @@ def markdown_table(header: list[str], body: list[list[str]], code_last: bool = F
         return f"`{text}`" if last and code_last and text not in ("", "-") else text
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(c, i == len(row) - 1) for i, c in enumerate(row)) + " |"
-              for row in body]
+    lines += [
+        "| " + " | ".join(cell(c, i == len(row) - 1) for i, c in enumerate(row)) + " |"
+        for row in body
+    ]
     return "\n".join(lines)
 
 
@@ -284,24 +347,36 @@ def write_report(out: str | Path) -> tuple[Path, Path]:
 
     heat, config_path = None, None
     for _, text, path in configs:
-        heat = (yaml.safe_load(text) or {}).get("heatmap_sparsity", heat)
+        data = yaml.safe_load(text)
+        heat = data.get("heatmap_sparsity", heat) if isinstance(data, dict) else heat
         config_path = path
     plots = make_plots(rows, heat)
     (out / "plots").mkdir(exist_ok=True)
     for name, png in plots.items():
         (out / "plots" / f"{name}.png").write_bytes(png)
     n_ok, n_fail = len(ok(rows)), sum(r["status"] == "failed" for r in rows)
-    versions = sorted({f"prunekit {r['prunekit_version']}, torch {r['torch_version']}"
-                       for r in ok(rows) if r.get("prunekit_version")})
+    versions = sorted(
+        {
+            f"prunekit {r['prunekit_version']}, torch {r['torch_version']}"
+            for r in ok(rows)
+            if r.get("prunekit_version")
+        }
+    )
     models = sorted({f"{r['model']} / {r['dataset']}" for r in rows})
-    intro = (f"{len(rows)} runs ({n_ok} ok, {n_fail} failed) of {', '.join(models)}; "
-             f"{len({r['seed'] for r in rows})} seed(s); {'; '.join(versions)}. "
-             f"Config hash(es): {', '.join(h for h, _, _ in configs)}. "
-             f"Every method starts from the same dense model and gets the same fine-tuning "
-             f"budget; the dense row is trained for the same total epochs.")
+    intro = (
+        f"{len(rows)} runs ({n_ok} ok, {n_fail} failed) of {', '.join(models)}; "
+        f"{len({r['seed'] for r in rows})} seed(s); {'; '.join(versions)}. "
+        f"Config hash(es): {', '.join(h for h, _, _ in configs)}. "
+        f"Every method starts from the same dense model and gets the same fine-tuning "
+        f"budget; the dense row is trained for the same total epochs."
+    )
     sections = [
         ("Accuracy (test) per method and target sparsity", summary_matrix(rows), False),
-        ("Strengths and weaknesses (generated from the numbers)", method_table(rows, config_path), True),
+        (
+            "Strengths and weaknesses (generated from the numbers)",
+            method_table(rows, config_path),
+            True,
+        ),
         ("Every run", runs_table(rows), True),
     ]
     md = [f"# prunekit comparison report\n\nGenerated {time.strftime('%Y-%m-%d %H:%M')}. {intro}\n"]
@@ -315,16 +390,20 @@ def write_report(out: str | Path) -> tuple[Path, Path]:
     md_path = out / "report.md"
     md_path.write_text("\n".join(md))
 
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-             f"<title>prunekit comparison report</title><style>{_CSS}</style></head><body>",
-             f"<h1>prunekit comparison report</h1><p>{html.escape(intro)}</p>"]
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>prunekit comparison report</title><style>{_CSS}</style></head><body>",
+        f"<h1>prunekit comparison report</h1><p>{html.escape(intro)}</p>",
+    ]
     for title, (header, body), code in sections[:2]:
         parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(header, body, code)}")
     for name, caption in PLOTS:
         if name in plots:
             b64 = base64.b64encode(plots[name]).decode()
-            parts.append(f"<h2>{html.escape(caption)}</h2>"
-                         f"<img id='{name}' alt='{html.escape(caption)}' src='data:image/png;base64,{b64}'>")
+            parts.append(
+                f"<h2>{html.escape(caption)}</h2>"
+                f"<img id='{name}' alt='{html.escape(caption)}' src='data:image/png;base64,{b64}'>"
+            )
     title, (header, body), code = sections[2]
     parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(header, body, code)}</body></html>")
     html_path = out / "report.html"

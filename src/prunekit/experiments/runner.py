@@ -118,8 +118,15 @@ def compare(
     retry_failed: bool = False,
     progress: bool = True,
     console: Console | None = None,
+    backend: Any | None = None,
 ) -> Outcome:
-    """Run every unfinished cell of ``cfg`` and record it in ``out/results.sqlite``."""
+    """Run every unfinished cell of ``cfg`` and record it in ``out/results.sqlite``.
+
+    ``backend`` (e.g. ``ray_backend.RayBackend``) runs the cells elsewhere:
+    ``backend.run(todo, cfg, out, finish)`` calls ``finish(cell, result, error, wall_seconds)``
+    in this process as each cell ends, so only this process writes the store (and the
+    run directories, whose files the backend brings back).
+    """
     t0 = time.perf_counter()
     out = Path(out)
     cells = plan(cfg)
@@ -132,12 +139,41 @@ def compare(
         console = console or Console(stderr=True)
         cache = _Cache()
         failed = 0
-        columns = (TextColumn("[bold]compare"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                   TextColumn("{task.fields[info]}"))
+        columns = (
+            TextColumn("[bold]compare"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
         with Progress(*columns, console=console, disable=not progress) as bar:
             task = bar.add_task("grid", total=len(cells), completed=len(cells) - len(todo), info="")
-            for cell in todo:
+
+            def finish(cell: Cell, result: dict | None, error: str | None, wall: float) -> None:
+                nonlocal failed
+                label = f"{cell.label} s={cell.run.sparsity:g} seed={cell.run.seed}"
+                failed += error is not None
+                store.record(
+                    cell,
+                    command=cell.command(config_path),
+                    result=result,
+                    error=error,
+                    wall_seconds=wall,
+                )
+                if progress:
+                    status = (
+                        f"[red]failed[/red] {error}"
+                        if error
+                        else f"acc {result.get('accuracy', float('nan')):.4f}"
+                    )
+                    bar.console.print(f"{label}: {status} ({wall:.1f} s)", highlight=False)
+                bar.advance(task)
+
+            if backend is not None:
+                backend.run(todo, cfg, out, finish)
+            for cell in todo if backend is None else ():  # the local backend: here, in order
                 label = f"{cell.label} s={cell.run.sparsity:g} seed={cell.run.seed}"
                 bar.update(task, info=label)
                 run_dir = out / "runs" / cell.id if cfg.save_models else None
@@ -147,16 +183,14 @@ def compare(
                     result = run_cell(cell, cache, run_dir)
                 except Exception as e:  # recorded; the sweep goes on
                     error = _message(e)
-                    failed += 1
-                wall = time.perf_counter() - start
-                store.record(cell, command=cell.command(config_path), result=result, error=error,
-                             wall_seconds=wall)
-                if progress:
-                    status = (f"[red]failed[/red] {error}" if error else
-                              f"acc {result.get('accuracy', float('nan')):.4f}")
-                    bar.console.print(f"{label}: {status} ({wall:.1f} s)", highlight=False)
-                bar.advance(task)
-        return Outcome(planned=len(cells), skipped=len(cells) - len(todo), ran=len(todo),
-                       failed=failed, seconds=time.perf_counter() - t0, store_path=store.path)
+                finish(cell, result, error, time.perf_counter() - start)
+        return Outcome(
+            planned=len(cells),
+            skipped=len(cells) - len(todo),
+            ran=len(todo),
+            failed=failed,
+            seconds=time.perf_counter() - t0,
+            store_path=store.path,
+        )
     finally:
         store.close()

@@ -28,9 +28,19 @@ SCHEMA_VERSION = "1"
 DB_NAME = "results.sqlite"
 
 #: Scalar metrics of result.json promoted to columns (missing -> NULL).
-METRIC_COLUMNS = ("accuracy", "accuracy_dense", "val_accuracy", "achieved_sparsity",
-                  "params_total", "params_nonzero", "macs_dense", "macs_effective",
-                  "size_bytes", "size_bytes_gzip", "accuracy_corrupted_mean")
+METRIC_COLUMNS = (
+    "accuracy",
+    "accuracy_dense",
+    "val_accuracy",
+    "achieved_sparsity",
+    "params_total",
+    "params_nonzero",
+    "macs_dense",
+    "macs_effective",
+    "size_bytes",
+    "size_bytes_gzip",
+    "accuracy_corrupted_mean",
+)
 #: Structured metrics stored as JSON text.
 JSON_COLUMNS = ("latency_ms", "accuracy_gaussian", "accuracy_saltpepper", "layers")
 
@@ -80,8 +90,15 @@ def connect(path: Path) -> sqlite3.Connection:
 class Store:
     """The results database of one comparison directory."""
 
-    def __init__(self, out: str | Path, config_hash: str, config_yaml: str, *,
-                 config_path: str | None = None, extend: bool = False) -> None:
+    def __init__(
+        self,
+        out: str | Path,
+        config_hash: str,
+        config_yaml: str,
+        *,
+        config_path: str | None = None,
+        extend: bool = False,
+    ) -> None:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.path = self.out / DB_NAME
@@ -107,15 +124,20 @@ class Store:
             row = self.conn.execute("SELECT value FROM meta WHERE key='config_hash'").fetchone()
             known = {r[0] for r in self.conn.execute("SELECT hash FROM configs")}
             if row is None:
-                self.conn.execute("INSERT INTO meta VALUES ('config_hash', ?), ('schema', ?)",
-                                  (self.config_hash, SCHEMA_VERSION))
+                self.conn.execute(
+                    "INSERT INTO meta VALUES ('config_hash', ?), ('schema', ?)",
+                    (self.config_hash, SCHEMA_VERSION),
+                )
             elif self.config_hash not in known and not extend:
                 raise PrunekitError(
                     f"{self.path} holds the results of a different comparison config "
                     f"({row[0]}, this one is {self.config_hash}); choose another --out or "
-                    "pass --extend to add this config's cells to it")
-            self.conn.execute("INSERT OR IGNORE INTO configs VALUES (?, ?, ?, ?)",
-                              (self.config_hash, config_yaml, config_path, time.time()))
+                    "pass --extend to add this config's cells to it"
+                )
+            self.conn.execute(
+                "INSERT OR IGNORE INTO configs VALUES (?, ?, ?, ?)",
+                (self.config_hash, config_yaml, config_path, time.time()),
+            )
 
     def finished(self) -> dict[str, str]:
         """cell_id -> status of every recorded cell."""
@@ -126,31 +148,52 @@ class Store:
         with self._tx():
             n = 0
             for cid in cell_ids:
-                n += self.conn.execute("DELETE FROM runs WHERE cell_id=? AND status='failed'",
-                                       (cid,)).rowcount
+                n += self.conn.execute(
+                    "DELETE FROM runs WHERE cell_id=? AND status='failed'", (cid,)
+                ).rowcount
         return n
 
-    def record(self, cell: Cell, *, command: str, result: dict[str, Any] | None = None,
-               error: str | None = None, wall_seconds: float | None = None) -> bool:
+    def record(
+        self,
+        cell: Cell,
+        *,
+        command: str,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        wall_seconds: float | None = None,
+    ) -> bool:
         """Insert the row of a finished cell in one transaction; False if it existed."""
         r = cell.run
         result = result or {}
         versions = result.get("versions") or {}
-        hyper = {k: v for k, v in r.to_dict().items()
-                 if k not in ("model", "dataset", "method", "sparsity", "seed", "data_dir")}
+        hyper = {
+            k: v
+            for k, v in r.to_dict().items()
+            if k not in ("model", "dataset", "method", "sparsity", "seed", "data_dir")
+        }
         row: dict[str, Any] = {
-            "cell_id": cell.id, "config_hash": self.config_hash, "run_hash": r.hash(),
-            "status": "failed" if error is not None else "ok", "error": error,
-            "kind": cell.kind, "method": cell.label,
+            "cell_id": cell.id,
+            "config_hash": self.config_hash,
+            "run_hash": r.hash(),
+            "status": "failed" if error is not None else "ok",
+            "error": error,
+            "kind": cell.kind,
+            "method": cell.label,
             "base_method": cell.label if cell.kind == "peer" else r.method,
-            "model": r.model, "dataset": r.dataset,
+            "model": r.model,
+            "dataset": r.dataset,
             "granularity": result.get("granularity", r.granularity),
-            "scope": result.get("scope", r.scope), "schedule": result.get("schedule", r.schedule),
-            "sparsity": r.sparsity, "seed": r.seed,
-            "hyperparams": json.dumps(hyper, sort_keys=True), "command": command,
+            "scope": result.get("scope", r.scope),
+            "schedule": result.get("schedule", r.schedule),
+            "sparsity": r.sparsity,
+            "seed": r.seed,
+            "hyperparams": json.dumps(hyper, sort_keys=True),
+            "command": command,
             "wall_seconds": wall_seconds,
-            "prunekit_version": versions.get("prunekit"), "torch_version": versions.get("torch"),
-            "python_version": versions.get("python"), "finished_at": time.time(),
+            "prunekit_version": versions.get("prunekit"),
+            "torch_version": versions.get("torch"),
+            "python_version": versions.get("python"),
+            "finished_at": time.time(),
             "result_json": json.dumps(result, default=str) if result else None,
         }
         for c in METRIC_COLUMNS:
@@ -162,7 +205,8 @@ class Store:
         with self._tx():
             cur = self.conn.execute(
                 f"INSERT INTO runs ({cols}) VALUES ({marks}) ON CONFLICT(cell_id) DO NOTHING",
-                tuple(row.values()))
+                tuple(row.values()),
+            )
         return cur.rowcount == 1
 
     def close(self) -> None:

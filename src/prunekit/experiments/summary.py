@@ -21,6 +21,11 @@ def ok(rows: Iterable[Row]) -> list[Row]:
     return [r for r in rows if r["status"] == "ok"]
 
 
+def gran_of(rows: list[Row]) -> str | None:
+    """The granularity a method's runs report (the first one found)."""
+    return next((r["granularity"] for r in rows if r.get("granularity")), None)
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
@@ -85,14 +90,19 @@ def summary_matrix(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def _rank(table: dict[tuple[str, float], list[float]], method: str, s: float,
-          higher: bool = True) -> tuple[int, int] | None:
-    """(rank 1-based, number of methods) of ``method`` at sparsity ``s`` by mean value."""
+def _rank(
+    table: dict[tuple[str, float], list[float]], method: str, s: float, higher: bool = True
+) -> tuple[int, int] | None:
+    """(rank, number of methods) of ``method`` at sparsity ``s`` by mean value; rank =
+    1 + the number of methods strictly better, so ties share the best rank. The worst
+    rank is reported as the count when no method is strictly worse."""
     here = {m: statistics.fmean(v) for (m, sp), v in table.items() if sp == s and m != "dense"}
     if method not in here:
         return None
-    order = sorted(here, key=lambda m: -here[m] if higher else here[m])
-    return order.index(method) + 1, len(order)
+    sign = 1 if higher else -1
+    better = sum(sign * v > sign * here[method] for v in here.values())
+    worse = sum(sign * v < sign * here[method] for v in here.values())
+    return (len(here) if worse == 0 and better > 0 else better + 1), len(here)
 
 
 def _fmt_sp(values: list[float]) -> str:
@@ -105,10 +115,15 @@ def method_notes(rows: list[Row]) -> dict[str, dict[str, Any]]:
     rob = by_cell(rows, "accuracy_corrupted_mean")
     wall = by_cell(rows, "wall_seconds")
     dense_acc = dense_value(rows, "accuracy")
-    dense_lat = statistics.fmean([v for r in ok(rows) if r["kind"] == "dense"
-                                  if (v := latency_b1(r)) is not None] or [float("nan")])
-    per_method_wall = {m: statistics.fmean([x for (mm, _), v in wall.items() if mm == m for x in v])
-                       for m in methods_in(rows) if m != "dense" and any(mm == m for mm, _ in wall)}
+    dense_lat = statistics.fmean(
+        [v for r in ok(rows) if r["kind"] == "dense" if (v := latency_b1(r)) is not None]
+        or [float("nan")]
+    )
+    per_method_wall = {
+        m: statistics.fmean([x for (mm, _), v in wall.items() if mm == m for x in v])
+        for m in methods_in(rows)
+        if m != "dense" and any(mm == m for mm, _ in wall)
+    }
     median_wall = statistics.median(per_method_wall.values()) if per_method_wall else None
     notes: dict[str, dict[str, Any]] = {}
     for m in methods_in(rows):
@@ -132,7 +147,9 @@ def method_notes(rows: list[Row]) -> dict[str, dict[str, Any]]:
                     break
                 upto = s
             if upto is not None:
-                good.append(f"within {TOLERANCE * 100:g} point of dense accuracy up to sparsity {upto:g}")
+                good.append(
+                    f"within {TOLERANCE * 100:g} point of dense accuracy up to sparsity {upto:g}"
+                )
             else:
                 drop = dense_acc - statistics.fmean(acc[(m, sps[0])])
                 bad.append(f"already {drop * 100:.1f} points below dense at sparsity {sps[0]:g}")
@@ -151,10 +168,12 @@ def method_notes(rows: list[Row]) -> dict[str, dict[str, Any]]:
             s_fast, fastest = min(lats, key=lambda t: t[1])
             ratio = fastest / dense_lat
             if ratio < 0.8:
-                good.append(f"real speed-up: batch-1 latency {ratio:.2f}x dense at sparsity {s_fast:g}")
+                good.append(
+                    f"real speed-up: batch-1 latency {ratio:.2f}x dense at sparsity {s_fast:g}"
+                )
             else:
-                bad.append(f"no real speed-up (best batch-1 latency {ratio:.2f}x dense): "
-                           "zeros keep the dense shapes")
+                why = ": zeros keep the dense shapes" if gran_of(mine) == "weight" else ""
+                bad.append(f"no real speed-up (best batch-1 latency {ratio:.2f}x dense){why}")
         if m in per_method_wall and median_wall:
             ratio = per_method_wall[m] / median_wall
             text = f"{per_method_wall[m]:.1f} s per run ({ratio:.1f}x the median method)"
@@ -166,7 +185,10 @@ def method_notes(rows: list[Row]) -> dict[str, dict[str, Any]]:
         if fails:
             msg = next(r["error"] for r in mine if r["status"] == "failed")
             bad.append(f"failed at sparsity {_fmt_sp(fails)} ({msg})")
-        notes[m] = {"strengths": good, "weaknesses": bad,
-                    "wall_seconds": per_method_wall.get(m),
-                    "granularity": next((r["granularity"] for r in mine if r.get("granularity")), None)}
+        notes[m] = {
+            "strengths": good,
+            "weaknesses": bad,
+            "wall_seconds": per_method_wall.get(m),
+            "granularity": gran_of(mine),
+        }
     return notes

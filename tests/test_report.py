@@ -1,0 +1,263 @@
+"""The comparison report: numbers -> words, Markdown + self-contained HTML, and the
+HTML rendered by headless Chromium (every image loaded, no console error, a real
+non-blank screenshot)."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from prunekit.experiments.plan import config_from_dict, plan
+from prunekit.experiments.report import heatmap_data, pareto_front, write_report
+from prunekit.experiments.store import Store, read_rows
+from prunekit.experiments.summary import method_notes, summary_matrix
+
+CFG = {
+    "name": "fake",
+    "models": ["lenet300"],
+    "dataset": "digits",
+    "methods": ["magnitude", "random", "l1-filter"],
+    "sparsities": [0.5, 0.9],
+    "seeds": [0, 1],
+    "budget": {"epochs": 1, "finetune_epochs": 1},
+}
+# accuracy per (method, sparsity), seed 0 / seed 1
+ACC = {
+    ("dense", 0.0): (0.90, 0.92),
+    ("magnitude", 0.5): (0.905, 0.915),
+    ("magnitude", 0.9): (0.88, 0.86),
+    ("random", 0.5): (0.70, 0.72),
+    ("random", 0.9): (0.30, 0.34),
+    ("l1-filter", 0.5): (0.85, 0.87),
+    ("l1-filter", 0.9): (0.50, 0.52),
+}
+LAT = {"dense": 1.0, "magnitude": 1.0, "random": 1.0, "l1-filter": 0.4}  # ms at batch 1
+
+
+def _result(method: str, s: float, acc: float) -> dict:
+    layers = {
+        "fc1": {
+            "params": 100,
+            "nonzero": round(100 * (1 - s)),
+            "sparsity": s,
+            "units": 10,
+            "units_alive": 10,
+        },
+        "fc2": {"params": 50, "nonzero": 50, "sparsity": 0.0, "units": 5, "units_alive": 5},
+    }
+    r = {
+        "accuracy": acc,
+        "achieved_sparsity": s,
+        "macs_dense": 150,
+        "macs_effective": round(150 * (1 - s)) + 1,
+        # only the unit-removing method gets faster with sparsity
+        "latency_ms": {"1": LAT[method] * (1 - s / 2 if method == "l1-filter" else 1), "64": 5.0},
+        "layers": layers,
+        "granularity": "neuron" if method == "l1-filter" else "weight",
+        "versions": {"prunekit": "0", "torch": "2", "python": "3"},
+    }
+    if method != "random":  # a method that does not report robustness: NULL, not 0
+        r["accuracy_corrupted_mean"] = acc - 0.1
+    return r
+
+
+def fake_comparison(out: Path) -> list:
+    cfg = config_from_dict(CFG)
+    cells = plan(cfg)
+    store = Store(out, cfg.hash(), "heatmap_sparsity: 0.9\n")
+    for cell in cells:
+        key = (cell.label, cell.run.sparsity)
+        acc = ACC[key][cell.run.seed]
+        if key == ("random", 0.9) and cell.run.seed == 1:
+            store.record(
+                cell,
+                command=cell.command(),
+                error="PrunekitError: loss became nan",
+                wall_seconds=0.5,
+            )
+        else:
+            wall = 10.0 if cell.label == "random" else 2.0
+            store.record(
+                cell,
+                command=cell.command(),
+                result=_result(cell.label, *key[1:], acc),
+                wall_seconds=wall,
+            )
+    store.close()
+    return cells
+
+
+def test_summary_and_words_come_from_the_numbers(tmp_path):
+    fake_comparison(tmp_path)
+    rows = read_rows(tmp_path)
+    header, body = summary_matrix(rows)
+    assert header == ["method", "granularity", "0.5", "0.9", "runs"]
+    table = {r[0]: r for r in body}
+    assert table["magnitude"][2] == "0.9100 ± 0.0071"  # mean, sample std of 0.905, 0.915
+    assert table["random"][3] == "0.3000"  # the failed seed is not averaged in
+    assert table["random"][4] == "3/4"
+    assert table["dense"][2] == "0.9100 ± 0.0141 (sparsity 0)"
+    notes = method_notes(rows)
+    mag, rnd, l1f = notes["magnitude"], notes["random"], notes["l1-filter"]
+    assert "most accurate of all methods at sparsity 0.5, 0.9" in mag["strengths"]
+    assert "within 1 point of dense accuracy up to sparsity 0.5" in mag["strengths"]
+    assert "least accurate of all methods at sparsity 0.5, 0.9" in rnd["weaknesses"]
+    assert "already 20.0 points below dense at sparsity 0.5" in rnd["weaknesses"]
+    assert any(
+        w.startswith("failed at sparsity 0.9 (PrunekitError: loss became nan)")
+        for w in rnd["weaknesses"]
+    )
+    # wall: random 10 s per run vs median of (2, 10, 2) = 2 s
+    assert "costly: 10.0 s per run (5.0x the median method)" in rnd["weaknesses"]
+    # l1-filter: batch-1 latency 0.4 * 0.55 = 0.22 ms vs dense 1.0 ms
+    assert "real speed-up: batch-1 latency 0.22x dense at sparsity 0.9" in l1f["strengths"]
+    assert any(w.startswith("no real speed-up") for w in mag["weaknesses"])
+    # robustness: random reports none, so the ranking is between magnitude and l1-filter
+    assert "most accurate under input noise at sparsity 0.5, 0.9" in mag["strengths"]
+    assert not any("noise" in w for w in rnd["weaknesses"] + rnd["strengths"])
+
+
+def test_pareto_front_and_heatmap():
+    assert pareto_front([(1.0, 0.9), (0.5, 0.8), (0.7, 0.7), (2.0, 0.95), (0.5, 0.6)]) == [
+        (0.5, 0.8),
+        (1.0, 0.9),
+        (2.0, 0.95),
+    ]
+    rows = [
+        {
+            "kind": "method",
+            "method": "a",
+            "sparsity": s,
+            "seed": 0,
+            "status": "ok",
+            "layers": {"fc1": {"sparsity": s}, "fc2": {"sparsity": s / 2}},
+        }
+        for s in (0.5, 0.9)
+    ]
+    s, methods, layers, values = heatmap_data(rows, 0.85)
+    assert (s, methods, layers, values) == (0.9, ["a"], ["fc1", "fc2"], [[0.9, 0.45]])
+
+
+def test_report_files_are_complete_and_self_contained(tmp_path):
+    cells = fake_comparison(tmp_path)
+    md_path, html_path = write_report(tmp_path)
+    md, page = md_path.read_text(), html_path.read_text()
+    for name in (
+        "accuracy_vs_sparsity",
+        "accuracy_vs_macs",
+        "robustness",
+        "latency_pareto",
+        "layer_heatmap",
+    ):
+        assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](plots/{name}.png)" in md
+        assert f"id='{name}'" in page
+    srcs = re.findall(r"<img [^>]*src='([^']*)'", page)
+    assert len(srcs) == 5
+    for src in srcs:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:4] == b"\x89PNG"
+    assert "http://" not in page and "https://" not in page  # nothing fetched from outside
+    # every row of every table names the command that reproduces it
+    for cell in cells:
+        assert f"`{cell.command()}`" in md
+    assert "`prunekit compare --only random`" in md
+
+
+# -- headless Chromium ----------------------------------------------------------------------
+
+CHROMIUM = next(
+    (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
+    None,
+)
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium; CI installs it)"
+)
+
+# Injected into a copy of the page: records every error event (resource errors too, in
+# the capture phase) and, after load, each image's state, into the DOM for --dump-dom.
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(String(e.message || e.target.src || e.type)), true);
+console.error = (...a) => window.__errors.push('console.error: ' + a.join(' '));
+window.addEventListener('load', () => {
+  const imgs = [...document.images].map(i => i.id + ':' + (i.complete && i.naturalWidth > 0 ? 'loaded' : 'broken'));
+  const p = document.createElement('pre'); p.id = 'probe';
+  p.textContent = JSON.stringify({imgs, errors: window.__errors});
+  document.body.appendChild(p);
+});
+</script>"""
+
+
+def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@needs_chromium
+def test_report_renders_in_headless_chromium(tmp_path):
+    import json
+
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    fake_comparison(tmp_path)
+    _, html_path = write_report(tmp_path)
+    probe_page = tmp_path / "probe.html"
+    probe_page.write_text(html_path.read_text().replace("<head>", "<head>" + PROBE, 1))
+    dom = _chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", probe_page.as_uri())
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert found, dom.stderr[-2000:]
+    state = json.loads(found.group(1).replace("&quot;", '"'))
+    assert state["errors"] == []
+    assert state["imgs"] == [
+        f"{n}:loaded"
+        for n in (
+            "accuracy_vs_sparsity",
+            "accuracy_vs_macs",
+            "robustness",
+            "latency_pareto",
+            "layer_heatmap",
+        )
+    ]
+
+    shot = tmp_path / "shot.png"
+    run = _chromium(
+        tmp_path,
+        f"--screenshot={shot}",
+        "--window-size=1280,4000",
+        "--hide-scrollbars",
+        html_path.as_uri(),
+    )
+    assert shot.exists(), run.stderr[-2000:]
+    # the report itself has no script: any console message would be a page error
+    assert not [ln for ln in run.stderr.splitlines() if ":CONSOLE" in ln]
+    img = mpimg.imread(str(shot))
+    assert img.shape[:2] == (4000, 1280)
+    rgb = (img[..., :3] * 255).round().astype(np.uint8)
+    # plots are drawn: many distinct colours, and a real share of non-white pixels
+    colours = np.unique(rgb.reshape(-1, 3), axis=0)
+    assert len(colours) > 200, len(colours)
+    assert (rgb < 250).any(axis=-1).mean() > 0.03
