@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .registry import PrunekitError
@@ -89,6 +90,10 @@ def _run_pipeline(values: dict[str, Any], out: Path | None, overwrite: bool, qui
 
     cfg = RunConfig.from_dict(values)
     result = run(cfg, out=out, overwrite=overwrite, progress=not quiet).result
+    from .distributed import is_main
+
+    if not is_main():  # under torchrun only rank 0 evaluates, saves and prints
+        return
     out_console.print(result_table(result, f"{cfg.model} / {cfg.dataset} / {result['method']}"))
     if out is not None:
         out_console.print(f"saved to {out}")
@@ -143,7 +148,7 @@ def prune(
     noise_density: Annotated[Optional[float], typer.Option(help="Salt-and-pepper density in [0, 1] for the saltpepper method.")] = None,
     calibration_batches: Annotated[Optional[int], typer.Option(help="Batches of data used by data-driven criteria (entropy).")] = None,
     entropy_estimator: Annotated[Optional[str], typer.Option(help="histogram | gaussian (entropy criterion).")] = None,
-    nm: Annotated[Optional[str], typer.Option(help="N:M pattern for --granularity nm, e.g. 2:4.")] = None,
+    nm: Annotated[Optional[str], typer.Option(help="N:M pattern for --granularity nm, e.g. 2:4; it fixes the sparsity at 1-N/M (omit --sparsity).")] = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Extra method option KEY=VALUE (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for weights, data order, split and masks [default: 0].")] = None,
     data_dir: DataDir = None, download: Download = False, limit: Limit = None,
@@ -208,7 +213,7 @@ def entropy_cmd(
     out: Annotated[Path, typer.Option(help="JSON file to write ({layer: [H_j ...]} under 'entropy').")],
     entropy_estimator: Annotated[str, typer.Option(help="histogram | gaussian.")] = "histogram",
     bins: Annotated[int, typer.Option(help="Histogram bins.")] = 32,
-    calibration_batches: Annotated[Optional[int], typer.Option(help="Batches of 256 calibration images [default: all].")] = None,
+    calibration_batches: Annotated[Optional[int], typer.Option(help="Batches of 256 calibration images (default: all).")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Export the per-unit activation entropies (nats) of a saved run's model."""
@@ -276,7 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)
     except PrunekitError as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        # escape: a message may hold brackets (pip install 'prunekit[ray]') that rich would eat
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

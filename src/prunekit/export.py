@@ -44,6 +44,31 @@ def onnx_max_abs_diff(onnx_bytes: bytes, model: nn.Module, x: torch.Tensor) -> f
     return float(np.abs(got - ref).max())
 
 
+def onnx_bytes(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    x: torch.Tensor | None = None,
+    opset: int = OPSET,
+) -> bytes:
+    """``model`` in eval mode as a serialized ONNX model (batch dimension dynamic)."""
+    if x is None:
+        x = torch.rand((2, *input_shape), generator=torch.Generator().manual_seed(0))
+    buf = io.BytesIO()
+    with eval_mode(model), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            model,
+            (x,),
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    return buf.getvalue()
+
+
 def export_onnx(
     model: nn.Module,
     path: str | Path,
@@ -56,19 +81,11 @@ def export_onnx(
 ) -> dict[str, Any]:
     """Write ``model`` (eval mode, batch dim dynamic) to ``path`` as ONNX; with ``check``
     compare onnxruntime's outputs with PyTorch's on a seeded random batch of
-    ``(batch_size, *input_shape)`` and raise :class:`PrunekitError` if they differ by
-    more than ``atol``. Returns ``{"path", "opset", "max_abs_diff", "bytes"}``."""
+    ``(batch_size, *input_shape)`` and raise :class:`PrunekitError` (writing nothing) if
+    they differ by more than ``atol``. Returns ``{"path", "opset", "max_abs_diff", "bytes"}``."""
     _onnxruntime()
     x = torch.rand((batch_size, *input_shape), generator=torch.Generator().manual_seed(0))
-    buf = io.BytesIO()
-    with eval_mode(model), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            model, (x,), buf, dynamo=False, opset_version=opset,
-            input_names=["input"], output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        )
-    data = buf.getvalue()
+    data = onnx_bytes(model, input_shape, x, opset)
     diff = onnx_max_abs_diff(data, model, x) if check else None
     if diff is not None and not diff <= atol:
         raise PrunekitError(f"ONNX outputs differ from PyTorch's by {diff:.3g} (> {atol})")

@@ -19,6 +19,7 @@ from torch import nn
 from ._version import __version__
 from .config import RunConfig
 from .data import DATASETS, Dataset, load_dataset
+from .distributed import is_main, rank, world_size
 from .evaluation import accuracy, measure_latency, summary
 from .evaluation.robustness import robustness
 from .models import MODELS, create_model, default_recipe
@@ -191,6 +192,8 @@ def run(
     t0 = time.perf_counter()
     phase = sparsify(model, cfg, data, method, progress=progress)
     sparsify_s = time.perf_counter() - t0
+    if not is_main():  # torchrun: rank 0 alone evaluates and saves (latency timed without a twin)
+        return Run(model=model, result={"rank": rank(), "world_size": world_size()}, arch=arch)
     structure: dict[str, Any] = {}
     if method.granularity in UNIT_GRANULARITIES and cfg.shrink:
         model, structure = shrink_for_result(model, input_shape)
@@ -215,7 +218,8 @@ def run(
         "train_seconds": {"dense": dense_s, "sparsify": sparsify_s,
                           "total": time.perf_counter() - t_start},
         "versions": {"prunekit": __version__, "torch": torch.__version__,
-                     "python": platform.python_version(), "threads": torch.get_num_threads()},
+                     "python": platform.python_version(), "threads": torch.get_num_threads(),
+                     "processes": world_size()},
         "config_hash": cfg.hash(),
         "config": cfg.to_dict(),
     }

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .data import Split, iterate_batches
+from .distributed import DataParallel, is_main, synced_tensors
 from .progress import progress_bar
 from .registry import PrunekitError
 
@@ -75,10 +75,14 @@ def fit(
     """Train ``model`` for ``steps`` optimizer steps; returns the per-epoch mean loss."""
     if len(split) == 0:
         raise PrunekitError("training split is empty")
+    # Under torchrun: joins the process group, checks batch % world size (see distributed.py).
+    dp = DataParallel(model, settings.batch_size)
     _call(callbacks, "on_start", model)
     extra = [g for groups in _call(callbacks, "param_groups") for g in groups]
     taken = {id(p) for g in extra for p in g["params"]}
     main = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
+    in_model = {id(p) for p in model.parameters()}
+    outside = [p for g in extra for p in g["params"] if id(p) not in in_model]  # DDP misses these
     opt = torch.optim.SGD(
         [{"params": main}, *extra],
         lr=settings.lr,
@@ -93,35 +97,38 @@ def fit(
     losses: list[float] = []
     running, count = 0.0, 0
     model.train()
-    with progress_bar(progress, total=steps, desc=desc) as bar:
+    with progress_bar(progress and is_main(), total=steps, desc=desc) as bar:
         for step in range(steps):
             _call(callbacks, "on_step", step, model)
             x, y = next(batches)
             for cb in callbacks:
                 if hasattr(cb, "transform"):
                     x, y = cb.transform(x, y, generator)
-            loss = F.cross_entropy(model(x), y)
+            loss = dp.loss(model, x, y)  # the batch mean; this rank's share under DDP
             for p in _call(callbacks, "penalty", model):
                 if p is not None:
                     loss = loss + p
-            if not torch.isfinite(loss):
+            value = dp.value(loss)  # the global batch's loss, the same on every rank
+            if not math.isfinite(value):
                 who = ", ".join(cb.describe() for cb in callbacks if hasattr(cb, "describe"))
                 raise PrunekitError(
-                    f"loss became {loss.item()} at step {step} of {desc}"
+                    f"loss became {value} at step {step} of {desc}"
                     + (f" ({who})" if who else "")
                     + "; lower the learning rate or the penalty strength"
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            dp.sync_grads([*outside, *synced_tensors(callbacks)])
             opt.step()
             lr = opt.param_groups[0]["lr"]
             sched.step()
             _call(callbacks, "after_step", model, lr)
-            running += loss.item()
+            running += value
             count += 1
             if count == per_epoch or step == steps - 1:
                 losses.append(running / count)
                 running, count = 0.0, 0
             bar.advance(loss=losses[-1] if losses and count == 0 else None)
     _call(callbacks, "on_end", model, steps)
+    dp.finish(model)  # ranks hold bit-identical parameters and masks, or this raises
     return losses

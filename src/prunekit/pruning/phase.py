@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..distributed import broadcast_masks
 from .criteria import Context
 from .methods import Method
 from .objectives import OBJECTIVES, Objective
@@ -101,6 +102,12 @@ class PruningPhase:
         if self.active:
             self._stop_objective(model)
 
+    def synced_tensors(self) -> list[torch.Tensor]:
+        """Tensors the objective trains outside the model (gate logits): data-parallel
+        training averages their gradients across ranks."""
+        hook = getattr(self.objective, "synced_tensors", None)
+        return list(hook()) if self.active and hook is not None else []
+
     def describe(self) -> str:
         obj = self.objective.describe() if self.objective is not None else "no objective"
         return f"method {self.method.name}, {obj}"
@@ -117,6 +124,7 @@ class PruningPhase:
             modules=self.modules,
             **self.method.granularity_args,
         )
+        broadcast_masks(model)  # under torchrun: every rank keeps rank 0's masks (a no-op alone)
         self.history.append({"step": step, "target": target})
 
     def _stop_objective(self, model: nn.Module) -> None:

@@ -48,8 +48,8 @@ def target_modules(
             model, exclude=exclude, include_last=granularity not in UNIT_GRANULARITIES
         )
     excluded = set(exclude)
-    names = {p for g in groups if g.fixed is None and not excluded & set(g.producers)
-             for p in g.producers}
+    shrinkable = [g for g in groups if g.fixed is None and not excluded & set(g.producers)]
+    names = {p for g in shrinkable for p in g.producers}
     found = {n: m for n, m in model.named_modules() if n in names}
     if not found:
         raise PrunekitError(

@@ -141,8 +141,11 @@ def apply_plan(model: nn.Module, group: UnitGroup, idx: torch.Tensor) -> None:
 
 def units(model: nn.Module) -> dict[str, int]:
     """Output units of every Linear/Conv layer: ``{"conv1": 16, ...}``."""
-    return {n: int(m.weight.shape[0]) for n, m in model.named_modules()
-            if isinstance(m, nn.Linear | _CONV)}
+    return {
+        n: int(m.weight.shape[0])
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear | _CONV)
+    }
 
 
 def shrink(
@@ -176,8 +179,9 @@ def shrink(
         idx = keep_plan(alive, round_to)
         if not torch.equal(idx, torch.arange(group.size)):
             apply_plan(small, group, idx)
-        report.append({"layers": group.producers, "units": int(idx.numel()),
-                       "units_original": group.size})
+        report.append(
+            {"layers": group.producers, "units": int(idx.numel()), "units_original": group.size}
+        )
     info = {"units": units(small), "units_original": units(model), "groups": report}
     if example_input is not None and check:
         _check_same(model, small, example_input)

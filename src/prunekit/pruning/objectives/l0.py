@@ -65,6 +65,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import prune
 
 from ...registry import PrunekitError
 from ..criteria import CRITERIA, Context
@@ -91,7 +92,7 @@ def keep_probability(
     return torch.sigmoid(log_alpha - beta * math.log(-gamma / zeta))
 
 
-def test_gate(log_alpha: Tensor, gamma: float = GAMMA, zeta: float = ZETA) -> Tensor:
+def deterministic_gate(log_alpha: Tensor, gamma: float = GAMMA, zeta: float = ZETA) -> Tensor:
     """Deterministic test-time gate ``min(1, max(0, sigmoid(log_alpha)(zeta-gamma)+gamma))``."""
     return torch.clamp(torch.sigmoid(log_alpha) * (zeta - gamma) + gamma, 0.0, 1.0)
 
@@ -103,26 +104,54 @@ def closed_logit(gamma: float = GAMMA, zeta: float = ZETA) -> float:
 
 
 class _HardConcreteGate(torch.autograd.Function):
-    """``hard_concrete`` with the logistic noise ``n = log u - log(1-u)`` given, fused:
-    one saved tensor and ``dz/dlog_alpha = (zeta-gamma)/beta * s(1-s) * [0 < s_bar < 1]``
-    computed in one pass (cheaper than autograd's chain of elementwise nodes)."""
+    """``hard_concrete`` given the logistic noise ``n = log u - log(1-u)``, fused to save
+    memory passes (the step's cost on CPU is mostly fresh 1 MB temporaries): one output
+    tensor computed in place, and only ``z`` saved. Inside (0, 1), ``s = (z - gamma) /
+    (zeta - gamma)``, so ``dz/dlog_alpha = (zeta-gamma)/beta * s(1-s)`` is rebuilt from
+    ``z``; where z is clamped the gradient is 0."""
 
     @staticmethod
-    def forward(ctx: Any, log_alpha: Tensor, noise: Tensor, beta: float, gamma: float,
-                zeta: float) -> Tensor:
-        s = torch.sigmoid((noise + log_alpha) / beta)
-        ctx.save_for_backward(s)
+    def forward(
+        ctx: Any, log_alpha: Tensor, noise: Tensor, beta: float, gamma: float, zeta: float
+    ) -> Tensor:
+        z = torch.add(noise, log_alpha).mul_(1.0 / beta).sigmoid_()
+        z.mul_(zeta - gamma).add_(gamma).clamp_(0.0, 1.0)
+        ctx.save_for_backward(z)
         ctx.consts = (beta, gamma, zeta)
-        return torch.clamp(s * (zeta - gamma) + gamma, 0.0, 1.0)
+        return z
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        (s,) = ctx.saved_tensors
+        (z,) = ctx.saved_tensors
         beta, gamma, zeta = ctx.consts
-        s_bar = s * (zeta - gamma) + gamma
-        inside = (s_bar > 0.0) & (s_bar < 1.0)
-        g = grad * s * (1.0 - s) * ((zeta - gamma) / beta)
-        return torch.where(inside, g, torch.zeros_like(g)), None, None, None, None
+        g = torch.ops.aten.hardtanh_backward(grad, z, 0.0, 1.0)  # 0 where z is clamped
+        # (zeta-gamma)/beta * s(1-s) = (z - gamma)(zeta - z) / (beta (zeta - gamma))
+        q = z.neg().add_(zeta + gamma).mul_(z).add_(-gamma * zeta)
+        g.mul_(q).mul_(1.0 / (beta * (zeta - gamma)))
+        return g, None, None, None, None
+
+
+class NoisePool:
+    """Logistic noise ``log u - log(1 - u)`` for ``n`` gates per layer and step, served as a
+    contiguous slice at a fresh random offset of a pool of ``2 n`` values that is redrawn
+    every ``refresh`` steps. Each gate's noise is exactly logistic and the values of one
+    step are distinct pool entries (independent); only across steps is a value reused at a
+    shifted position. Drawing 266k uniforms per step with torch's CPU generator costs more
+    than LeNet-300-100's whole forward pass, and the pool removes that cost. ``refresh``
+    counts calls (one per gated layer and training forward)."""
+
+    def __init__(self, n: int, generator: torch.Generator, refresh: int = 256) -> None:
+        self.n, self.generator, self.refresh = n, generator, refresh
+        self.calls = 0
+        self.pool = torch.empty(0)
+
+    def take(self, numel: int) -> Tensor:
+        if self.calls % self.refresh == 0 or self.pool.numel() < 2 * numel:
+            u = torch.rand(max(2 * self.n, 2 * numel), generator=self.generator)
+            self.pool = u.clamp_(1e-6, 1.0 - 1e-6).logit_()
+        self.calls += 1
+        offset = int(torch.randint(self.pool.numel() - numel + 1, (1,), generator=self.generator))
+        return self.pool[offset : offset + numel]
 
 
 # -- the objective ---------------------------------------------------------------------------
@@ -133,24 +162,49 @@ class L0Objective(Objective):
     name = "l0"
 
     def __init__(
-        self, *, lam: float, granularity: str, target_sparsity: float | None, gate_lr: float,
-        init_drop: float, rate: float, anneal: float, seed: int, check_every: int,
-        window_steps: int | None = None, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA,
+        self,
+        *,
+        lam: float | None,
+        granularity: str,
+        target_sparsity: float | str | None,
+        gate_lr: float,
+        init_drop: float,
+        rate: float,
+        anneal: float,
+        seed: int,
+        check_every: int,
+        window_steps: int | None = None,
+        noise_pool: bool = True,
+        beta: float = BETA,
+        gamma: float = GAMMA,
+        zeta: float = ZETA,
     ) -> None:
-        if not float(lam) >= 0.0:
+        if lam is not None and not float(lam) >= 0.0:
             raise PrunekitError(f"l0: lambda must be >= 0, got {lam}")
+        if lam is None and target_sparsity is None:
+            raise PrunekitError("l0 with a fixed lambda (target_sparsity=null) needs --lambda")
         if granularity not in ("weight", "neuron"):
             raise PrunekitError(f"l0: gates exist per weight or per neuron, not {granularity!r}")
+        # "run": the pruning phase fills in the run's --sparsity (validation builds it bare)
+        self._pending = target_sparsity == "run"
+        if self._pending:
+            target_sparsity = 0.0
         if target_sparsity is not None and not 0.0 <= float(target_sparsity) < 1.0:
             raise PrunekitError(f"l0: target_sparsity must be in [0, 1), got {target_sparsity}")
         if not 0.0 < float(init_drop) < 1.0:
             raise PrunekitError(f"l0: init_drop must be in (0, 1), got {init_drop}")
         if not float(gate_lr) > 0.0 or not float(rate) >= 0.0 or not 0.0 < float(anneal) <= 1.0:
-            raise PrunekitError(f"l0: need gate_lr > 0, rate >= 0, anneal in (0, 1]; got "
-                                f"{gate_lr}, {rate}, {anneal}")
+            raise PrunekitError(
+                f"l0: need gate_lr > 0, rate >= 0, anneal in (0, 1]; got "
+                f"{gate_lr}, {rate}, {anneal}"
+            )
         if not (beta > 0 and gamma < 0 and zeta > 1):
-            raise PrunekitError(f"l0: need beta > 0, gamma < 0, zeta > 1; got {beta}, {gamma}, {zeta}")
-        self.lam = float(lam)
+            raise PrunekitError(
+                f"l0: need beta > 0, gamma < 0, zeta > 1; got {beta}, {gamma}, {zeta}"
+            )
+        self.lam = None if lam is None else float(lam)  # target mode: None = auto-initialized
+        self.sign = 1.0  # target mode: +1 closes gates, -1 opens them
+        self._error = 0.0
         self.granularity = granularity
         self.target = None if target_sparsity is None else float(target_sparsity)
         self.gate_lr, self.init_drop = float(gate_lr), float(init_drop)
@@ -162,6 +216,11 @@ class L0Objective(Objective):
         self._hooks: list[Any] = []
         self._opt: torch.optim.Optimizer | None = None
         self.steps = 0
+        self.noise_pool = bool(noise_pool)
+        self.pool: NoisePool | None = None
+        self._probs: dict[str, Tensor] = {}
+        self._ones_version: dict[str, int] = {}
+        self._parked: dict[str, tuple[int, Any]] = {}
         self.window = window_steps  # steps of the regularization window (from the phase)
         self.density = 1.0
         self.trace: list[dict[str, float]] = []
@@ -174,42 +233,80 @@ class L0Objective(Objective):
     def sample(self, name: str) -> Tensor:
         """One hard-concrete sample of every gate of layer ``name`` (one tensor op)."""
         la = self.log_alpha[name]
-        u = torch.rand(la.shape, generator=self.generator).clamp_(1e-6, 1.0 - 1e-6)
-        noise = torch.log(u).sub_(torch.log1p(-u))
+        if self.pool is None:  # fresh uniforms every step
+            u = torch.rand(la.shape, generator=self.generator).clamp_(1e-6, 1.0 - 1e-6)
+            noise = u.logit_()
+        else:
+            noise = self.pool.take(la.numel()).view(la.shape)
         return _HardConcreteGate.apply(la, noise, self.beta, self.gamma, self.zeta)
 
     def gate(self, name: str, training: bool) -> Tensor:
         if training and torch.is_grad_enabled():
             return self.sample(name)
-        return test_gate(self.log_alpha[name].detach(), self.gamma, self.zeta)
+        return deterministic_gate(self.log_alpha[name].detach(), self.gamma, self.zeta)
 
     def keep_probabilities(self) -> dict[str, Tensor]:
         """``P(z != 0)`` per gate, detached."""
-        return {n: keep_probability(la.detach(), self.beta, self.gamma, self.zeta)
-                for n, la in self.log_alpha.items()}
+        return {
+            n: keep_probability(la.detach(), self.beta, self.gamma, self.zeta)
+            for n, la in self.log_alpha.items()
+        }
 
     def test_gates(self) -> dict[str, Tensor]:
-        return {n: test_gate(la.detach(), self.gamma, self.zeta) for n, la in self.log_alpha.items()}
+        return {
+            n: deterministic_gate(la.detach(), self.gamma, self.zeta)
+            for n, la in self.log_alpha.items()
+        }
+
+    def synced_tensors(self) -> list[Tensor]:
+        """The gate logits: not model parameters, so data-parallel training (torchrun)
+        averages their gradients across ranks itself (``prunekit.distributed``)."""
+        return list(self.log_alpha.values())
 
     # -- objective hooks --------------------------------------------------------------------
     def attach(self, model: nn.Module, modules: dict[str, nn.Module]) -> None:
+        if self._pending:
+            raise PrunekitError(
+                "l0: no target sparsity; pass target_sparsity (a fraction, or "
+                "None for a fixed lambda) or run it through the pruning phase"
+            )
         self.modules = dict(modules)
         init = math.log(1.0 - self.init_drop) - math.log(self.init_drop)
         for name, m in self.modules.items():
             w = original(m)
-            self.log_alpha[name] = torch.full(self.gate_shape(m), init, dtype=w.dtype,
-                                              device=w.device, requires_grad=True)
+            self.log_alpha[name] = torch.full(
+                self.gate_shape(m), init, dtype=w.dtype, device=w.device, requires_grad=True
+            )
             if self.granularity == "weight":
                 if not is_masked(m):  # so the mask hook runs before the gate hook
                     apply_mask(m, torch.ones_like(w))
+                mask = m.weight_mask
+                if bool((mask == 1).all()):  # remember the version of an all-ones mask
+                    self._ones_version[name] = mask._version
+                self._park_mask_hook(name, m)
                 self._hooks.append(m.register_forward_pre_hook(self._weight_hook(name)))
             else:
                 self._hooks.append(m.register_forward_hook(self._unit_hook(name)))
-        self._opt = torch.optim.Adam(list(self.log_alpha.values()), lr=self.gate_lr)
+        self._opt = torch.optim.Adam(list(self.log_alpha.values()), lr=self.gate_lr, fused=True)
+        largest = max(la.numel() for la in self.log_alpha.values())
+        self.pool = NoisePool(largest, self.generator) if self.noise_pool else None
+
+    def _park_mask_hook(self, name: str, m: nn.Module) -> None:
+        """Take the mask's pre-hook out while gated (the gate hook applies the mask
+        itself); ``detach`` puts it back first in line."""
+        for hid, h in list(m._forward_pre_hooks.items()):
+            if isinstance(h, prune.BasePruningMethod) and h._tensor_name == "weight":
+                self._parked[name] = (hid, m._forward_pre_hooks.pop(hid))
 
     def _weight_hook(self, name: str) -> Any:
         def hook(module: nn.Module, inputs: Any) -> None:
-            module.weight = module.weight * self.gate(name, module.training)
+            z = self.gate(name, module.training)
+            # weight = weight_orig * weight_mask * z; while the mask is the untouched
+            # all-ones one (an in-place change bumps its version) its product is skipped.
+            if module.weight_mask._version == self._ones_version.get(name):
+                module.weight = module.weight_orig * z
+            else:
+                module.weight = module.weight_orig * module.weight_mask * z
 
         return hook
 
@@ -220,26 +317,62 @@ class L0Objective(Objective):
 
         return hook
 
-    def penalty(self, model: nn.Module) -> Tensor | None:
-        probs = [keep_probability(la, self.beta, self.gamma, self.zeta).sum()
-                 for la in self.log_alpha.values()]
-        expected = torch.stack(probs).sum()
-        self.density = float(expected.detach()) / self.num_gates
-        return self.lam * expected if self.lam > 0 else None
+    @property
+    def coef(self) -> float:
+        """The multiplier of ``sum_j P(z_j != 0)`` in the loss now (signed in target mode)."""
+        return self.sign * (self.lam or 0.0)
 
+    def penalty(self, model: nn.Module) -> Tensor | None:
+        """``coef * sum_j P(z_j != 0)``. Its gradient ``coef * P(1 - P)`` w.r.t. each logit
+        is added in closed form in ``after_step`` (no autograd graph over every gate), so
+        the returned value is detached."""
+        shift = self.beta * math.log(-self.gamma / self.zeta)
+        with torch.no_grad():  # keep_probability, into buffers kept across steps
+            for n, la in self.log_alpha.items():
+                buf = self._probs.get(n)
+                if buf is None or buf.shape != la.shape:
+                    buf = self._probs[n] = torch.empty_like(la, requires_grad=False)
+                torch.sub(la, shift, out=buf).sigmoid_()
+            expected = sum(float(p.sum()) for p in self._probs.values())
+        self.density = expected / self.num_gates
+        return torch.tensor(self.coef * expected) if self.coef != 0.0 else None
+
+    @torch.no_grad()
     def after_step(self, model: nn.Module, lr: float) -> None:
         assert self._opt is not None
+        for la in self.log_alpha.values():
+            if la.grad is None:
+                la.grad = torch.zeros_like(la)
+        if self.lam is None:  # auto: start where the penalty matches the task's pull
+            task = sum(float(la.grad.abs().sum()) for la in self.log_alpha.values())
+            slope = sum(float((p * (1 - p)).sum()) for p in self._probs.values())
+            self.lam = task / max(slope, 1e-12)
+        coef = self.coef
+        if coef != 0.0:
+            for n, la in self.log_alpha.items():
+                p = self._probs[n]
+                la.grad.add_(p, alpha=coef).addcmul_(p, p, value=-coef)  # coef * P(1-P)
         self._opt.step()
         self._opt.zero_grad(set_to_none=True)
         self.steps += 1
         if self.target is not None:
-            d_t = self.density_target(self.steps)
-            self.lam = min(max(self.lam * math.exp(self.rate * math.log(self.density / d_t)),
-                               1e-8), 1e4)
+            self._control(self.density - self.density_target(self.steps))
         if self.steps % 50 == 0 or self.steps == 1:
-            self.trace.append({"step": self.steps, "lambda": self.lam, "density": self.density})
+            self.trace.append({"step": self.steps, "lambda": self.coef, "density": self.density})
         if self.check_every and self.steps % self.check_every == 0:
             self.check_alive()
+
+    def _control(self, error: float) -> None:
+        """Sign-adaptive multiplier (Rprop-like): push gates shut while too many are open
+        (``error = rho - d_t > 0``), open while too few; the magnitude grows by ``rate`` per
+        step while the error keeps its sign and halves when it flips (damping)."""
+        assert self.lam is not None
+        if error * self._error > 0:
+            self.lam = min(self.lam * (1.0 + self.rate), 1e4)
+        elif error * self._error < 0:
+            self.lam = max(self.lam * 0.5, 1e-12)
+        self.sign = 1.0 if error > 0 else -1.0
+        self._error = error
 
     def density_target(self, step: int) -> float:
         """``d_t``: 1 -> 1 - target linearly over ``anneal`` of the window, then flat."""
@@ -253,7 +386,7 @@ class L0Objective(Objective):
         for name, z in self.test_gates().items():
             if not bool((z > 0).any()):
                 raise PrunekitError(
-                    f"l0 lambda={self.lam:.3g} closed every gate of layer {name!r} after "
+                    f"l0 lambda={self.coef:.3g} closed every gate of layer {name!r} after "
                     f"{self.steps} steps (the layer would be pruned entirely); lower --lambda"
                     + (" or the target sparsity" if self.target is not None else "")
                 )
@@ -264,6 +397,11 @@ class L0Objective(Objective):
         for h in self._hooks:
             h.remove()
         self._hooks = []
+        for name, (hid, h) in self._parked.items():
+            hooks = self.modules[name]._forward_pre_hooks
+            hooks[hid] = h
+            hooks.move_to_end(hid, last=False)
+        self._parked = {}
         for name, z in self.test_gates().items():
             m = self.modules[name]
             if self.granularity == "weight":
@@ -275,8 +413,11 @@ class L0Objective(Objective):
                     original(m, "bias").mul_(z)
             for pname in ("weight", "bias"):
                 refresh(m, pname)
-        self.final = {"lambda": self.lam, "density_expected": self.density,
-                      "open_fraction_test": self._open_fraction()}
+        self.final = {
+            "lambda": self.coef,
+            "density_expected": self.density,
+            "open_fraction_test": self._open_fraction(),
+        }
         self.log_alpha = {}
         self._opt = None
 
@@ -290,7 +431,8 @@ class L0Objective(Objective):
 
     def describe(self) -> str:
         mode = f"target_sparsity={self.target:g}" if self.target is not None else "fixed lambda"
-        return f"l0 lambda={self.lam:.4g} ({mode}, {self.granularity} gates, gate_lr={self.gate_lr:g})"
+        lam = "auto" if self.lam is None else f"{self.coef:.4g}"
+        return f"l0 lambda={lam} ({mode}, {self.granularity} gates, gate_lr={self.gate_lr:g})"
 
     def report(self) -> dict[str, Any]:
         """Lambda and expected kept fraction over the window (every 50 steps)."""
@@ -301,18 +443,37 @@ class L0Objective(Objective):
 
 @OBJECTIVES.register("l0")
 def l0(
-    *, lam: float = 1e-5, granularity: str = "weight", target_sparsity: float | None = None,
-    gate_lr: float = 0.05, init_drop: float = 0.05, rate: float = 0.05, anneal: float = 0.6,
-    seed: int = 0, check_every: int = 50, window_steps: int | None = None,
+    *,
+    lam: float | None = None,
+    granularity: str = "weight",
+    target_sparsity: float | str | None = "run",
+    gate_lr: float = 0.05,
+    init_drop: float = 0.05,
+    rate: float = 0.02,
+    anneal: float = 0.6,
+    seed: int = 0,
+    check_every: int = 50,
+    window_steps: int | None = None,
+    noise_pool: bool = True,
 ) -> L0Objective:
     """L0 term ``lam * sum_j P(z_j != 0)`` over hard-concrete gates (Louizos et al. 2018).
 
     ``granularity``, ``target_sparsity`` and ``window_steps`` (length of the
     regularization window) are filled in by the pruning phase from the method and the
-    run; ``target_sparsity=None`` keeps ``lam`` fixed."""
-    return L0Objective(lam=lam, granularity=granularity, target_sparsity=target_sparsity,
-                       gate_lr=gate_lr, init_drop=init_drop, rate=rate, anneal=anneal,
-                       seed=seed, check_every=check_every, window_steps=window_steps)
+    run (``"run"``); ``target_sparsity=None`` keeps ``lam`` fixed (then it is required)."""
+    return L0Objective(
+        lam=lam,
+        granularity=granularity,
+        target_sparsity=target_sparsity,
+        gate_lr=gate_lr,
+        init_drop=init_drop,
+        rate=rate,
+        anneal=anneal,
+        seed=seed,
+        check_every=check_every,
+        window_steps=window_steps,
+        noise_pool=noise_pool,
+    )
 
 
 # -- criterion -------------------------------------------------------------------------------
@@ -323,8 +484,10 @@ def l0_gate(model: nn.Module, modules: dict[str, nn.Module], ctx: Context) -> di
     for neuron gates. Needs the live ``l0`` objective (the pruning phase provides it)."""
     obj = ctx.objective
     if not isinstance(obj, L0Objective) or not obj.log_alpha:
-        raise PrunekitError("criterion 'l0-gate' needs the l0 objective's gates; use the "
-                            "l0 method through prunekit.run / `prunekit prune`")
+        raise PrunekitError(
+            "criterion 'l0-gate' needs the l0 objective's gates; use the "
+            "l0 method through prunekit.run / `prunekit prune`"
+        )
     missing = [n for n in modules if n not in obj.log_alpha]
     if missing:
         raise PrunekitError(f"criterion 'l0-gate': no gates on layer(s) {missing}")
@@ -343,14 +506,22 @@ def l0_gate(model: nn.Module, modules: dict[str, nn.Module], ctx: Context) -> di
 l0_gate.options = ("gate_score",)  # type: ignore[attr-defined]
 
 
-register(Method(
-    "l0", criterion="l0-gate", objective="l0",
-    description="L0 regularization with hard-concrete gates (Louizos et al. 2018): lambda "
-    "driven to the target sparsity, prune by P(z != 0), fold gates, fine-tune.",
-))
-register(Method(
-    "l0-neuron", criterion="l0-gate", granularity="neuron", objective="l0",
-    description="L0 with one hard-concrete gate per neuron / filter: units whose gates "
-    "close are removed whole (= l0 --granularity neuron).",
-))
-
+register(
+    Method(
+        "l0",
+        criterion="l0-gate",
+        objective="l0",
+        description="L0 regularization with hard-concrete gates (Louizos et al. 2018): lambda "
+        "driven to the target sparsity, prune by P(z != 0), fold gates, fine-tune.",
+    )
+)
+register(
+    Method(
+        "l0-neuron",
+        criterion="l0-gate",
+        granularity="neuron",
+        objective="l0",
+        description="L0 with one hard-concrete gate per neuron / filter: units whose gates "
+        "close are removed whole (= l0 --granularity neuron).",
+    )
+)

@@ -65,19 +65,30 @@ class L1Objective(Objective):
 
     name = "l1"
 
-    def __init__(self, lam: float, update: str, granularity: str, check_every: int) -> None:
+    def __init__(
+        self,
+        lam: float,
+        update: str,
+        granularity: str,
+        check_every: int,
+        window_steps: int | None = None,
+    ) -> None:
         if not float(lam) >= 0.0:
             raise PrunekitError(f"l1: lambda must be >= 0, got {lam}")
         if update not in ("proximal", "subgradient"):
             raise PrunekitError(f"l1: update must be 'proximal' or 'subgradient', got {update!r}")
         if granularity not in ("weight", "neuron"):
-            raise PrunekitError(f"l1: granularity must be 'weight' or 'neuron', got {granularity!r}")
+            raise PrunekitError(
+                f"l1: granularity must be 'weight' or 'neuron', got {granularity!r}"
+            )
         self.lam, self.update, self.granularity = float(lam), update, granularity
         self.check_every = int(check_every)
         self.group = granularity == "neuron"
         self.modules: dict[str, nn.Module] = {}
         self.steps = 0
         self._last_lr = 0.0
+        self.window = window_steps
+        self.zero_fraction: float | None = None
 
     def attach(self, model: nn.Module, modules: dict[str, nn.Module]) -> None:
         self.modules = dict(modules)
@@ -112,6 +123,17 @@ class L1Objective(Objective):
                     w.copy_(soft_threshold(w, t))
         if self.check_every and self.steps % self.check_every == 0:
             self.check_alive()
+        if self.steps == self.window:  # the last regularized step: what did L1 zero?
+            self.zero_fraction = self.exact_zero_fraction()
+
+    def exact_zero_fraction(self) -> float:
+        """Fraction of the regularized layers' effective weights that are exactly 0."""
+        zeros = sum(int((effective(m) == 0).sum()) for m in self.modules.values())
+        return zeros / max(sum(effective(m).numel() for m in self.modules.values()), 1)
+
+    def report(self) -> dict[str, object]:
+        """lambda, update, and the exact-zero fraction at the end of the window."""
+        return {"objective": self.describe(), "zero_fraction_before_prune": self.zero_fraction}
 
     def check_alive(self) -> None:
         """Error if every weight of a layer is (about) zero: lambda has emptied it."""
@@ -135,18 +157,31 @@ class L1Objective(Objective):
 
 @OBJECTIVES.register("l1")
 def l1(
-    *, lam: float = 1e-4, update: str = "proximal", granularity: str = "weight",
+    *,
+    lam: float = 1e-2,
+    update: str = "proximal",
+    granularity: str = "weight",
     check_every: int = 50,
+    window_steps: int | None = None,
 ) -> L1Objective:
     """L1 term ``lam * sum |theta|`` (``granularity="neuron"``: group lasso per unit).
 
-    ``granularity`` is filled in by the pruning phase from the method."""
-    return L1Objective(lam, update, granularity, check_every)
+    Default ``lam = 1e-2``: with the default sparsify lr (0.01 for LeNet-300-100) it
+    shrinks each weight by ``lr * lam = 1e-4`` per step; on LeNet-300-100 / Fashion-MNIST
+    (tuning runs: 4 dense + 2 sparsify epochs, seed 0) it zeroed 77 % of the weights before
+    the cut and gave 83.9 % at 98 % sparsity vs 82.6 % (3e-3) and 83.3 % (3e-2)
+    (1e-5..3e-4 zeroed < 1 %: L1 then does nothing; 82.2 %).
+
+    ``granularity`` and ``window_steps`` are filled in by the pruning phase."""
+    return L1Objective(lam, update, granularity, check_every, window_steps)
 
 
-register(Method(
-    "l1", criterion="magnitude", objective="l1",
-    description="L1-regularized training (lambda * sum |w|, proximal soft-threshold by "
-    "default; group lasso for --granularity neuron), prune smallest |w|, fine-tune.",
-))
-
+register(
+    Method(
+        "l1",
+        criterion="magnitude",
+        objective="l1",
+        description="L1-regularized training (lambda * sum |w|, proximal soft-threshold by "
+        "default; group lasso for --granularity neuron), prune smallest |w|, fine-tune.",
+    )
+)
