@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
-
 from conftest import needs_fashion
+from safetensors.torch import load_file
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

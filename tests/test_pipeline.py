@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import needs_fashion
 from safetensors.torch import load_file
 
 from prunekit import PrunekitError, RunConfig, load, run
 from prunekit.pruning.masks import sparsity
-
-from conftest import needs_fashion
 
 
 def small(**kw: object) -> RunConfig:

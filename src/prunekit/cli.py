@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -103,21 +103,21 @@ Model = Annotated[str, typer.Option(help="Zoo model name (see `prunekit list`)."
 Dataset = Annotated[str, typer.Option(help="Dataset name (see `prunekit list`).")]
 Seed = Annotated[int, typer.Option(help="Seed for weights, data order and split.")]
 Epochs = Annotated[int, typer.Option(help="Dense training epochs.")]
-DataDir = Annotated[Optional[Path], typer.Option(help="Directory with the dataset's IDX files.")]
+DataDir = Annotated[Path | None, typer.Option(help="Directory with the dataset's IDX files.")]
 Download = Annotated[bool, typer.Option("--download", help="Download the dataset into the cache if it is not found locally.")]
-Limit = Annotated[Optional[int], typer.Option(help="Use at most this many training examples.")]
-TestLimit = Annotated[Optional[int], typer.Option(help="Use at most this many test examples.")]
-Out = Annotated[Optional[Path], typer.Option(help="Run directory to write.")]
+Limit = Annotated[int | None, typer.Option(help="Use at most this many training examples.")]
+TestLimit = Annotated[int | None, typer.Option(help="Use at most this many test examples.")]
+Out = Annotated[Path | None, typer.Option(help="Run directory to write.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace a different run already in --out.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="YAML file of options; flags given on the command line win.")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML file of options; flags given on the command line win.")]
 
 
 @app.command()
 def train(
     model: Model = "lenet300", dataset: Dataset = "fashion-mnist", epochs: Epochs = 2,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: model recipe).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default: model recipe).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: model recipe).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (default: model recipe).")] = None,
     seed: Seed = 0, data_dir: DataDir = None, download: Download = False, limit: Limit = None,
     test_limit: TestLimit = None, out: Out = None, overwrite: Overwrite = False, quiet: Quiet = False,
 ) -> None:
@@ -130,32 +130,32 @@ def train(
 
 @app.command()
 def prune(
-    model: Annotated[Optional[str], typer.Option(help="Zoo model name [default: lenet300].")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset name [default: fashion-mnist].")] = None,
-    method: Annotated[Optional[str], typer.Option(help="Method name, see `prunekit list` [default: magnitude].")] = None,
-    sparsity: Annotated[Optional[float], typer.Option(help="Fraction of units of removal to prune, in [0, 1) [default: 0.9].")] = None,
-    granularity: Annotated[Optional[str], typer.Option(help="weight | neuron | kernel | nm [default: the method's].")] = None,
-    scope: Annotated[Optional[str], typer.Option(help="global | layer [default: the method's].")] = None,
-    schedule: Annotated[Optional[str], typer.Option(help="oneshot | iterative | cubic [default: the method's].")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Dense training epochs [default: 2].")] = None,
-    finetune_epochs: Annotated[Optional[int], typer.Option(help="Epochs of the sparsify phase: regularize, prune, fine-tune [default: 1].")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Dense learning rate [default: model recipe].")] = None,
-    finetune_lr: Annotated[Optional[float], typer.Option(help="Sparsify-phase learning rate [default: 0.1 x lr].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: model recipe].")] = None,
-    lam: Annotated[Optional[float], typer.Option("--lambda", help="Penalty strength of the method's objective.")] = None,
-    cycles: Annotated[Optional[int], typer.Option(help="Prune/fine-tune cycles (iterative schedule).")] = None,
-    noise_sigma: Annotated[Optional[float], typer.Option(help="Gaussian noise std (inputs in [0, 1]) for the gaussian method.")] = None,
-    noise_density: Annotated[Optional[float], typer.Option(help="Salt-and-pepper density in [0, 1] for the saltpepper method.")] = None,
-    calibration_batches: Annotated[Optional[int], typer.Option(help="Batches of data used by data-driven criteria (entropy).")] = None,
-    entropy_estimator: Annotated[Optional[str], typer.Option(help="histogram | gaussian (entropy criterion).")] = None,
-    nm: Annotated[Optional[str], typer.Option(help="N:M pattern for --granularity nm, e.g. 2:4; it fixes the sparsity at 1-N/M (omit --sparsity).")] = None,
-    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Extra method option KEY=VALUE (repeatable).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for weights, data order, split and masks [default: 0].")] = None,
+    model: Annotated[str | None, typer.Option(help="Zoo model name [default: lenet300].")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name [default: fashion-mnist].")] = None,
+    method: Annotated[str | None, typer.Option(help="Method name, see `prunekit list` [default: magnitude].")] = None,
+    sparsity: Annotated[float | None, typer.Option(help="Fraction of units of removal to prune, in [0, 1) [default: 0.9].")] = None,
+    granularity: Annotated[str | None, typer.Option(help="weight | neuron | kernel | nm [default: the method's].")] = None,
+    scope: Annotated[str | None, typer.Option(help="global | layer [default: the method's].")] = None,
+    schedule: Annotated[str | None, typer.Option(help="oneshot | iterative | cubic [default: the method's].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Dense training epochs [default: 2].")] = None,
+    finetune_epochs: Annotated[int | None, typer.Option(help="Epochs of the sparsify phase: regularize, prune, fine-tune [default: 1].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Dense learning rate [default: model recipe].")] = None,
+    finetune_lr: Annotated[float | None, typer.Option(help="Sparsify-phase learning rate [default: 0.1 x lr].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size [default: model recipe].")] = None,
+    lam: Annotated[float | None, typer.Option("--lambda", help="Penalty strength of the method's objective.")] = None,
+    cycles: Annotated[int | None, typer.Option(help="Prune/fine-tune cycles (iterative schedule).")] = None,
+    noise_sigma: Annotated[float | None, typer.Option(help="Gaussian noise std (inputs in [0, 1]) for the gaussian method.")] = None,
+    noise_density: Annotated[float | None, typer.Option(help="Salt-and-pepper density in [0, 1] for the saltpepper method.")] = None,
+    calibration_batches: Annotated[int | None, typer.Option(help="Batches of data used by data-driven criteria (entropy).")] = None,
+    entropy_estimator: Annotated[str | None, typer.Option(help="histogram | gaussian (entropy criterion).")] = None,
+    nm: Annotated[str | None, typer.Option(help="N:M pattern for --granularity nm, e.g. 2:4; it fixes the sparsity at 1-N/M (omit --sparsity).")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Extra method option KEY=VALUE (repeatable).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for weights, data order, split and masks [default: 0].")] = None,
     data_dir: DataDir = None, download: Download = False, limit: Limit = None,
     test_limit: TestLimit = None,
-    latency_repeats: Annotated[Optional[int], typer.Option(help="Timed repeats per batch size, median reported [default: 30].")] = None,
-    eval_sigmas: Annotated[Optional[str], typer.Option(help="Gaussian sigmas for the robustness evaluation, comma-separated ('' = none) [default: 0.1,0.2,0.3,0.5].")] = None,
-    eval_densities: Annotated[Optional[str], typer.Option(help="Salt-and-pepper densities for the robustness evaluation, comma-separated ('' = none) [default: 0.05,0.1,0.2].")] = None,
+    latency_repeats: Annotated[int | None, typer.Option(help="Timed repeats per batch size, median reported [default: 30].")] = None,
+    eval_sigmas: Annotated[str | None, typer.Option(help="Gaussian sigmas for the robustness evaluation, comma-separated ('' = none) [default: 0.1,0.2,0.3,0.5].")] = None,
+    eval_densities: Annotated[str | None, typer.Option(help="Salt-and-pepper densities for the robustness evaluation, comma-separated ('' = none) [default: 0.05,0.1,0.2].")] = None,
     config: ConfigFile = None, out: Out = None, overwrite: Overwrite = False, quiet: Quiet = False,
 ) -> None:
     """Train dense -> prune to --sparsity with --method -> fine-tune -> evaluate -> save."""
@@ -213,7 +213,7 @@ def entropy_cmd(
     out: Annotated[Path, typer.Option(help="JSON file to write ({layer: [H_j ...]} under 'entropy').")],
     entropy_estimator: Annotated[str, typer.Option(help="histogram | gaussian.")] = "histogram",
     bins: Annotated[int, typer.Option(help="Histogram bins.")] = 32,
-    calibration_batches: Annotated[Optional[int], typer.Option(help="Batches of 256 calibration images (default: all).")] = None,
+    calibration_batches: Annotated[int | None, typer.Option(help="Batches of 256 calibration images (default: all).")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Export the per-unit activation entropies (nats) of a saved run's model."""

@@ -13,7 +13,6 @@ from typing import Any
 
 from .registry import PrunekitError
 
-
 # Where the files live does not change what the run computes.
 _NOT_HASHED = {"data_dir", "download"}
 

@@ -4,5 +4,8 @@ Importing this package registers every criterion and objective module (and the
 methods they define), so ``METHODS`` is complete whatever is imported first.
 """
 
-from . import methods  # noqa: F401  (defines METHODS before the modules that fill it)
-from . import criteria, objectives  # noqa: F401,E402
+from . import (  # noqa: F401,E402
+    criteria,
+    methods,  # noqa: F401  (defines METHODS before the modules that fill it)
+    objectives,
+)
