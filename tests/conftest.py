@@ -25,3 +25,15 @@ needs_fashion = pytest.mark.skipif(
     not os.path.isdir(FASHION_DIR),
     reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
 )
+
+
+def small_run_config(**kw: object):
+    """A tiny synthetic LeNet-300 run: 1 dense + 2 sparsify epochs on 600 examples,
+    no robustness levels, one latency repeat. Keyword arguments override."""
+    from prunekit import RunConfig
+
+    base: dict = dict(model="lenet300", dataset="synthetic", sparsity=0.9, epochs=1,
+                      finetune_epochs=2, latency_repeats=1, noise_sigmas=[],
+                      noise_densities=[], limit=600)
+    base.update(kw)
+    return RunConfig(**base)

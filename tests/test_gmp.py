@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import small_run_config
 
-from prunekit import RunConfig, create_model, run
+from prunekit import create_model, run
 from prunekit.data import Split
 from prunekit.pruning.criteria import Context
 from prunekit.pruning.masks import sparsity
@@ -66,18 +67,7 @@ def test_gmp_phase_prunes_gradually_to_the_exact_target() -> None:
 
 
 def test_gmp_run(tmp_path) -> None:
-    cfg = RunConfig(
-        model="lenet300",
-        dataset="synthetic",
-        method="gmp",
-        sparsity=0.9,
-        epochs=1,
-        finetune_epochs=2,
-        latency_repeats=1,
-        noise_sigmas=[],
-        noise_densities=[],
-        limit=600,
-    )
+    cfg = small_run_config(method="gmp")
     r = run(cfg, out=tmp_path / "run")
     assert r.result["schedule"] == "cubic" and len(r.result["pruning_events"]) > 2
     assert r.result["achieved_sparsity"] == pytest.approx(0.9, abs=1e-3)

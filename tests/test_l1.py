@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import small_run_config
 from safetensors.torch import load_file
 from torch import nn
 
@@ -114,20 +115,8 @@ def test_lambda_that_empties_a_layer_is_an_error() -> None:
 
 
 def small_cfg(**kw: object) -> RunConfig:
-    base = dict(
-        model="lenet300",
-        dataset="synthetic",
-        method="l1",
-        sparsity=0.9,
-        epochs=1,
-        finetune_epochs=2,
-        latency_repeats=1,
-        noise_sigmas=[],
-        noise_densities=[],
-        limit=600,
-    )
-    base.update(kw)
-    return RunConfig(**base)  # type: ignore[arg-type]
+    """A tiny synthetic l1 run (see tests/conftest.py)."""
+    return small_run_config(**{"method": "l1", **kw})
 
 
 def test_nan_loss_names_step_and_lambda() -> None:
