@@ -58,8 +58,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=128)
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, batch {args.batch_size}, {args.repeats} interleaved repeats, "
-          "medians (ms per training step)")
+    print(
+        f"torch {torch.__version__}, batch {args.batch_size}, {args.repeats} interleaved repeats, "
+        "medians (ms per training step)"
+    )
     print("| model | threads | dense ms | masked (90 %) ms | masked / dense |")
     print("|---|---|---|---|---|")
     for name in ("lenet300", "lenet5"):

@@ -32,8 +32,16 @@ def small_run_config(**kw: object):
     no robustness levels, one latency repeat. Keyword arguments override."""
     from prunekit import RunConfig
 
-    base: dict = dict(model="lenet300", dataset="synthetic", sparsity=0.9, epochs=1,
-                      finetune_epochs=2, latency_repeats=1, noise_sigmas=[],
-                      noise_densities=[], limit=600)
+    base: dict = dict(
+        model="lenet300",
+        dataset="synthetic",
+        sparsity=0.9,
+        epochs=1,
+        finetune_epochs=2,
+        latency_repeats=1,
+        noise_sigmas=[],
+        noise_densities=[],
+        limit=600,
+    )
     base.update(kw)
     return RunConfig(**base)

@@ -15,16 +15,42 @@ from safetensors.torch import load_file
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, COLUMNS="120")
-    return subprocess.run([sys.executable, "-m", "prunekit", *args], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "prunekit", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
 
 
 @needs_fashion
 def test_prune_contract_fashion_mnist(tmp_path: Path) -> None:
     out = tmp_path / "DIR"
-    p = cli("prune", "--model", "lenet300", "--dataset", "fashion-mnist", "--method", "magnitude",
-            "--sparsity", "0.9", "--epochs", "2", "--finetune-epochs", "1", "--seed", "0",
-            "--out", str(out), "--latency-repeats", "3", "-q", cwd=tmp_path)
+    p = cli(
+        "prune",
+        "--model",
+        "lenet300",
+        "--dataset",
+        "fashion-mnist",
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.9",
+        "--epochs",
+        "2",
+        "--finetune-epochs",
+        "1",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--latency-repeats",
+        "3",
+        "-q",
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stderr
     res = json.loads((out / "result.json").read_text())
     assert res["model"] == "lenet300" and res["method"] == "magnitude"

@@ -13,7 +13,9 @@ from prunekit.pruning.masks import apply_mask, clone, effective, masked_paramete
 
 def mlp() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4)
+    )
 
 
 def test_ones_mask_changes_nothing() -> None:
@@ -41,9 +43,13 @@ def test_layer_scope_reaches_exact_sparsity_in_every_layer() -> None:
 
 def test_global_magnitude_prunes_smallest_weights() -> None:
     model = mlp()
-    weights = torch.cat([m.weight.detach().abs().flatten() for m in model if isinstance(m, nn.Linear)])
+    weights = torch.cat(
+        [m.weight.detach().abs().flatten() for m in model if isinstance(m, nn.Linear)]
+    )
     prune(model, "magnitude", 0.5)
-    kept = torch.cat([effective(m).detach().abs().flatten() for m in model if isinstance(m, nn.Linear)])
+    kept = torch.cat(
+        [effective(m).detach().abs().flatten() for m in model if isinstance(m, nn.Linear)]
+    )
     threshold = torch.sort(weights).values[round(0.5 * weights.numel()) - 1]
     assert kept[kept > 0].min() >= threshold
 

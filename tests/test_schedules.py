@@ -19,8 +19,11 @@ def test_cubic_formula_hand_values() -> None:
 @given(st.floats(0.0, 0.99), st.integers(0, 50), st.integers(1, 500))
 def test_schedules_monotone_and_end_at_target(target: float, start: int, length: int) -> None:
     end = start + length
-    for events in (oneshot(target, start, end), iterative(target, start, end, cycles=4),
-                   cubic(target, start, end)):
+    for events in (
+        oneshot(target, start, end),
+        iterative(target, start, end, cycles=4),
+        cubic(target, start, end),
+    ):
         steps = [s for s, _ in events]
         targets = [t for _, t in events]
         assert steps == sorted(steps) and start <= steps[0] and steps[-1] <= end

@@ -122,7 +122,10 @@ def _resize(model: nn.Module, shapes: dict[str, list[int]]) -> None:
         elif attr == "weight" and isinstance(module, nn.modules.conv._ConvNd):
             module.out_channels = shape[0]
             module.in_channels = shape[1] * module.groups
-        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and attr in ("weight", "running_mean"):
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and attr in (
+            "weight",
+            "running_mean",
+        ):
             module.num_features = shape[0]
 
 
@@ -145,5 +148,7 @@ def load(run_dir: str | Path) -> nn.Module:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[:2]
-        raise PrunekitError(f"{weights} does not match {run_dir / 'model.json'}: {' '.join(first)}") from None
+        raise PrunekitError(
+            f"{weights} does not match {run_dir / 'model.json'}: {' '.join(first)}"
+        ) from None
     return model.eval()

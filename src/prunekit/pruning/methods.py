@@ -62,19 +62,47 @@ def get_method(name: str) -> Method:
     return METHODS.get(name)
 
 
-register(Method("dense", criterion="magnitude",
-                description="No pruning (sparsity 0): the baseline every row is compared to."))
-register(Method("magnitude", criterion="magnitude",
-                description="Smallest |w| pruned (Han et al. 2015); global or per layer."))
-register(Method("random", criterion="random",
-                description="Uniformly random weights pruned: the floor every criterion must beat."))
-register(Method("l1-filter", criterion="magnitude", granularity="neuron", scope="layer",
-                description="Conv filters / Linear units with the smallest L1 norm zeroed "
-                "(Li et al. 2017), the spec's conv1 example."))
-register(Method("gmp", criterion="magnitude", schedule="cubic",
-                description="Gradual magnitude pruning (Zhu & Gupta 2017): cubic schedule "
-                "s_t = s_f + (s_i - s_f)(1 - (t - t0)/(n dt))^3, ~10 events over the first "
-                "75 % of the phase, then fine-tuning."))
+register(
+    Method(
+        "dense",
+        criterion="magnitude",
+        description="No pruning (sparsity 0): the baseline every row is compared to.",
+    )
+)
+register(
+    Method(
+        "magnitude",
+        criterion="magnitude",
+        description="Smallest |w| pruned (Han et al. 2015); global or per layer.",
+    )
+)
+register(
+    Method(
+        "random",
+        criterion="random",
+        description="Uniformly random weights pruned: the floor every criterion must beat.",
+    )
+)
+register(
+    Method(
+        "l1-filter",
+        criterion="magnitude",
+        granularity="neuron",
+        scope="layer",
+        description="Conv filters / Linear units with the smallest L1 norm zeroed "
+        "(Li et al. 2017), the spec's conv1 example.",
+    )
+)
+register(
+    Method(
+        "gmp",
+        criterion="magnitude",
+        schedule="cubic",
+        description="Gradual magnitude pruning (Zhu & Gupta 2017): cubic schedule "
+        "s_t = s_f + (s_i - s_f)(1 - (t - t0)/(n dt))^3, ~10 events over the first "
+        "75 % of the phase, then fine-tuning.",
+    )
+)
 
 
 def _options(fn: Any, skip: int) -> set[str]:
@@ -100,7 +128,9 @@ def with_method_args(method: Method, args: dict[str, Any]) -> Method:
     if not args:
         return method
     targets = {
-        "objective_args": _options(OBJECTIVES.get(method.objective), 0) if method.objective else set(),
+        "objective_args": _options(OBJECTIVES.get(method.objective), 0)
+        if method.objective
+        else set(),
         "schedule_args": _options(SCHEDULES.get(method.schedule), 3),
         "criterion_args": _options(CRITERIA.get(method.criterion), 3),
         "granularity_args": _options(GRANULARITIES.get(method.granularity), 4),

@@ -30,8 +30,11 @@ def build_objective(method: Method, sparsity: float, window_steps: int) -> Objec
     assert method.objective is not None
     factory = OBJECTIVES.get(method.objective)
     accepted = inspect.signature(factory).parameters
-    known = {"granularity": method.granularity, "target_sparsity": sparsity,
-             "window_steps": window_steps}
+    known = {
+        "granularity": method.granularity,
+        "target_sparsity": sparsity,
+        "window_steps": window_steps,
+    }
     extra = {k: v for k, v in known.items() if k in accepted and k not in method.objective_args}
     return factory(**method.objective_args, **extra)
 
@@ -56,7 +59,8 @@ class PruningPhase:
         self.regularize_end = int(method.regularize_fraction * total_steps) if before else None
         self.objective: Objective | None = (
             build_objective(method, sparsity, self.regularize_end or total_steps)
-            if method.objective else None
+            if method.objective
+            else None
         )
         ctx.objective = self.objective
         events = SCHEDULES.get(method.schedule)(

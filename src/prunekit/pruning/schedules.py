@@ -52,7 +52,11 @@ def iterative(target: float, start: int, end: int, cycles: int = 3) -> Events:
 
 @SCHEDULES.register("cubic")
 def cubic(
-    target: float, start: int, end: int, initial: float = 0.0, prune_fraction: float = 0.75,
+    target: float,
+    start: int,
+    end: int,
+    initial: float = 0.0,
+    prune_fraction: float = 0.75,
     frequency: int | None = None,
 ) -> Events:
     """Zhu & Gupta gradual pruning: events every ``frequency`` steps over the first

@@ -37,6 +37,7 @@ class Context:
 Criterion = Callable[[nn.Module, dict[str, nn.Module], Context], dict[str, torch.Tensor]]
 CRITERIA: Registry[Criterion] = Registry("criterion")
 
+
 def _register_all() -> None:
     """Import every module of this package: each registers itself."""
     import importlib
@@ -47,4 +48,3 @@ def _register_all() -> None:
 
 
 _register_all()
-

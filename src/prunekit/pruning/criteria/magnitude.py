@@ -15,5 +15,7 @@ from . import CRITERIA, Context
 
 
 @CRITERIA.register("magnitude")
-def magnitude(model: nn.Module, modules: dict[str, nn.Module], ctx: Context) -> dict[str, torch.Tensor]:
+def magnitude(
+    model: nn.Module, modules: dict[str, nn.Module], ctx: Context
+) -> dict[str, torch.Tensor]:
     return {name: effective(m).detach().abs() for name, m in modules.items()}

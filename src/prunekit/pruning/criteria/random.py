@@ -11,6 +11,8 @@ from . import CRITERIA, Context
 
 
 @CRITERIA.register("random")
-def random_scores(model: nn.Module, modules: dict[str, nn.Module], ctx: Context) -> dict[str, torch.Tensor]:
+def random_scores(
+    model: nn.Module, modules: dict[str, nn.Module], ctx: Context
+) -> dict[str, torch.Tensor]:
     gen = ctx.generator if ctx.generator is not None else torch.Generator().manual_seed(0)
     return {name: torch.rand(original(m).shape, generator=gen) for name, m in modules.items()}

@@ -58,6 +58,7 @@ class Objective:
 
 OBJECTIVES: Registry[Callable[..., Objective]] = Registry("objective")
 
+
 def _register_all() -> None:
     """Import every module of this package: each registers itself."""
     import importlib
@@ -68,4 +69,3 @@ def _register_all() -> None:
 
 
 _register_all()
-
