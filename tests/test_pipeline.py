@@ -15,8 +15,14 @@ from prunekit.pruning.masks import sparsity
 
 
 def small(**kw: object) -> RunConfig:
-    base = dict(model="lenet300", dataset="synthetic", epochs=1, finetune_epochs=1,
-                latency_repeats=2, latency_batch_sizes=[1, 8])
+    base = dict(
+        model="lenet300",
+        dataset="synthetic",
+        epochs=1,
+        finetune_epochs=1,
+        latency_repeats=2,
+        latency_batch_sizes=[1, 8],
+    )
     base.update(kw)
     return RunConfig(**base)
 
@@ -31,14 +37,32 @@ def test_run_saves_contract_and_load_is_bit_identical(tmp_path: Path) -> None:
     out = tmp_path / "run"
     r = run(small(sparsity=0.8), out=out)
     res = json.loads((out / "result.json").read_text())
-    for key in ("model", "dataset", "method", "granularity", "target_sparsity", "achieved_sparsity",
-                "params_total", "params_nonzero", "macs_dense", "macs_effective", "accuracy_dense",
-                "accuracy", "latency_ms", "size_bytes", "seed", "config"):
+    for key in (
+        "model",
+        "dataset",
+        "method",
+        "granularity",
+        "target_sparsity",
+        "achieved_sparsity",
+        "params_total",
+        "params_nonzero",
+        "macs_dense",
+        "macs_effective",
+        "accuracy_dense",
+        "accuracy",
+        "latency_ms",
+        "size_bytes",
+        "seed",
+        "config",
+    ):
         assert key in res, key
     assert res["achieved_sparsity"] == pytest.approx(round(0.8 * 266200) / 266200, abs=1e-12)
     assert weight_sparsity(out) == pytest.approx(res["achieved_sparsity"], abs=1e-12)
     assert res["params_total"] == 266610
     assert set(res["latency_ms"]) == {"1", "8"}
+    # the dense twin is timed in the same loop; speedup is exactly the ratio of the two
+    for b in ("1", "8"):
+        assert res["speedup"][b] == pytest.approx(res["latency_ms_dense"][b] / res["latency_ms"][b])
     loaded = load(out)
     x = torch.rand(16, 1, 28, 28)
     r.model.eval()
@@ -69,6 +93,8 @@ def test_layer_scope_and_no_finetune() -> None:
 
 def test_neuron_granularity_run() -> None:
     r = run(small(method="l1-filter", sparsity=0.5)).result
+    assert r["params_total"] < r["params_total_original"]  # physically smaller, timed as such
+    assert set(r["speedup"]) == set(r["latency_ms_dense"]) == set(r["latency_ms"])
     assert r["layers"]["fc1"]["units_alive"] == 150
     assert r["layers"]["fc2"]["units_alive"] == 50
     assert r["layers"]["fc3"]["units_alive"] == 10
@@ -134,9 +160,19 @@ def test_corrupted_saved_files(tmp_path: Path) -> None:
 def test_cli_contract_on_fashion_mnist_limited(tmp_path: Path) -> None:
     # The full contract (all 60k images) runs in the slow test below; this one is quick.
     out = tmp_path / "fm"
-    res = run(RunConfig(model="lenet300", dataset="fashion-mnist", sparsity=0.9, epochs=1,
-                        finetune_epochs=1, limit=6000, test_limit=2000, latency_repeats=2),
-              out=out).result
+    res = run(
+        RunConfig(
+            model="lenet300",
+            dataset="fashion-mnist",
+            sparsity=0.9,
+            epochs=1,
+            finetune_epochs=1,
+            limit=6000,
+            test_limit=2000,
+            latency_repeats=2,
+        ),
+        out=out,
+    ).result
     assert res["achieved_sparsity"] == pytest.approx(0.9, abs=1e-4)
     assert weight_sparsity(out) == pytest.approx(res["achieved_sparsity"], abs=1e-12)
     assert res["accuracy"] > 0.6

@@ -15,8 +15,12 @@ from rich.table import Table
 
 from .registry import PrunekitError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Prune PyTorch models and compare pruning methods honestly.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Prune PyTorch models and compare pruning methods honestly.",
+)
 out_console = Console()
 err_console = Console(stderr=True)
 
@@ -39,7 +43,9 @@ def parse_floats(text: str | None, flag: str) -> list[float] | None:
     try:
         return [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise PrunekitError(f"{flag} takes comma-separated numbers, e.g. 0.1,0.2; got {text!r}") from None
+        raise PrunekitError(
+            f"{flag} takes comma-separated numbers, e.g. 0.1,0.2; got {text!r}"
+        ) from None
 
 
 def _load_config_file(path: Path | None) -> dict[str, Any]:
@@ -78,6 +84,12 @@ def result_table(result: dict[str, Any], title: str) -> Table:
             t.add_row(label, fmt.format(result[key]))
     for bs, ms in (result.get("latency_ms") or {}).items():
         t.add_row(f"latency batch {bs} (ms, median)", f"{ms:.3f}")
+        if bs in (result.get("speedup") or {}):
+            dense_ms = result["latency_ms_dense"][bs]
+            t.add_row(
+                f"speed-up batch {bs} (vs dense {dense_ms:.3f} ms, interleaved)",
+                f"{result['speedup'][bs]:.2f}x",
+            )
     for kind in ("accuracy_gaussian", "accuracy_saltpepper"):
         for level, acc in (result.get(kind) or {}).items():
             t.add_row(f"{kind.removeprefix('accuracy_')} {level}", f"{acc:.4f}")
@@ -104,74 +116,194 @@ Dataset = Annotated[str, typer.Option(help="Dataset name (see `prunekit list`)."
 Seed = Annotated[int, typer.Option(help="Seed for weights, data order and split.")]
 Epochs = Annotated[int, typer.Option(help="Dense training epochs.")]
 DataDir = Annotated[Path | None, typer.Option(help="Directory with the dataset's IDX files.")]
-Download = Annotated[bool, typer.Option("--download", help="Download the dataset into the cache if it is not found locally.")]
+Download = Annotated[
+    bool,
+    typer.Option(
+        "--download", help="Download the dataset into the cache if it is not found locally."
+    ),
+]
 Limit = Annotated[int | None, typer.Option(help="Use at most this many training examples.")]
 TestLimit = Annotated[int | None, typer.Option(help="Use at most this many test examples.")]
 Out = Annotated[Path | None, typer.Option(help="Run directory to write.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace a different run already in --out.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML file of options; flags given on the command line win.")]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML file of options; flags given on the command line win."),
+]
 
 
 @app.command()
 def train(
-    model: Model = "lenet300", dataset: Dataset = "fashion-mnist", epochs: Epochs = 2,
+    model: Model = "lenet300",
+    dataset: Dataset = "fashion-mnist",
+    epochs: Epochs = 2,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: model recipe).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size (default: model recipe).")] = None,
-    seed: Seed = 0, data_dir: DataDir = None, download: Download = False, limit: Limit = None,
-    test_limit: TestLimit = None, out: Out = None, overwrite: Overwrite = False, quiet: Quiet = False,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Batch size (default: model recipe).")
+    ] = None,
+    seed: Seed = 0,
+    data_dir: DataDir = None,
+    download: Download = False,
+    limit: Limit = None,
+    test_limit: TestLimit = None,
+    out: Out = None,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train a dense model and evaluate it (a run with no pruning)."""
-    _run_pipeline(dict(model=model, dataset=dataset, method="dense", sparsity=0.0, epochs=epochs,
-                       finetune_epochs=0, lr=lr, batch_size=batch_size, seed=seed,
-                       data_dir=str(data_dir) if data_dir else None, download=download,
-                       limit=limit, test_limit=test_limit), out, overwrite, quiet)
+    _run_pipeline(
+        dict(
+            model=model,
+            dataset=dataset,
+            method="dense",
+            sparsity=0.0,
+            epochs=epochs,
+            finetune_epochs=0,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            data_dir=str(data_dir) if data_dir else None,
+            download=download,
+            limit=limit,
+            test_limit=test_limit,
+        ),
+        out,
+        overwrite,
+        quiet,
+    )
 
 
 @app.command()
 def prune(
     model: Annotated[str | None, typer.Option(help="Zoo model name [default: lenet300].")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset name [default: fashion-mnist].")] = None,
-    method: Annotated[str | None, typer.Option(help="Method name, see `prunekit list` [default: magnitude].")] = None,
-    sparsity: Annotated[float | None, typer.Option(help="Fraction of units of removal to prune, in [0, 1) [default: 0.9].")] = None,
-    granularity: Annotated[str | None, typer.Option(help="weight | neuron | kernel | nm [default: the method's].")] = None,
-    scope: Annotated[str | None, typer.Option(help="global | layer [default: the method's].")] = None,
-    schedule: Annotated[str | None, typer.Option(help="oneshot | iterative | cubic [default: the method's].")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset name [default: fashion-mnist].")
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="Method name, see `prunekit list` [default: magnitude].")
+    ] = None,
+    sparsity: Annotated[
+        float | None,
+        typer.Option(help="Fraction of units of removal to prune, in [0, 1) [default: 0.9]."),
+    ] = None,
+    granularity: Annotated[
+        str | None, typer.Option(help="weight | neuron | kernel | nm [default: the method's].")
+    ] = None,
+    scope: Annotated[
+        str | None, typer.Option(help="global | layer [default: the method's].")
+    ] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="oneshot | iterative | cubic [default: the method's].")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Dense training epochs [default: 2].")] = None,
-    finetune_epochs: Annotated[int | None, typer.Option(help="Epochs of the sparsify phase: regularize, prune, fine-tune [default: 1].")] = None,
-    lr: Annotated[float | None, typer.Option(help="Dense learning rate [default: model recipe].")] = None,
-    finetune_lr: Annotated[float | None, typer.Option(help="Sparsify-phase learning rate [default: 0.1 x lr].")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size [default: model recipe].")] = None,
-    lam: Annotated[float | None, typer.Option("--lambda", help="Penalty strength of the method's objective.")] = None,
-    cycles: Annotated[int | None, typer.Option(help="Prune/fine-tune cycles (iterative schedule).")] = None,
-    noise_sigma: Annotated[float | None, typer.Option(help="Gaussian noise std (inputs in [0, 1]) for the gaussian method.")] = None,
-    noise_density: Annotated[float | None, typer.Option(help="Salt-and-pepper density in [0, 1] for the saltpepper method.")] = None,
-    calibration_batches: Annotated[int | None, typer.Option(help="Batches of data used by data-driven criteria (entropy).")] = None,
-    entropy_estimator: Annotated[str | None, typer.Option(help="histogram | gaussian (entropy criterion).")] = None,
-    nm: Annotated[str | None, typer.Option(help="N:M pattern for --granularity nm, e.g. 2:4; it fixes the sparsity at 1-N/M (omit --sparsity).")] = None,
-    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Extra method option KEY=VALUE (repeatable).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for weights, data order, split and masks [default: 0].")] = None,
-    data_dir: DataDir = None, download: Download = False, limit: Limit = None,
+    finetune_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Epochs of the sparsify phase: regularize, prune, fine-tune [default: 1]."
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Dense learning rate [default: model recipe].")
+    ] = None,
+    finetune_lr: Annotated[
+        float | None, typer.Option(help="Sparsify-phase learning rate [default: 0.1 x lr].")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Batch size [default: model recipe].")
+    ] = None,
+    lam: Annotated[
+        float | None, typer.Option("--lambda", help="Penalty strength of the method's objective.")
+    ] = None,
+    cycles: Annotated[
+        int | None, typer.Option(help="Prune/fine-tune cycles (iterative schedule).")
+    ] = None,
+    noise_sigma: Annotated[
+        float | None,
+        typer.Option(help="Gaussian noise std (inputs in [0, 1]) for the gaussian method."),
+    ] = None,
+    noise_density: Annotated[
+        float | None,
+        typer.Option(help="Salt-and-pepper density in [0, 1] for the saltpepper method."),
+    ] = None,
+    calibration_batches: Annotated[
+        int | None, typer.Option(help="Batches of data used by data-driven criteria (entropy).")
+    ] = None,
+    entropy_estimator: Annotated[
+        str | None, typer.Option(help="histogram | gaussian (entropy criterion).")
+    ] = None,
+    nm: Annotated[
+        str | None,
+        typer.Option(
+            help="N:M pattern for --granularity nm, e.g. 2:4; it fixes the sparsity at 1-N/M (omit --sparsity)."
+        ),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="Extra method option KEY=VALUE (repeatable)."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for weights, data order, split and masks [default: 0].")
+    ] = None,
+    data_dir: DataDir = None,
+    download: Download = False,
+    limit: Limit = None,
     test_limit: TestLimit = None,
-    latency_repeats: Annotated[int | None, typer.Option(help="Timed repeats per batch size, median reported [default: 30].")] = None,
-    eval_sigmas: Annotated[str | None, typer.Option(help="Gaussian sigmas for the robustness evaluation, comma-separated ('' = none) [default: 0.1,0.2,0.3,0.5].")] = None,
-    eval_densities: Annotated[str | None, typer.Option(help="Salt-and-pepper densities for the robustness evaluation, comma-separated ('' = none) [default: 0.05,0.1,0.2].")] = None,
-    config: ConfigFile = None, out: Out = None, overwrite: Overwrite = False, quiet: Quiet = False,
+    latency_repeats: Annotated[
+        int | None,
+        typer.Option(help="Timed repeats per batch size, median reported [default: 30]."),
+    ] = None,
+    eval_sigmas: Annotated[
+        str | None,
+        typer.Option(
+            help="Gaussian sigmas for the robustness evaluation, comma-separated ('' = none) [default: 0.1,0.2,0.3,0.5]."
+        ),
+    ] = None,
+    eval_densities: Annotated[
+        str | None,
+        typer.Option(
+            help="Salt-and-pepper densities for the robustness evaluation, comma-separated ('' = none) [default: 0.05,0.1,0.2]."
+        ),
+    ] = None,
+    config: ConfigFile = None,
+    out: Out = None,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train dense -> prune to --sparsity with --method -> fine-tune -> evaluate -> save."""
     values = _load_config_file(config)
-    flags = dict(model=model, dataset=dataset, method=method, sparsity=sparsity,
-                 granularity=granularity, scope=scope, schedule=schedule, epochs=epochs,
-                 finetune_epochs=finetune_epochs, lr=lr, finetune_lr=finetune_lr,
-                 batch_size=batch_size, seed=seed, data_dir=str(data_dir) if data_dir else None,
-                 limit=limit, test_limit=test_limit, latency_repeats=latency_repeats,
-                 download=download or None,
-                 noise_sigmas=parse_floats(eval_sigmas, "--eval-sigmas"),
-                 noise_densities=parse_floats(eval_densities, "--eval-densities"))
+    flags = dict(
+        model=model,
+        dataset=dataset,
+        method=method,
+        sparsity=sparsity,
+        granularity=granularity,
+        scope=scope,
+        schedule=schedule,
+        epochs=epochs,
+        finetune_epochs=finetune_epochs,
+        lr=lr,
+        finetune_lr=finetune_lr,
+        batch_size=batch_size,
+        seed=seed,
+        data_dir=str(data_dir) if data_dir else None,
+        limit=limit,
+        test_limit=test_limit,
+        latency_repeats=latency_repeats,
+        download=download or None,
+        noise_sigmas=parse_floats(eval_sigmas, "--eval-sigmas"),
+        noise_densities=parse_floats(eval_densities, "--eval-densities"),
+    )
     values.update({k: v for k, v in flags.items() if v is not None})
     method_args = dict(values.get("method_args") or {})
-    named = {"lam": lam, "cycles": cycles, "sigma": noise_sigma, "density": noise_density,
-             "calibration_batches": calibration_batches, "estimator": entropy_estimator}
+    named = {
+        "lam": lam,
+        "cycles": cycles,
+        "sigma": noise_sigma,
+        "density": noise_density,
+        "calibration_batches": calibration_batches,
+        "estimator": entropy_estimator,
+    }
     method_args.update({k: v for k, v in named.items() if v is not None})
     if nm is not None:
         n_str, sep, m_str = nm.partition(":")
@@ -184,7 +316,9 @@ def prune(
         from .pruning.connection import implied_sparsity
         from .pruning.methods import get_method
 
-        gran = values.get("granularity") or get_method(values.get("method", "magnitude")).granularity
+        gran = (
+            values.get("granularity") or get_method(values.get("method", "magnitude")).granularity
+        )
         implied = implied_sparsity(gran, method_args)
         if implied is not None:
             values["sparsity"] = implied
@@ -210,38 +344,59 @@ def evaluate_cmd(
 @app.command("entropy")
 def entropy_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by prunekit.")],
-    out: Annotated[Path, typer.Option(help="JSON file to write ({layer: [H_j ...]} under 'entropy').")],
+    out: Annotated[
+        Path, typer.Option(help="JSON file to write ({layer: [H_j ...]} under 'entropy').")
+    ],
     entropy_estimator: Annotated[str, typer.Option(help="histogram | gaussian.")] = "histogram",
     bins: Annotated[int, typer.Option(help="Histogram bins.")] = 32,
-    calibration_batches: Annotated[int | None, typer.Option(help="Batches of 256 calibration images (default: all).")] = None,
+    calibration_batches: Annotated[
+        int | None, typer.Option(help="Batches of 256 calibration images (default: all).")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Export the per-unit activation entropies (nats) of a saved run's model."""
     from .entropy_export import run_unit_entropies
     from .saving import atomic_write_json
 
-    report = run_unit_entropies(run_dir, estimator=entropy_estimator, bins=bins,
-                                batches=calibration_batches, data_dir=data_dir)
+    report = run_unit_entropies(
+        run_dir,
+        estimator=entropy_estimator,
+        bins=bins,
+        batches=calibration_batches,
+        data_dir=data_dir,
+    )
     atomic_write_json(out, report)
     units = sum(len(v) for v in report["entropy"].values())
-    out_console.print(f"{units} unit entropies ({entropy_estimator}) of {len(report['entropy'])} "
-                      f"layers written to {out}")
+    out_console.print(
+        f"{units} unit entropies ({entropy_estimator}) of {len(report['entropy'])} "
+        f"layers written to {out}"
+    )
 
 
 @app.command("export")
 def export_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by prunekit.")],
     onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
-    fold_bn: Annotated[bool, typer.Option("--fold-bn", help="Fold BatchNorm into the conv before it.")] = False,
-    round_to: Annotated[int, typer.Option("--round-to", help="Keep a multiple of this many units per layer group (zero units are added).")] = 1,
+    fold_bn: Annotated[
+        bool, typer.Option("--fold-bn", help="Fold BatchNorm into the conv before it.")
+    ] = False,
+    round_to: Annotated[
+        int,
+        typer.Option(
+            "--round-to",
+            help="Keep a multiple of this many units per layer group (zero units are added).",
+        ),
+    ] = 1,
 ) -> None:
     """Export a saved run to ONNX (dead units removed), checked in onnxruntime (atol 1e-4)."""
     from .export import export_run
 
     info = export_run(run_dir, onnx, fold_bn=fold_bn, round_to=round_to)
-    out_console.print(f"wrote {info['path']} ({info['bytes']:,} bytes, opset {info['opset']}); "
-                      f"max |onnxruntime - torch| = {info['max_abs_diff']:.2g}; "
-                      f"folded {len(info['folded_batchnorm'])} BatchNorm")
+    out_console.print(
+        f"wrote {info['path']} ({info['bytes']:,} bytes, opset {info['opset']}); "
+        f"max |onnxruntime - torch| = {info['max_abs_diff']:.2g}; "
+        f"folded {len(info['folded_batchnorm'])} BatchNorm"
+    )
 
 
 @app.command("list")
@@ -254,8 +409,13 @@ def list_cmd() -> None:
     from .pruning.methods import METHODS
     from .pruning.schedules import SCHEDULES
 
-    for title, reg in (("models", MODELS), ("datasets", DATASETS), ("criteria", CRITERIA),
-                       ("granularities", GRANULARITIES), ("schedules", SCHEDULES)):
+    for title, reg in (
+        ("models", MODELS),
+        ("datasets", DATASETS),
+        ("criteria", CRITERIA),
+        ("granularities", GRANULARITIES),
+        ("schedules", SCHEDULES),
+    ):
         out_console.print(f"[bold]{title}[/bold]: {', '.join(reg.names())}")
     t = Table(title="methods")
     for col in ("name", "criterion", "granularity", "objective", "schedule", "description"):

@@ -20,7 +20,7 @@ from ._version import __version__
 from .config import RunConfig
 from .data import DATASETS, Dataset, load_dataset
 from .distributed import is_main, rank, world_size
-from .evaluation import accuracy, measure_latency, summary
+from .evaluation import accuracy, compare_latency, measure_latency, summary
 from .evaluation.robustness import robustness
 from .models import MODELS, create_model, default_recipe
 from .pruning.connection import check_nm_run
@@ -57,7 +57,9 @@ def resolve_method(cfg: RunConfig) -> Method:
         SCHEDULES.get(cfg.schedule)
     if cfg.scope is not None and cfg.scope not in ("global", "layer"):
         raise PrunekitError(f"scope must be 'global' or 'layer', got {cfg.scope!r}")
-    method = method.with_options(granularity=cfg.granularity, scope=cfg.scope, schedule=cfg.schedule)
+    method = method.with_options(
+        granularity=cfg.granularity, scope=cfg.scope, schedule=cfg.schedule
+    )
     return with_method_args(method, cfg.method_args)
 
 
@@ -88,9 +90,15 @@ def settings_for(cfg: RunConfig, *, finetune: bool) -> TrainSettings:
 
 def dataset_for(cfg: RunConfig) -> Dataset:
     """The dataset a config runs on (same seed -> same validation split)."""
-    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction,
-                        seed=cfg.seed, limit=cfg.limit, test_limit=cfg.test_limit,
-                        download=cfg.download)
+    return load_dataset(
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        limit=cfg.limit,
+        test_limit=cfg.test_limit,
+        download=cfg.download,
+    )
 
 
 def architecture(cfg: RunConfig, data: Dataset) -> dict[str, Any]:
@@ -116,8 +124,15 @@ def train_dense(
     gen = torch.Generator().manual_seed(cfg.seed)
     t0 = time.perf_counter()
     steps = cfg.epochs * steps_per_epoch(len(data.train), settings.batch_size)
-    fit(model, data.train, steps=steps, settings=settings, generator=gen,
-        progress=progress, desc=f"dense {cfg.model}")
+    fit(
+        model,
+        data.train,
+        steps=steps,
+        settings=settings,
+        generator=gen,
+        progress=progress,
+        desc=f"dense {cfg.model}",
+    )
     return model, arch, time.perf_counter() - t0
 
 
@@ -127,20 +142,67 @@ def sparsify(
     """The method's phase: objective, pruning events and fine-tuning, in place."""
     settings = settings_for(cfg, finetune=True)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    calib = (data.val.x[:512], data.val.y[:512]) if len(data.val) else (data.train.x[:512], data.train.y[:512])
-    phase = PruningPhase(method, cfg.sparsity,
-                         cfg.finetune_epochs * steps_per_epoch(len(data.train), settings.batch_size),
-                         ctx=Context(data=calib, generator=torch.Generator().manual_seed(cfg.seed + 2)))
-    fit(model, data.train, steps=phase.total, settings=settings, generator=gen,
-        callbacks=[phase], progress=progress, desc=f"{method.name} {cfg.sparsity:g}")
+    calib = (
+        (data.val.x[:512], data.val.y[:512])
+        if len(data.val)
+        else (data.train.x[:512], data.train.y[:512])
+    )
+    phase = PruningPhase(
+        method,
+        cfg.sparsity,
+        cfg.finetune_epochs * steps_per_epoch(len(data.train), settings.batch_size),
+        ctx=Context(data=calib, generator=torch.Generator().manual_seed(cfg.seed + 2)),
+    )
+    fit(
+        model,
+        data.train,
+        steps=phase.total,
+        settings=settings,
+        generator=gen,
+        callbacks=[phase],
+        progress=progress,
+        desc=f"{method.name} {cfg.sparsity:g}",
+    )
     finalize(model)
     return phase
 
 
-def evaluate(
-    model: nn.Module, data: Dataset, input_shape: tuple[int, int, int], cfg: RunConfig
+def latency_with_reference(
+    model: nn.Module, reference: nn.Module | None, input_shape: tuple[int, ...], cfg: RunConfig
 ) -> dict[str, Any]:
-    """Every measured figure of a finished model (see README, result schema)."""
+    """``latency_ms`` of ``model``; with a ``reference`` (the dense model it came from) also
+    ``latency_ms_dense`` and ``speedup`` = dense ms / pruned ms, both timed INTERLEAVED in
+    one loop, so a load spike on this shared machine hits both alike and the ratio stays
+    honest even when the absolute figures move."""
+    sizes = tuple(cfg.latency_batch_sizes)
+    if reference is None:
+        return {
+            "latency_ms": measure_latency(model, input_shape, sizes, repeats=cfg.latency_repeats)
+        }
+    pruned, dense = {}, {}
+    for b in sizes:
+        ms = compare_latency(
+            {"pruned": model, "dense": reference}, input_shape, b, repeats=cfg.latency_repeats
+        )
+        pruned[str(b)], dense[str(b)] = ms["pruned"], ms["dense"]
+    return {
+        "latency_ms": pruned,
+        "latency_ms_dense": dense,
+        "speedup": {b: dense[b] / pruned[b] for b in pruned},
+    }
+
+
+def evaluate(
+    model: nn.Module,
+    data: Dataset,
+    input_shape: tuple[int, int, int],
+    cfg: RunConfig,
+    *,
+    reference: nn.Module | None = None,
+) -> dict[str, Any]:
+    """Every measured figure of a finished model (see README, result schema).
+    ``reference``: the dense model, timed interleaved with this one (see
+    :func:`latency_with_reference`)."""
     s = summary(model, input_shape)
     return {
         "accuracy": accuracy(model, data.test.x, data.test.y),
@@ -152,10 +214,15 @@ def evaluate(
         "macs_effective": s["macs_effective"],
         "size_bytes": s["size_bytes"],
         "size_bytes_gzip": s["size_bytes_gzip"],
-        "latency_ms": measure_latency(model, input_shape, tuple(cfg.latency_batch_sizes),
-                                      repeats=cfg.latency_repeats),
-        **robustness(model, data.test.x, data.test.y, sigmas=cfg.noise_sigmas,
-                     densities=cfg.noise_densities, seed=cfg.noise_eval_seed),
+        **latency_with_reference(model, reference, input_shape, cfg),
+        **robustness(
+            model,
+            data.test.x,
+            data.test.y,
+            sigmas=cfg.noise_sigmas,
+            densities=cfg.noise_densities,
+            seed=cfg.noise_eval_seed,
+        ),
         "layers": s["layers"],
     }
 
@@ -187,6 +254,7 @@ def run(
     else:
         model, dense_s = clone(dense[0]), dense[1]
         arch = architecture(cfg, data)
+    reference = dense[0] if dense is not None else clone(model)
     input_shape = tuple(data.input_shape)
     accuracy_dense = accuracy(model, data.test.x, data.test.y)
     t0 = time.perf_counter()
@@ -197,7 +265,7 @@ def run(
     structure: dict[str, Any] = {}
     if method.granularity in UNIT_GRANULARITIES and cfg.shrink:
         model, structure = shrink_for_result(model, input_shape)
-    metrics = evaluate(model, data, input_shape, cfg)
+    metrics = evaluate(model, data, input_shape, cfg, reference=reference)
     result: dict[str, Any] = {
         "schema": RESULT_SCHEMA,
         "model": cfg.model,
@@ -213,13 +281,23 @@ def run(
         "seed": cfg.seed,
         "pruning_events": phase.history,
         # What the training term measurably did (entropy objectives record it), if it reports.
-        **({"objective_report": phase.objective.report()}
-           if hasattr(phase.objective, "report") else {}),
-        "train_seconds": {"dense": dense_s, "sparsify": sparsify_s,
-                          "total": time.perf_counter() - t_start},
-        "versions": {"prunekit": __version__, "torch": torch.__version__,
-                     "python": platform.python_version(), "threads": torch.get_num_threads(),
-                     "processes": world_size()},
+        **(
+            {"objective_report": phase.objective.report()}
+            if hasattr(phase.objective, "report")
+            else {}
+        ),
+        "train_seconds": {
+            "dense": dense_s,
+            "sparsify": sparsify_s,
+            "total": time.perf_counter() - t_start,
+        },
+        "versions": {
+            "prunekit": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "threads": torch.get_num_threads(),
+            "processes": world_size(),
+        },
         "config_hash": cfg.hash(),
         "config": cfg.to_dict(),
     }
@@ -250,5 +328,10 @@ def evaluate_saved(run_dir: str | Path, *, data_dir: str | Path | None = None) -
         raise PrunekitError(f"{run_dir / 'result.json'} is missing or corrupted: {e}") from None
     data = dataset_for(replace(cfg, data_dir=str(data_dir) if data_dir else cfg.data_dir))
     metrics = evaluate(model, data, tuple(data.input_shape), cfg)
-    return {"model": cfg.model, "dataset": cfg.dataset, "method": saved.get("method"),
-            "target_sparsity": saved.get("target_sparsity"), **metrics}
+    return {
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "method": saved.get("method"),
+        "target_sparsity": saved.get("target_sparsity"),
+        **metrics,
+    }

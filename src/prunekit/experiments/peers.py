@@ -129,7 +129,7 @@ def run_peer(
     )
     _finalize_torch(model)
     sparsify_s = time.perf_counter() - t0
-    metrics = evaluate(model, data, input_shape, cfg)
+    metrics = evaluate(model, data, input_shape, cfg, reference=dense[0])
     _against_dense(metrics, dense_summary)
     return {
         "schema": RESULT_SCHEMA,

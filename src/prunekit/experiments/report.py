@@ -7,7 +7,7 @@ base64 ``data:`` URIs in the HTML so the file opens anywhere, offline):
 1. accuracy vs target sparsity: mean over seeds, band = ± one sample std, dense line;
 2. accuracy vs effective MACs (MACs of nonzero weights, one sample, log axis);
 3. robustness: mean accuracy over every input corruption vs sparsity (when reported);
-4. batch-1 latency vs accuracy, with the Pareto front (no other point is both faster
+4. batch-1 latency (relative to dense, timed interleaved) vs accuracy, with the Pareto front (no other point is both faster
    and more accurate);
 5. per-layer sparsity of each method at one sparsity (heatmap).
 """
@@ -33,6 +33,7 @@ from .summary import (
     methods_in,
     ok,
     sparsities_in,
+    speedup_b1,
     summary_matrix,
 )
 
@@ -133,10 +134,21 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+def _relative_latency(rows: list[Row]) -> list[Row]:
+    """Rows with ``rel_lat`` = batch-1 latency as a fraction of dense's, from the row's
+    interleaved speed-up where measured (robust to load drift between cells)."""
+    dense_ms = dense_value([{**r, "lat": latency_b1(r)} for r in rows], "lat")
+    out = []
+    for r in rows:
+        up = 1.0 if r["kind"] == "dense" else speedup_b1(r, dense_ms)
+        out.append({**r, "rel_lat": 1.0 / up if up else None})
+    return out
+
+
 def _pareto_plot(rows: list[Row]) -> bytes | None:
     plt = _plt()
     lat, acc = (
-        by_cell([{**r, "lat": latency_b1(r)} for r in rows], "lat"),
+        by_cell(_relative_latency(rows), "rel_lat"),
         by_cell(rows, "accuracy"),
     )
     pts = {k: (statistics.fmean(lat[k]), statistics.fmean(acc[k])) for k in lat if k in acc}
@@ -162,7 +174,7 @@ def _pareto_plot(rows: list[Row]) -> bytes | None:
     for (m, s), (x, y) in pts.items():
         if (x, y) in front:
             ax.annotate(f"{m} {s:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("median latency, smallest batch measured (ms, CPU)")
+    ax.set_xlabel("batch-1 latency / dense latency (median, timed interleaved with dense)")
     ax.set_ylabel("test accuracy")
     ax.set_title("Latency vs accuracy (Pareto front in red)")
     ax.grid(alpha=0.3)
@@ -280,6 +292,7 @@ def runs_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
         "MACs eff.",
         "noise acc.",
         "latency b1 (ms)",
+        "speed-up b1",
         "wall (s)",
         "reproduce",
     ]
@@ -298,6 +311,7 @@ def runs_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
             f(r.get("macs_effective"), ",.0f"),
             f(r.get("accuracy_corrupted_mean"), ".4f"),
             f(latency_b1(r), ".4f"),
+            f(speedup_b1(r, None), ".2f"),
             f(r.get("wall_seconds"), ".1f"),
             r["command"],
         ]
