@@ -21,6 +21,7 @@ from prunekit.pruning.objectives import OBJECTIVES
 from prunekit.pruning.objectives.l0 import (
     L0Objective,
     NoisePool,
+    _GatedWeight,
     _HardConcreteGate,
     closed_logit,
     hard_concrete,
@@ -106,6 +107,32 @@ def test_fused_gate_matches_autograd_and_reaches_log_alpha() -> None:
     assert torch.autograd.gradcheck(
         lambda a: _HardConcreteGate.apply(a, noise[:20], 2 / 3, -0.1, 1.1),
         (la1[:20].detach().clone().requires_grad_(),),
+    )
+
+
+def test_fused_gated_weight_matches_composed_ops_with_and_without_mask() -> None:
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(40, 30, generator=g, dtype=torch.float64)
+    la = torch.randn(40, 30, generator=g, dtype=torch.float64) * 2
+    u = torch.rand(40, 30, generator=g, dtype=torch.float64)
+    noise = torch.log(u) - torch.log1p(-u)
+    mask = (torch.rand(40, 30, generator=g) > 0.3).double()
+    x = torch.randn(7, 30, generator=g, dtype=torch.float64)
+    for m in (None, mask):
+        w1, la1 = w.clone().requires_grad_(), la.clone().requires_grad_()
+        w2, la2 = w.clone().requires_grad_(), la.clone().requires_grad_()
+        W1 = _GatedWeight.apply(w1, la1, noise, m, 2 / 3, -0.1, 1.1)
+        W2 = w2 * hard_concrete(la2, u) * (1.0 if m is None else m)
+        assert torch.allclose(W1, W2, atol=1e-12)
+        (x @ W1.T).square().sum().backward()
+        (x @ W2.T).square().sum().backward()
+        assert torch.allclose(w1.grad, w2.grad, atol=1e-10)
+        assert torch.allclose(la1.grad, la2.grad, atol=1e-10)
+        if m is not None:  # a masked-out entry: no gradient to its weight nor its logit
+            assert bool((w1.grad[m == 0] == 0).all()) and bool((la1.grad[m == 0] == 0).all())
+    assert torch.autograd.gradcheck(
+        lambda a, b: _GatedWeight.apply(a, b, noise[:3, :4], mask[:3, :4], 2 / 3, -0.1, 1.1),
+        (w[:3, :4].clone().requires_grad_(), la[:3, :4].clone().requires_grad_()),
     )
 
 

@@ -104,19 +104,31 @@ def closed_logit(gamma: float = GAMMA, zeta: float = ZETA) -> float:
     return math.log(p / (1.0 - p))
 
 
+def _gate_(t: Tensor, beta: float, gamma: float, zeta: float) -> Tensor:
+    """In place: ``t = noise + log_alpha`` -> ``z = clamp(sigmoid(t / beta)(zeta-gamma)+gamma, 0, 1)``."""
+    return t.mul_(1.0 / beta).sigmoid_().mul_(zeta - gamma).add_(gamma).clamp_(0.0, 1.0)
+
+
+def _gate_grad_(grad: Tensor, z: Tensor, beta: float, gamma: float, zeta: float) -> Tensor:
+    """In place on ``grad`` (= dL/dz): ``dL/dlog_alpha``. Inside (0, 1),
+    ``s = (z - gamma) / (zeta - gamma)``, so ``dz/dlog_alpha = (zeta-gamma)/beta * s(1-s)
+    = y (1 - y / (zeta - gamma)) / beta`` with ``y = z - gamma``; 0 where z is clamped."""
+    torch.ops.aten.hardtanh_backward.grad_input(grad, z, 0.0, 1.0, grad_input=grad)
+    y = torch.sub(z, gamma)  # not in place: z stays valid for a retained graph's next backward
+    y.addcmul_(y, y, value=-1.0 / (zeta - gamma))
+    return grad.mul_(y).mul_(1.0 / beta)
+
+
 class _HardConcreteGate(torch.autograd.Function):
     """``hard_concrete`` given the logistic noise ``n = log u - log(1-u)``, fused to save
-    memory passes (the step's cost on CPU is mostly fresh 1 MB temporaries): one output
-    tensor computed in place, and only ``z`` saved. Inside (0, 1), ``s = (z - gamma) /
-    (zeta - gamma)``, so ``dz/dlog_alpha = (zeta-gamma)/beta * s(1-s)`` is rebuilt from
-    ``z``; where z is clamped the gradient is 0."""
+    memory passes: one output tensor computed in place, and only ``z`` saved (the
+    gradient is rebuilt from ``z``, see :func:`_gate_grad_`)."""
 
     @staticmethod
     def forward(
         ctx: Any, log_alpha: Tensor, noise: Tensor, beta: float, gamma: float, zeta: float
     ) -> Tensor:
-        z = torch.add(noise, log_alpha).mul_(1.0 / beta).sigmoid_()
-        z.mul_(zeta - gamma).add_(gamma).clamp_(0.0, 1.0)
+        z = _gate_(torch.add(noise, log_alpha), beta, gamma, zeta)
         ctx.save_for_backward(z)
         ctx.consts = (beta, gamma, zeta)
         return z
@@ -124,12 +136,47 @@ class _HardConcreteGate(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         (z,) = ctx.saved_tensors
-        beta, gamma, zeta = ctx.consts
-        g = torch.ops.aten.hardtanh_backward(grad, z, 0.0, 1.0)  # 0 where z is clamped
-        # (zeta-gamma)/beta * s(1-s) = (z - gamma)(zeta - z) / (beta (zeta - gamma))
-        q = z.neg().add_(zeta + gamma).mul_(z).add_(-gamma * zeta)
-        g.mul_(q).mul_(1.0 / (beta * (zeta - gamma)))
-        return g, None, None, None, None
+        return _gate_grad_(grad.clone(), z, *ctx.consts), None, None, None, None
+
+
+class _GatedWeight(torch.autograd.Function):
+    """``W = weight_orig * mask * z`` with ``z`` the hard-concrete sample, as ONE autograd
+    node. On CPU a gated step of LeNet-300-100 is memory-bound: one pass over fc1's 235k
+    gates costs 25 us (in-place, scalar) to 100 us (two inputs, or a sigmoid), measured
+    with one thread, next to ~2.2 ms for a whole dense step at batch 128. Fusing the
+    gate, the mask and the product cuts the passes over the gates from ~19 (the composed
+    ops' forward and backward) to ~13; the penalty and the gates' Adam add ~6 more.
+
+    A masked-out entry has ``mask * z = 0``, which the backward treats as a clamped gate:
+    no gradient to its logit, and ``dL/dweight_orig = g * mask * z = 0`` as for a mask."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        weight: Tensor,
+        log_alpha: Tensor,
+        noise: Tensor,
+        mask: Tensor | None,
+        beta: float,
+        gamma: float,
+        zeta: float,
+    ) -> Tensor:
+        zm = _gate_(torch.add(noise, log_alpha), beta, gamma, zeta)
+        if mask is not None:
+            zm.mul_(mask)
+        ctx.save_for_backward(weight, zm)
+        ctx.consts = (beta, gamma, zeta)
+        return weight * zm
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        weight, zm = ctx.saved_tensors
+        g_weight = grad * zm if ctx.needs_input_grad[0] else None
+        g_alpha = None
+        if ctx.needs_input_grad[1]:
+            # dL/dz = grad * weight
+            g_alpha = _gate_grad_(torch.mul(grad, weight), zm, *ctx.consts)
+        return g_weight, g_alpha, None, None, None, None, None
 
 
 class NoisePool:
@@ -231,15 +278,17 @@ class L0Objective(Objective):
         w = original(module)
         return w.shape if self.granularity == "weight" else w.shape[:1]
 
+    def noise(self, la: Tensor) -> Tensor:
+        """Logistic noise ``log u - log(1 - u)`` shaped like ``la`` (fresh, or from the pool)."""
+        if self.pool is None:  # fresh uniforms every step
+            u = torch.rand(la.shape, generator=self.generator).clamp_(1e-6, 1.0 - 1e-6)
+            return u.logit_()
+        return self.pool.take(la.numel()).view(la.shape)
+
     def sample(self, name: str) -> Tensor:
         """One hard-concrete sample of every gate of layer ``name`` (one tensor op)."""
         la = self.log_alpha[name]
-        if self.pool is None:  # fresh uniforms every step
-            u = torch.rand(la.shape, generator=self.generator).clamp_(1e-6, 1.0 - 1e-6)
-            noise = u.logit_()
-        else:
-            noise = self.pool.take(la.numel()).view(la.shape)
-        return _HardConcreteGate.apply(la, noise, self.beta, self.gamma, self.zeta)
+        return _HardConcreteGate.apply(la, self.noise(la), self.beta, self.gamma, self.zeta)
 
     def gate(self, name: str, training: bool) -> Tensor:
         if training and torch.is_grad_enabled():
@@ -301,13 +350,25 @@ class L0Objective(Objective):
 
     def _weight_hook(self, name: str) -> Any:
         def hook(module: nn.Module, inputs: Any) -> None:
-            z = self.gate(name, module.training)
             # weight = weight_orig * weight_mask * z; while the mask is the untouched
             # all-ones one (an in-place change bumps its version) its product is skipped.
-            if module.weight_mask._version == self._ones_version.get(name):
-                module.weight = module.weight_orig * z
+            ones = module.weight_mask._version == self._ones_version.get(name)
+            mask = None if ones else module.weight_mask
+            if module.training and torch.is_grad_enabled():
+                la = self.log_alpha[name]
+                module.weight = _GatedWeight.apply(
+                    module.weight_orig,
+                    la,
+                    self.noise(la),
+                    mask,
+                    self.beta,
+                    self.gamma,
+                    self.zeta,
+                )
             else:
-                module.weight = module.weight_orig * module.weight_mask * z
+                z = self.gate(name, False)
+                w = module.weight_orig * z
+                module.weight = w if mask is None else w * mask
 
         return hook
 
