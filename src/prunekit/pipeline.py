@@ -291,13 +291,7 @@ def run(
             "sparsify": sparsify_s,
             "total": time.perf_counter() - t_start,
         },
-        "versions": {
-            "prunekit": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "threads": torch.get_num_threads(),
-            "processes": world_size(),
-        },
+        "versions": versions(),
         "config_hash": cfg.hash(),
         "config": cfg.to_dict(),
     }
@@ -306,6 +300,17 @@ def run(
         save_model(out, model, arch)
         atomic_write_json(out / "result.json", result)
     return Run(model=model, result=result, arch=arch)
+
+
+def versions() -> dict[str, Any]:
+    """What produced a result: package versions, torch threads and process count."""
+    return {
+        "prunekit": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "processes": world_size(),
+    }
 
 
 def dense_config(cfg: RunConfig) -> RunConfig:

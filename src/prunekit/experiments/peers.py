@@ -20,7 +20,6 @@ finetune=True)``, generator seeded ``seed + 1``), and is measured by the same
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,11 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._version import __version__
 from ..config import RunConfig
 from ..data import Dataset
 from ..evaluation import accuracy, summary
-from ..pipeline import RESULT_SCHEMA, evaluate, settings_for
+from ..pipeline import RESULT_SCHEMA, evaluate, settings_for, versions
 from ..pruning.masks import clone, prunable_modules
 from ..training import fit, steps_per_epoch
 
@@ -149,12 +147,7 @@ def run_peer(
             "sparsify": sparsify_s,
             "total": time.perf_counter() - t_start,
         },
-        "versions": {
-            "prunekit": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "threads": torch.get_num_threads(),
-        },
+        "versions": versions(),
         "config_hash": cfg.hash(),
         "config": cfg.to_dict(),
     }, model
