@@ -45,3 +45,22 @@ def small_run_config(**kw: object):
     )
     base.update(kw)
     return RunConfig(**base)
+
+
+# A few seconds per cell: sklearn's bundled 8x8 digits, one epoch, tiny evaluation.
+TINY_COMPARISON: dict = {
+    "name": "tiny",
+    "models": ["lenet300"],
+    "dataset": "digits",
+    "methods": ["magnitude", "random"],
+    "sparsities": [0.5, 0.9],
+    "seeds": [0],
+    "budget": {"epochs": 1, "finetune_epochs": 1, "batch_size": 64},
+    "data": {"limit": 400, "test_limit": 100},
+    "evaluation": {
+        "latency_repeats": 1,
+        "latency_batch_sizes": [1],
+        "noise_sigmas": [0.2],
+        "noise_densities": [],
+    },
+}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY_COMPARISON
 
 from prunekit.experiments import compare, load_config, plan, read_rows, write_report
 from prunekit.experiments.plan import PEER_NAMES, config_from_dict, restrict
@@ -22,23 +23,7 @@ from prunekit.pruning.criteria import CRITERIA
 from prunekit.pruning.methods import METHODS, Method
 from prunekit.registry import PrunekitError
 
-# A few seconds per cell: sklearn's bundled 8x8 digits, one epoch, tiny evaluation.
-TINY = {
-    "name": "tiny",
-    "models": ["lenet300"],
-    "dataset": "digits",
-    "methods": ["magnitude", "random"],
-    "sparsities": [0.5, 0.9],
-    "seeds": [0],
-    "budget": {"epochs": 1, "finetune_epochs": 1, "batch_size": 64},
-    "data": {"limit": 400, "test_limit": 100},
-    "evaluation": {
-        "latency_repeats": 1,
-        "latency_batch_sizes": [1],
-        "noise_sigmas": [0.2],
-        "noise_densities": [],
-    },
-}
+TINY = TINY_COMPARISON
 
 
 def tiny(**over) -> dict:

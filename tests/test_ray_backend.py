@@ -17,30 +17,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY_COMPARISON
 
 from prunekit.cli import main
 from prunekit.experiments import compare, read_rows
 from prunekit.experiments.plan import config_from_dict, plan
 from prunekit.registry import PrunekitError
 
-# Three cells of a few seconds: sklearn's bundled 8x8 digits, one epoch, tiny evaluation.
-GRID = {
-    "name": "ray-tiny",
-    "models": ["lenet300"],
-    "dataset": "digits",
-    "methods": ["magnitude"],
-    "sparsities": [0.5, 0.9],
-    "seeds": [0],
-    "budget": {"epochs": 1, "finetune_epochs": 1, "batch_size": 64},
-    "data": {"limit": 400, "test_limit": 100},
-    "evaluation": {
-        "latency_repeats": 1,
-        "latency_batch_sizes": [1],
-        "noise_sigmas": [0.2],
-        "noise_densities": [],
-    },
-    "save_models": True,
-}
+# Three cells of a few seconds (the tiny comparison of conftest, one method).
+GRID = {**TINY_COMPARISON, "name": "ray-tiny", "methods": ["magnitude"], "save_models": True}
 COMPARED = ("accuracy", "val_accuracy", "achieved_sparsity", "params_nonzero", "macs_effective")
 
 
