@@ -5,12 +5,14 @@ Public API (see README):
 - ``prune(model, method=..., sparsity=..., scope=..., granularity=..., data=None)``
 - ``finalize(model)``, ``sparsity(model)``
 - ``load(run_dir)``, ``run(RunConfig(...))``
+- ``deploy(model, input_shape, runtime=...)``: BN folded, exact rewrites, a fast runtime
 - registries: ``MODELS``, ``DATASETS``, ``METHODS``, ``CRITERIA``, ``OBJECTIVES``
 """
 
 from ._version import __version__
 from .config import RunConfig
 from .data import DATASETS, load_dataset
+from .deploy import deploy
 from .models import MODELS, create_model
 from .pipeline import run
 from .pruning.criteria import CRITERIA
@@ -32,6 +34,7 @@ __all__ = [
     "RunConfig",
     "__version__",
     "create_model",
+    "deploy",
     "finalize",
     "load",
     "load_dataset",

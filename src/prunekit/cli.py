@@ -387,15 +387,34 @@ def export_cmd(
             help="Keep a multiple of this many units per layer group (zero units are added).",
         ),
     ] = 1,
+    deploy: Annotated[
+        bool,
+        typer.Option(
+            "--deploy",
+            help="Also apply prunekit.deploy's exact rewrites: fold BatchNorm and the input "
+            "normalization, move ReLU after max-pool.",
+        ),
+    ] = False,
 ) -> None:
     """Export a saved run to ONNX (dead units removed), checked in onnxruntime (atol 1e-4)."""
-    from .export import export_run
+    if deploy:
+        from .deploy import export_deployed
 
-    info = export_run(run_dir, onnx, fold_bn=fold_bn, round_to=round_to)
+        info = export_deployed(run_dir, onnx, round_to=round_to)
+    else:
+        from .export import export_run
+
+        info = export_run(run_dir, onnx, fold_bn=fold_bn, round_to=round_to)
     out_console.print(
         f"wrote {info['path']} ({info['bytes']:,} bytes, opset {info['opset']}); "
         f"max |onnxruntime - torch| = {info['max_abs_diff']:.2g}; "
         f"folded {len(info['folded_batchnorm'])} BatchNorm"
+        + (
+            f", {len(info['normalize_folded'])} Normalize; "
+            f"{len(info['relu_maxpool_swapped'])} ReLU moved after max-pool"
+            if deploy
+            else ""
+        )
     )
 
 
