@@ -4,13 +4,21 @@ A masked step (torch.nn.utils.prune convention: weight = weight_orig * weight_ma
 recomputed by a forward pre-hook) costs one extra elementwise product per layer
 forward and its backward. Target: masked <= 1.1x dense.
 
-    python benchmarks/masked_step.py [--repeats 60] [--batch-size 128]
+    python benchmarks/masked_step.py [--repeats 60] [--batch-size 128] [--out FILE]
 """
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# Passive OpenMP waiting: a spinning pool stalls 2-thread steps whenever another
+# process holds a core. Set before torch starts its thread pool.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import datetime
 import statistics
+import sys
 import time
 
 import torch
@@ -57,17 +65,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--out", default=None, help="also write the Markdown report here")
     args = ap.parse_args()
-    print(
-        f"torch {torch.__version__}, batch {args.batch_size}, {args.repeats} interleaved repeats, "
-        "medians (ms per training step)"
-    )
-    print("| model | threads | dense ms | masked (90 %) ms | masked / dense |")
-    print("|---|---|---|---|---|")
+    load = os.getloadavg()
+    lines = [
+        "# Masked fine-tuning step vs dense step",
+        "",
+        f"Command: `python {' '.join(sys.argv)}`  ",
+        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; torch "
+        f"{torch.__version__}, batch {args.batch_size}, {args.repeats} interleaved repeats, "
+        f"medians (ms per training step); load average at the start {load[0]:.1f}.",
+        "",
+        "| model | threads | dense ms | masked (90 %) ms | masked / dense |",
+        "|---|---|---|---|---|",
+    ]
+    print("\n".join(lines), flush=True)
     for name in ("lenet300", "lenet5"):
         for threads in (2, 1):
             d, m = measure(name, args.batch_size, args.repeats, threads)
-            print(f"| {name} | {threads} | {d:.3f} | {m:.3f} | {m / d:.3f} |")
+            lines.append(f"| {name} | {threads} | {d:.3f} | {m:.3f} | {m / d:.3f} |")
+            print(lines[-1], flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

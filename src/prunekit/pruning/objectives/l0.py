@@ -556,7 +556,8 @@ def l0_gate(model: nn.Module, modules: dict[str, nn.Module], ctx: Context) -> di
     obj.check_alive()
     if obj.target is not None and obj.num_gates and obj.density > 2.0 * (1.0 - obj.target) + 0.05:
         # Too short a window: the cut, not the gates, then decides (LeNet-5 with a 59-step
-        # window ended at 83 % kept for a 2 % target and lost 20 points; see the benchmark).
+        # window ended at 83 % kept for a 2 % target and lost 20 points in an earlier benchmark
+        # run; with a 4-epoch phase the gates keep 2.7-3.0 %, sparse_optimization.md).
         warnings.warn(
             f"l0: after {obj.steps} regularized steps the gates keep {obj.density:.1%} "
             f"(target {1.0 - obj.target:.1%}); the cut to the target is mostly blind. "
