@@ -121,12 +121,12 @@ def test_summary_and_words_come_from_the_numbers(tmp_path):
     assert "costly: 10.0 s per run (5.0x the median method)" in rnd["weaknesses"]
     # l1-filter (no interleaved figure): batch-1 latency 0.4 * 0.55 = 0.22 ms vs dense 1.0 ms
     assert (
-        "real speed-up: batch-1 forward 4.55x faster than dense at sparsity 0.9"
-        in l1f["strengths"]
+        "real speed-up: batch-1 forward 4.55x faster than dense at sparsity 0.9" in l1f["strengths"]
     )
     # magnitude: its interleaved speed-up 1.1x, not 1.0 ms / 1.0 ms
-    assert "no real speed-up (best batch-1 speed-up 1.10x): zeros keep the dense shapes" in (
-        mag["weaknesses"]
+    assert (
+        "no real speed-up (best batch-1 speed-up 1.10x): zeros keep the dense shapes"
+        in (mag["weaknesses"])
     )
     # robustness: random reports none, so the ranking is between magnitude and l1-filter
     assert "most accurate under input noise at sparsity 0.5, 0.9" in mag["strengths"]
