@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import needs_fashion
+from conftest import needs_fashion, small_run_config
 from safetensors.torch import load_file
 from torch import nn
 
@@ -268,21 +268,7 @@ def test_every_gate_closed_is_an_error_naming_layer_and_lambda() -> None:
 
 
 def small_cfg(method: str, **kw: object) -> RunConfig:
-    base = dict(
-        model="lenet300",
-        dataset="synthetic",
-        method=method,
-        sparsity=0.9,
-        epochs=1,
-        finetune_epochs=2,
-        latency_repeats=1,
-        noise_sigmas=[],
-        noise_densities=[],
-        seed=0,
-        limit=1000,
-    )
-    base.update(kw)
-    return RunConfig(**base)  # type: ignore[arg-type]
+    return small_run_config(method=method, seed=0, limit=1000, **kw)
 
 
 def test_nan_loss_names_step_and_lambda() -> None:

@@ -409,21 +409,14 @@ def export_deployed(
     (:func:`rewrite`); checked in onnxruntime like :func:`prunekit.export.export_onnx`.
     Returns its dict plus ``units``, ``folded_batchnorm``, ``relu_maxpool_swapped`` and
     ``normalize_folded``."""
-    from .export import export_onnx
-    from .saving import _read_spec, load
-    from .surgery import fold_batchnorm, shrink
+    from .export import export_onnx, load_shrunk
+    from .surgery import fold_batchnorm
 
-    run_dir = Path(run_dir)
-    model = load(run_dir)
-    shape = tuple(_read_spec(run_dir / "model.json").get("input_shape") or ())
-    if not shape:
-        raise PrunekitError(f"{run_dir / 'model.json'} has no input_shape")
-    x = torch.rand((2, *shape), generator=torch.Generator().manual_seed(1))
-    model, info = shrink(model, x, round_to=round_to)
+    model, shape, units = load_shrunk(run_dir, round_to)
     model, folded = fold_batchnorm(model)
     gm, rewrites = rewrite(model, shape)
     out = export_onnx(gm, onnx_path, shape, check=check)
-    return {**out, "units": info["units"], "folded_batchnorm": folded, **rewrites}
+    return {**out, "units": units, "folded_batchnorm": folded, **rewrites}
 
 
 __all__ = ["RUNTIMES", "Deployed", "deploy", "export_deployed", "rewrite"]

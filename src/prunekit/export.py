@@ -93,6 +93,21 @@ def export_onnx(
     return {"path": str(path), "opset": opset, "max_abs_diff": diff, "bytes": len(data)}
 
 
+def load_shrunk(run_dir: str | Path, round_to: int = 1) -> tuple[nn.Module, tuple, dict]:
+    """A saved run's model with its dead units removed (widths rounded up to ``round_to``),
+    its input shape (from model.json) and the kept units per layer."""
+    from .surgery import shrink
+
+    run_dir = Path(run_dir)
+    model = load(run_dir)
+    shape = tuple(_read_spec(run_dir / "model.json").get("input_shape") or ())
+    if not shape:
+        raise PrunekitError(f"{run_dir / 'model.json'} has no input_shape")
+    x = torch.rand((2, *shape), generator=torch.Generator().manual_seed(1))
+    model, info = shrink(model, x, round_to=round_to)
+    return model, shape, info["units"]
+
+
 def export_run(
     run_dir: str | Path,
     onnx_path: str | Path,
@@ -103,17 +118,11 @@ def export_run(
 ) -> dict[str, Any]:
     """Export a saved run: load it, remove its dead units (``shrink``, padding widths
     to a multiple of ``round_to``), optionally fold BatchNorm, write and check ONNX."""
-    from .surgery import fold_batchnorm, shrink
+    from .surgery import fold_batchnorm
 
-    run_dir = Path(run_dir)
-    model = load(run_dir)
-    shape = tuple(_read_spec(run_dir / "model.json").get("input_shape") or ())
-    if not shape:
-        raise PrunekitError(f"{run_dir / 'model.json'} has no input_shape")
-    x = torch.rand((2, *shape), generator=torch.Generator().manual_seed(1))
-    model, info = shrink(model, x, round_to=round_to)
+    model, shape, units = load_shrunk(run_dir, round_to)
     folded: list[str] = []
     if fold_bn:
         model, folded = fold_batchnorm(model)
     out = export_onnx(model, onnx_path, shape, check=check)
-    return {**out, "units": info["units"], "folded_batchnorm": folded}
+    return {**out, "units": units, "folded_batchnorm": folded}
