@@ -12,7 +12,7 @@ from torch import fx, nn
 
 import prunekit
 from prunekit import PrunekitError, create_model
-from prunekit.deploy import RUNTIMES, Deployed, deploy, rewrite
+from prunekit.deploy import RUNTIMES, Deployed, _have_cxx, deploy, rewrite
 from prunekit.evaluation import compare_latency
 from prunekit.models.common import Normalize
 from prunekit.surgery import shrink
@@ -82,6 +82,12 @@ def test_zoo_every_fast_runtime_matches_eager(name: str, shrunk: bool) -> None:
     assert all(torch.equal(before[k], after[k]) for k in before)  # input left alone
 
 
+needs_cxx = pytest.mark.skipif(
+    not _have_cxx(), reason="torch.compile needs g++ (apt-get install g++)"
+)
+
+
+@needs_cxx
 def test_compile_runtime_matches_eager_lenet5() -> None:
     model = zoo("lenet5", shrunk=True)
     d = deploy(model, SHAPES["lenet5"], runtime="compile", batch_size=4)
@@ -90,6 +96,7 @@ def test_compile_runtime_matches_eager_lenet5() -> None:
 
 
 @pytest.mark.slow
+@needs_cxx
 @pytest.mark.parametrize("shrunk", [False, True], ids=["dense", "shrunk"])
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_zoo_compile_matches_eager(name: str, shrunk: bool) -> None:
@@ -315,3 +322,10 @@ def test_cli_export_deploy_writes_the_rewritten_graph(tmp_path, capsys) -> None:
     ops = [n.op_type for n in onnx.load(str(tmp_path / "d.onnx")).graph.node]
     assert "Sub" not in ops and "Div" not in ops  # Normalize folded into conv1
     assert ops.index("MaxPool") < ops.index("Relu")
+
+
+def test_compile_without_a_compiler_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(PrunekitError, match="needs a C.. compiler"):
+        deploy(zoo("lenet300", False), SHAPES["lenet300"], runtime="compile", batch_size=2)

@@ -283,7 +283,17 @@ def _build(gm: fx.GraphModule, runtime: str, example: torch.Tensor, threads: int
     raise AssertionError(runtime)
 
 
+def _have_cxx() -> bool:
+    """Inductor (``compile``) writes C++ and needs a compiler on PATH."""
+    import os
+    import shutil
+
+    return any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++"))
+
+
 def _available(runtime: str) -> bool:
+    if runtime == "compile":
+        return _have_cxx()
     if runtime != "onnxruntime":
         return True
     try:
@@ -356,6 +366,8 @@ def deploy(
         raise PrunekitError(f"candidates must be runtimes other than 'auto', got {names!r}")
     if runtime == "onnxruntime" and not _available(runtime):
         raise PrunekitError("runtime 'onnxruntime' needs onnxruntime: pip install 'prunekit[onnx]'")
+    if runtime == "compile" and not _available(runtime):
+        raise PrunekitError("runtime 'compile' needs a C++ compiler (g++) on PATH for inductor")
 
     reference = finalize(clone(model)).eval()
     x = torch.rand((batch_size, *shape), generator=torch.Generator().manual_seed(1))
