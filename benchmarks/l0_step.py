@@ -38,11 +38,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from sparse_optimization import STEP_VARIANTS, step_fn  # the same step as that benchmark's
 
-from prunekit import create_model, prune
-from prunekit.pruning.objectives import OBJECTIVES
 from prunekit.pruning.objectives.l0 import BETA, GAMMA, ZETA, _GatedWeight
-from prunekit.pruning.step import target_modules
 
 BATCHES = (64, 128, 256, 512)
 
@@ -61,36 +59,9 @@ def timed(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 10) ->
     return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 
 
-def train_step(variant: str, model_name: str, batch: int) -> Callable[[], None]:
-    torch.manual_seed(0)
-    model = create_model(model_name)
-    obj = None
-    if variant == "masked 90 %":
-        prune(model, "magnitude", 0.9)
-    elif variant.startswith("l0"):
-        gran = "neuron" if "neuron" in variant else "weight"
-        obj = OBJECTIVES.get("l0")(
-            granularity=gran, target_sparsity=0.9, window_steps=10**6, check_every=0
-        )
-        obj.attach(model, target_modules(model, gran))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    x, y = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
-
-    def step() -> None:
-        loss = F.cross_entropy(model(x), y)
-        if obj is not None and (p := obj.penalty(model)) is not None:
-            loss = loss + p
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if obj is not None:
-            obj.after_step(model, 0.01)
-
-    return step
-
-
 def full_steps(repeats: int) -> list[str]:
     variants = ("dense", "masked 90 %", "l0 weight gates", "l0 neuron gates")
+    assert set(variants) <= set(STEP_VARIANTS)
     lines = [
         "## 1. Full training step vs dense (LeNet-300-100)",
         "",
@@ -100,7 +71,8 @@ def full_steps(repeats: int) -> list[str]:
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for batch in BATCHES:
-            ms = timed({v: train_step(v, "lenet300", batch) for v in variants}, repeats)
+            steps = {v: step_fn("lenet300", *STEP_VARIANTS[v], batch) for v in variants}
+            ms = timed(steps, repeats)
             d = ms["dense"]
             cells = [f"{ms[v]:.2f} ms ({ms[v] / d:.2f}x)" for v in variants[1:]]
             lines.append(f"| {threads} | {batch} | {d:.2f} | " + " | ".join(cells) + " |")

@@ -16,6 +16,19 @@ from rich.progress import (
 )
 
 
+def columns(label: str = "[bold]{task.description}") -> tuple:
+    """The columns of every prunekit bar: label, bar, done/total, elapsed, ETA, info."""
+    return (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
+
+
 class _Bar:
     def __init__(self, progress: Progress | None, task: int | None) -> None:
         self._p, self._t = progress, task
@@ -33,15 +46,6 @@ def progress_bar(enabled: bool, *, total: int, desc: str) -> Iterator[_Bar]:
     if not enabled or total <= 0:
         yield _Bar(None, None)
         return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-    )
     # stderr: stdout stays clean for tables and JSON a caller may parse.
-    with Progress(*columns, transient=False, console=Console(stderr=True)) as p:
+    with Progress(*columns(), transient=False, console=Console(stderr=True)) as p:
         yield _Bar(p, p.add_task(desc, total=total, info=""))

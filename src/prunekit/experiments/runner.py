@@ -16,18 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 from torch import nn
 
 from ..config import RunConfig
 from ..data import Dataset
+from ..progress import columns
 from ..saving import atomic_write_json, save_model
 from .peers import run_peer
 from .plan import Cell, CompareConfig, plan
@@ -139,16 +133,7 @@ def compare(
         console = console or Console(stderr=True)
         cache = _Cache()
         failed = 0
-        columns = (
-            TextColumn("[bold]compare"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-        )
-        with Progress(*columns, console=console, disable=not progress) as bar:
+        with Progress(*columns("[bold]compare"), console=console, disable=not progress) as bar:
             task = bar.add_task("grid", total=len(cells), completed=len(cells) - len(todo), info="")
 
             def finish(cell: Cell, result: dict | None, error: str | None, wall: float) -> None:
