@@ -27,11 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _common import dense_baseline
 
-from prunekit import RunConfig, load_dataset, run
-from prunekit.evaluation import accuracy
-from prunekit.evaluation.robustness import robustness
-from prunekit.pipeline import dense_config, train_dense
+from prunekit import RunConfig, run
 from prunekit.pruning.methods import METHODS, get_method
 from prunekit.pruning.objectives import OBJECTIVES
 
@@ -80,18 +78,10 @@ def bench(
                 latency_repeats=3,
                 latency_batch_sizes=[1],
             )
-            data = load_dataset(
-                base.dataset, val_fraction=base.val_fraction, seed=seed, limit=limit
-            )
-            dense_model, _, dense_s = train_dense(dense_config(base), data)
-            rob = robustness(dense_model, data.test.x, data.test.y, seed=base.noise_eval_seed)
+            data, dense_model, dense_s, dense_metrics = dense_baseline(base)
             rows.append(
                 row_of(
-                    {
-                        "accuracy": accuracy(dense_model, data.test.x, data.test.y),
-                        "achieved_sparsity": 0.0,
-                        **rob,
-                    },
+                    dense_metrics,
                     model=model,
                     method="dense",
                     criterion="-",
