@@ -26,6 +26,7 @@ from .store import read_configs, read_rows
 from .summary import (
     Row,
     by_cell,
+    dense_latency_b1,
     dense_value,
     latency_b1,
     mean_std,
@@ -137,7 +138,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 def _relative_latency(rows: list[Row]) -> list[Row]:
     """Rows with ``rel_lat`` = batch-1 latency as a fraction of dense's, from the row's
     interleaved speed-up where measured (robust to load drift between cells)."""
-    dense_ms = dense_value([{**r, "lat": latency_b1(r)} for r in rows], "lat")
+    dense_ms = dense_latency_b1(rows)
     out = []
     for r in rows:
         up = 1.0 if r["kind"] == "dense" else speedup_b1(r, dense_ms)

@@ -67,7 +67,7 @@ def speedup_b1(row: Row, dense_ms: float | None) -> float | None:
     if sp:
         return float(sp[min(sp, key=lambda k: int(k))])
     lat = latency_b1(row)
-    if lat is None or not dense_ms or dense_ms != dense_ms:
+    if lat is None or not dense_ms:
         return None
     return dense_ms / lat
 
@@ -75,6 +75,12 @@ def speedup_b1(row: Row, dense_ms: float | None) -> float | None:
 def dense_value(rows: list[Row], key: str) -> float | None:
     vals = [float(r[key]) for r in ok(rows) if r["kind"] == "dense" and r.get(key) is not None]
     return statistics.fmean(vals) if vals else None
+
+
+def dense_latency_b1(rows: list[Row]) -> float | None:
+    """Mean batch-1 latency (ms) of the dense rows: the fallback reference of
+    :func:`speedup_b1` for rows without their own interleaved measurement."""
+    return dense_value([{**r, "lat": latency_b1(r)} for r in rows], "lat")
 
 
 def summary_matrix(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
@@ -129,10 +135,7 @@ def method_notes(rows: list[Row]) -> dict[str, dict[str, Any]]:
     rob = by_cell(rows, "accuracy_corrupted_mean")
     wall = by_cell(rows, "wall_seconds")
     dense_acc = dense_value(rows, "accuracy")
-    dense_lat = statistics.fmean(
-        [v for r in ok(rows) if r["kind"] == "dense" if (v := latency_b1(r)) is not None]
-        or [float("nan")]
-    )
+    dense_lat = dense_latency_b1(rows)
     per_method_wall = {
         m: statistics.fmean([x for (mm, _), v in wall.items() if mm == m for x in v])
         for m in methods_in(rows)
