@@ -10,16 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from .errors import PrunekitError, UnknownNameError
+
+__all__ = ["PrunekitError", "Registry", "UnknownNameError"]
+
 T = TypeVar("T")
-
-
-class PrunekitError(ValueError):
-    """A user-facing error: the CLI prints its message on one line and exits non-zero."""
-
-
-class UnknownNameError(PrunekitError, KeyError):
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
 
 
 class Registry(Generic[T]):

@@ -209,7 +209,3 @@ def make_masks(
     if missing:
         raise PrunekitError(f"criterion gave no scores for layers {missing}")
     return GRANULARITIES.get(granularity)(modules, scores, sparsity, scope, **kwargs)
-
-
-# kernel and nm live in their own module; importing it registers them.
-from . import connection  # noqa: E402, F401
