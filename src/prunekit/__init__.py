@@ -3,6 +3,8 @@
 Public API (see README):
 
 - ``prune(model, method=..., sparsity=..., scope=..., granularity=..., data=None)``
+- ``Pruner(model, method, sparsity, steps, optimizer=..., data=...)``: any method in
+  the user's own training loop (``transform``/``penalty``/``step``/``finalize``)
 - ``finalize(model)``, ``sparsity(model)``
 - ``load(run_dir)``, ``run(RunConfig(...))``
 - ``deploy(model, input_shape, runtime=...)``: BN folded, exact rewrites, a fast runtime
@@ -15,6 +17,7 @@ from .data import DATASETS, load_dataset
 from .deploy import deploy
 from .models import MODELS, create_model
 from .pipeline import run
+from .pruner import Pruner
 from .pruning.criteria import CRITERIA
 from .pruning.masks import finalize, sparsity
 from .pruning.methods import METHODS, Method
@@ -31,6 +34,7 @@ __all__ = [
     "OBJECTIVES",
     "Method",
     "PrunekitError",
+    "Pruner",
     "RunConfig",
     "__version__",
     "create_model",

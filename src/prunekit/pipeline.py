@@ -23,8 +23,8 @@ from .distributed import is_main, rank, world_size
 from .evaluation import accuracy, compare_latency, measure_latency, summary
 from .evaluation.robustness import robustness
 from .models import MODELS, create_model, default_recipe
+from .pruner import Pruner
 from .pruning.connection import check_nm_run
-from .pruning.criteria import Context
 from .pruning.granularity import GRANULARITIES
 from .pruning.masks import clone, finalize
 from .pruning.methods import Method, get_method, with_method_args
@@ -147,24 +147,28 @@ def sparsify(
         if len(data.val)
         else (data.train.x[:512], data.train.y[:512])
     )
-    phase = PruningPhase(
+    # The same Pruner a user drives in their own loop, driven here by fit
+    pruner = Pruner(
+        model,
         method,
         cfg.sparsity,
         cfg.finetune_epochs * steps_per_epoch(len(data.train), settings.batch_size),
-        ctx=Context(data=calib, generator=torch.Generator().manual_seed(cfg.seed + 2)),
+        data=calib,
+        generator=torch.Generator().manual_seed(cfg.seed + 2),
+        allow_short=True,  # a zero-epoch phase prunes at its end
     )
     fit(
         model,
         data.train,
-        steps=phase.total,
+        steps=pruner.steps,
         settings=settings,
         generator=gen,
-        callbacks=[phase],
+        callbacks=[pruner.callback()],
         progress=progress,
         desc=f"{method.name} {cfg.sparsity:g}",
     )
     finalize(model)
-    return phase
+    return pruner.phase
 
 
 def latency_with_reference(
