@@ -180,11 +180,13 @@ def masked_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
 def sparsity(model: nn.Module) -> float:
     """Fraction of exactly-zero effective weights over all prunable layers' weights.
 
-    Biases, BatchNorm and normalization buffers are not counted.
+    Biases, BatchNorm and normalization buffers are not counted, nor a layer whose
+    weight is tied to another module (a language model's output layer = its embedding).
     """
     total = zeros = 0
+    tied = _tied(model)
     for m in model.modules():
-        if is_prunable(m):
+        if is_prunable(m) and id(original(m)) not in tied:
             w = effective(m)
             total += w.numel()
             zeros += int((w == 0).sum())
