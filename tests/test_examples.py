@@ -16,6 +16,7 @@ EXAMPLES = ROOT / "examples"
 RUNS = {
     "own_cnn_pruner.py": (["--epochs", "2"], "l0: sparsity 0.800"),
     "transformers_gpt2.py": (["--steps", "20"], "reloaded outputs equal: True"),
+    "shrink_and_save.py": ([], "reloaded outputs equal: True"),
 }
 
 

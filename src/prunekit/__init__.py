@@ -7,11 +7,14 @@ Public API (see README):
   the user's own training loop (``transform``/``penalty``/``step``/``finalize``)
 - ``finalize(model)``, ``sparsity(model)``
 - ``load(run_dir)``, ``run(RunConfig(...))``
+- ``shrink(model, example_inputs)``: zeroed units removed (surgery / HF MLP / Torch-Pruning)
+- ``save(model, dir)`` / ``load(dir, model=fresh_instance)``: any user model, no pickle
 - ``deploy(model, input_shape, runtime=...)``: BN folded, exact rewrites, a fast runtime
 - registries: ``MODELS``, ``DATASETS``, ``METHODS``, ``CRITERIA``, ``OBJECTIVES``
 """
 
 from ._version import __version__
+from .autoshrink import shrink
 from .config import RunConfig
 from .data import DATASETS, load_dataset
 from .deploy import deploy
@@ -25,6 +28,7 @@ from .pruning.objectives import OBJECTIVES
 from .pruning.step import prune
 from .registry import PrunekitError
 from .saving import load
+from .userio import save
 
 __all__ = [
     "CRITERIA",
@@ -44,5 +48,7 @@ __all__ = [
     "load_dataset",
     "prune",
     "run",
+    "save",
+    "shrink",
     "sparsity",
 ]

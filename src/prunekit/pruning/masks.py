@@ -89,18 +89,17 @@ def prunable_modules(
     A layer whose weight is tied to another module (a language model's output layer
     sharing the token embedding) is left out: masking one user of a shared tensor would
     silently leave the other dense. Embeddings are never prunable layers.
-    ``include_last=False`` drops the last one in registration order (the classifier
-    head) — removing output units of the head would remove classes.
+    ``include_last=False`` drops the model's last one in registration order (the
+    classifier head) — removing output units of the head would remove classes.
     """
     excluded = set(exclude)
     tied = _tied(model)
+    candidates = [(name, m) for name, m in model.named_modules() if is_prunable(m)]
     found = {
-        name: m
-        for name, m in model.named_modules()
-        if is_prunable(m) and name not in excluded and id(original(m)) not in tied
+        name: m for name, m in candidates if name not in excluded and id(original(m)) not in tied
     }
-    if not include_last and found:
-        found.pop(list(found)[-1])
+    if not include_last and candidates:  # the head: the model's last such layer, even if
+        found.pop(candidates[-1][0], None)  # excluded or tied (a language model's lm_head)
     if not found:
         raise PrunekitError(
             f"{type(model).__name__} has no prunable layers (Linear/Conv1d/Conv2d)"

@@ -9,6 +9,8 @@ role            modules / ops                                   what is sliced
 producer        Conv1d/Conv2d (groups=1), Linear,               weight dim 0, bias
                 transformers' Conv1D                            (Conv1D: weight dim 1)
 follower        BatchNorm1d/2d, depthwise conv (groups=C)       weight, bias, running stats
+fixing          GroupNorm, LayerNorm, InstanceNorm (statistics  nothing: the group is fixed
+                over several units)
 consumer        Conv1d/Conv2d, Linear, Conv1D                   weight dim 1 (Conv1D:
                                                                 dim 0); after a
                                                                 flatten, each channel is

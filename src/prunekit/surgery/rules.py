@@ -47,6 +47,13 @@ def _batchnorm(a: Spaces, name: str, m: nn.Module, v: Val) -> Val:
     return a.refuse(v, f"{type(m).__name__} {name!r} gets a {KIND_WORDS[v.kind]}")
 
 
+def _norm_across_units(a: Spaces, name: str, m: nn.Module, v: Val) -> Val:
+    """GroupNorm / LayerNorm / InstanceNorm: statistics over several units, so removing
+    one (even a zero one) changes the others' outputs: their units stay (fixed)."""
+    a.fix(v, f"{type(m).__name__} {name!r} normalizes over several units")
+    return v
+
+
 def _passthrough(a: Spaces, name: str, m: nn.Module, v: Val) -> Val:
     return v
 
@@ -102,6 +109,10 @@ MODULE_RULES: dict[type[nn.Module], Callable[..., Val]] = {
     nn.BatchNorm1d: _batchnorm,
     nn.BatchNorm2d: _batchnorm,
     nn.Flatten: _flatten_module,
+    nn.GroupNorm: _norm_across_units,
+    nn.LayerNorm: _norm_across_units,
+    nn.InstanceNorm1d: _norm_across_units,
+    nn.InstanceNorm2d: _norm_across_units,
     **{t: _passthrough for t in ZERO_PRESERVING},
     **{t: _pool for t in POOLS},
 }
