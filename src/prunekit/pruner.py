@@ -34,8 +34,8 @@ from torch import nn
 from .pruning.connection import check_nm_run
 from .pruning.criteria import Context, needs_data
 from .pruning.granularity import GRANULARITIES, check_sparsity
+from .pruning.masks import apply_mask, original
 from .pruning.masks import finalize as bake_masks
-from .pruning.masks import original
 from .pruning.methods import Method, get_method, with_method_args
 from .pruning.phase import PruningPhase, plan
 from .pruning.schedules import SCHEDULES
@@ -106,6 +106,13 @@ class Pruner:
         seed: seeds the criterion's and the noise models' random draws.
         allow_short: let events that do not fit in ``steps`` run at :meth:`finalize`
             (the pipeline's zero-epoch phase); otherwise too few steps is an error.
+        rezero: for methods without a training objective, keep plain weights between
+            pruning events and zero the pruned entries again in :meth:`step` (one
+            in-place product per masked tensor and step) instead of the mask hooks' product
+            in every forward and backward; the same weights at every forward, cheaper (see
+            ``benchmarks/pruner_step.py``). Masks are re-attached, in the
+            ``torch.nn.utils.prune`` convention, for each pruning event and at
+            :meth:`finalize`. Methods with an objective always use the hooks.
         **options: method options (``lam=1e-4``, ``cycles=5``, ``n=2, m=4`` ...), routed
             to the objective, schedule, criterion or granularity that takes them.
     """
@@ -126,6 +133,7 @@ class Pruner:
         seed: int = 0,
         generator: torch.Generator | None = None,
         allow_short: bool = False,
+        rezero: bool = True,
         **options: Any,
     ) -> None:
         self.model = model
@@ -177,7 +185,11 @@ class Pruner:
             )
         self.t = 0
         self.finalized = False
-        self.phase.on_step(0, model)  # step-0 events: pruned before the first forward
+        self.rezero = rezero and self.phase.objective is None
+        self._masks: list[tuple[nn.Module, str, torch.Tensor]] = []
+        w = next(model.parameters())
+        self._zero = torch.zeros((), device=w.device, dtype=w.dtype)
+        self._events(0)  # step-0 events: pruned before the first forward
 
     # -- the user's loop ------------------------------------------------------------------
     @property
@@ -202,10 +214,7 @@ class Pruner:
         objectives) read the activations that forward recorded."""
         self._check_open()
         p = self.phase.penalty(self.model)
-        if p is not None:
-            return p
-        w = next(self.model.parameters())
-        return torch.zeros((), device=w.device, dtype=w.dtype)
+        return p if p is not None else self._zero
 
     def step(self, lr: float | None = None) -> None:
         """After ``optimizer.step()``: the objective's post-step update (proximal step,
@@ -220,12 +229,15 @@ class Pruner:
                     "Pruner (and call optimizer.step() first) or step(lr=...)"
                 )
             self.phase.after_step(self.model, lr)
+        if self._masks:
+            self._zero_pruned()
         self._advance()
 
     def finalize(self) -> nn.Module:
         """Run the events still due, stop the objective, bake the masks into plain
         weights (no hooks, no ``*_orig``); returns the model."""
         if not self.finalized:
+            self._attach_masks()
             self.phase.on_end(self.model, max(self.t, self.steps))
             bake_masks(self.model)
             if self._hook is not None:
@@ -244,7 +256,37 @@ class Pruner:
     def _advance(self) -> None:
         self.t += 1
         if self.t < self.steps:
-            self.phase.on_step(self.t, self.model)
+            self._events(self.t)
+
+    def _events(self, step: int) -> None:
+        """The pruning events due at ``step``, on masks in the prune convention."""
+        due = bool(self.phase.events) and self.phase.events[0][0] <= step
+        if due and self.rezero:
+            self._attach_masks()
+        self.phase.on_step(step, self.model)
+        if due and self.rezero:
+            self._detach_masks()
+
+    def _detach_masks(self) -> None:
+        """Masks -> plain zeroed weights (same Parameter objects); keep the masks here."""
+        self._masks = []
+        for module in self.model.modules():
+            for hook in list(module._forward_pre_hooks.values()):
+                if isinstance(hook, torch.nn.utils.prune.BasePruningMethod):
+                    name = hook._tensor_name
+                    mask = getattr(module, f"{name}_mask").detach().clone()
+                    torch.nn.utils.prune.remove(module, name)
+                    self._masks.append((module, name, mask))
+
+    def _attach_masks(self) -> None:
+        for module, name, mask in self._masks:
+            apply_mask(module, mask, name)
+        self._masks = []
+
+    @torch.no_grad()
+    def _zero_pruned(self) -> None:
+        for module, name, mask in self._masks:
+            getattr(module, name).mul_(mask)
 
     def _check_open(self) -> None:
         if self.finalized:
