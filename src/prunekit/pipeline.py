@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -232,19 +233,34 @@ def evaluate(
 
 
 def run(
-    cfg: RunConfig,
+    cfg: RunConfig | Callable[[], nn.Module],
     *,
     out: str | Path | None = None,
     overwrite: bool = False,
-    progress: bool = False,
+    progress: bool = True,
     dense: tuple[nn.Module, float] | None = None,
     data: Dataset | None = None,
+    **user_objects: Any,
 ) -> Run:
     """Run the whole pipeline; with ``out`` also save the run directory.
 
+    ``cfg`` is a :class:`RunConfig` (zoo model and dataset by name) or a callable that
+    builds an ``nn.Module``; the latter takes ``train=``, ``val=``, ``test=`` DataLoaders,
+    ``loss_fn=``, ``method=``, ``sparsity=`` ... (``prunekit.userrun.run_model``).
     ``dense`` = (trained dense model, its training seconds) lets a comparison train
     the dense model once per (model, seed) and reuse it; it is copied, not changed.
+    ``progress``: bars on stderr (on by default; the CLI's ``--quiet`` and the
+    comparison turn them off).
     """
+    if not isinstance(cfg, RunConfig):
+        from .userrun import run_model
+
+        return run_model(cfg, out=out, overwrite=overwrite, progress=progress, **user_objects)
+    if user_objects:
+        raise PrunekitError(
+            f"run(RunConfig) takes no {', '.join(sorted(user_objects))}: those are for "
+            "run(model_factory, train=loader, ...)"
+        )
     method = validate(cfg)
     if out is not None:
         check_out_dir(Path(out), cfg.hash(), overwrite=overwrite)
