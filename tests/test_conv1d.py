@@ -95,3 +95,32 @@ def test_conv1d_units_are_removed_by_surgery():
     assert info["units"] == {"0": 4, "2": 3}
     assert small[0].weight.shape == (4, 4) and small[2].weight.shape == (4, 3)
     torch.testing.assert_close(small(x), model(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("method", "options"), [("l0-neuron", {}), ("l1", {"granularity": "neuron"})]
+)
+def test_gpt2_neuron_methods_zero_whole_conv1d_columns(method, options):
+    import warnings
+
+    model = tiny_gpt2().train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    ids = torch.randint(0, 64, (4, 8), generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fx cannot trace GPT-2: units chosen per layer
+        pruner = prunekit.Pruner(model, method, 0.5, steps=6, optimizer=opt, **options)
+        for _ in range(6):
+            loss = model(input_ids=ids, labels=ids).loss + pruner.penalty()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            pruner.step()
+        pruner.finalize()
+    dead = total = 0
+    for name, m in conv1d_layers(model).items():
+        w = m.weight.detach()
+        assert torch.equal((w == 0).all(0), (w == 0).any(0)), name  # whole columns only
+        dead += int((w == 0).all(0).sum())
+        total += w.shape[1]
+    assert abs(dead - 0.5 * total) <= len(conv1d_layers(model))
+    assert torch.isfinite(model(input_ids=ids).logits).all()
