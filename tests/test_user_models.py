@@ -142,3 +142,33 @@ def test_hf_masked_model_saved_in_its_own_format(tmp_path):
     ids = torch.randint(0, 64, (2, 8))
     same(model, again, ids, atol=0)
     assert prunekit.sparsity(again) == pytest.approx(0.5)
+
+
+def test_hf_dead_attention_heads_removed(tmp_path):
+    ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(2))
+    g = gpt2()
+    with torch.no_grad():
+        a0, a1 = g.transformer.h[0].attn, g.transformer.h[1].attn
+        a0.c_attn.weight[:, 64:80] = 0  # head 0's value columns (v starts at 2 * 32)
+        a0.c_attn.bias[64:80] = 0
+        a1.c_proj.weight[16:32] = 0  # head 1's rows of the output projection
+    small = prunekit.shrink(g, ids)
+    assert (small.transformer.h[0].attn.num_heads, small.transformer.h[1].attn.num_heads) == (1, 1)
+    assert small.transformer.h[0].attn.c_attn.weight.shape == (32, 48)
+    same(g, small, ids)
+    prunekit.save(small, tmp_path / "g")
+    again = prunekit.load(tmp_path / "g", model=gpt2())
+    assert again.transformer.h[1].attn.num_heads == 1
+    same(small, again, ids, atol=0)
+
+    b = bert()
+    with torch.no_grad():
+        v = b.encoder.layer[0].attention.self.value
+        v.weight[16:32] = 0
+        v.bias[16:32] = 0
+    small = prunekit.shrink(b, ids)
+    s = small.encoder.layer[0].attention.self
+    assert (s.num_attention_heads, s.query.out_features) == (1, 16)
+    same(b, small, ids)
+    prunekit.save(small, tmp_path / "b")
+    same(small, prunekit.load(tmp_path / "b", model=bert()), ids, atol=0)

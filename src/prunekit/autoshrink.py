@@ -12,7 +12,11 @@ consumers maps 0 to 0. Three backends, tried in this order by ``backend="auto"``
 ``hf-mlp``
     Hugging Face transformer blocks (fx cannot trace them): the hidden units of each
     MLP, ``c_fc -> act -> c_proj`` (GPT-2, ``Conv1D``) or ``intermediate.dense -> act
-    -> output.dense`` (BERT, RoBERTa), where ``act(0) = 0``; see ``MLP_PAIRS``.
+    -> output.dense`` (BERT, RoBERTa), where ``act(0) = 0``; see ``MLP_PAIRS``. And
+    attention heads (GPT-2 ``GPT2Attention``, BERT/RoBERTa ``*Attention``) whose value
+    projection (weights and bias) or whose rows of the output projection are all zero:
+    such a head adds exactly nothing to the block's output, whatever its attention
+    weights, so its query/key/value columns and output-projection rows go.
 ``torch-pruning``
     Torch-Pruning's dependency graph (extra ``peers``), for models fx cannot trace:
     each layer's dead units are removed with the group the graph couples to them, one
@@ -118,8 +122,11 @@ def _hf_mlp(model: nn.Module, example_inputs: Any, round_to: int) -> nn.Module:
         for name, m in small.named_modules()
         if type(m).__name__ in MLP_PAIRS
     ]
-    if not pairs:
-        raise UnsupportedModel(f"{type(model).__name__} has no known transformer MLP block")
+    heads = [(n, m) for n, m in small.named_modules() if type(m).__name__ in HEAD_RULES]
+    if not pairs and not heads:
+        raise UnsupportedModel(f"{type(model).__name__} has no known transformer block")
+    for name, attn in heads:
+        HEAD_RULES[type(attn).__name__](name, attn)
     for name, block, (p_path, c_path) in pairs:
         producer, consumer = block.get_submodule(p_path), block.get_submodule(c_path)
         n = int(out_in(producer, producer.weight).shape[0])
@@ -135,6 +142,67 @@ def _hf_mlp(model: nn.Module, example_inputs: Any, round_to: int) -> nn.Module:
         for m in (producer, consumer):
             _fix_sizes(m)
     return small
+
+
+def _dead_heads(v_w: torch.Tensor, v_b: torch.Tensor | None, o_w: torch.Tensor, n: int):
+    """Heads whose value rows (``v_w``: (out, in) view) and bias, or whose output
+    projection columns (``o_w``: (out, in) view), are all zero; a bool per head."""
+    v = v_w.reshape(n, -1).eq(0).all(1)
+    if v_b is not None:
+        v &= v_b.reshape(n, -1).eq(0).all(1)
+    o = o_w.t().reshape(n, -1).eq(0).all(1)
+    return v | o
+
+
+def _head_index(keep: torch.Tensor, head_dim: int, offset: int = 0) -> torch.Tensor:
+    return (keep[:, None] * head_dim + torch.arange(head_dim) + offset).flatten()
+
+
+@torch.no_grad()
+def _gpt2_heads(name: str, attn: nn.Module) -> None:
+    """GPT-2: ``c_attn`` = [q | k | v] columns (Conv1D), ``c_proj`` rows = head inputs."""
+    if getattr(attn, "is_cross_attention", False):
+        return
+    n, d, e = attn.num_heads, attn.head_dim, attn.split_size
+    w, b = attn.c_attn.weight, attn.c_attn.bias
+    dead = _dead_heads(w[:, 2 * e :].t(), b[2 * e :], attn.c_proj.weight.t(), n)
+    if not dead.any() or dead.all():
+        return
+    keep = torch.nonzero(~dead).flatten()
+    cols = torch.cat([_head_index(keep, d, k * e) for k in range(3)])
+    _slice(attn.c_attn, 1, cols, bias=True)
+    _slice(attn.c_proj, 0, _head_index(keep, d), bias=False)
+    _fix_sizes(attn.c_attn)
+    _fix_sizes(attn.c_proj)
+    attn.num_heads = int(keep.numel())
+    attn.split_size = attn.num_heads * d
+
+
+@torch.no_grad()
+def _bert_heads(name: str, attn: nn.Module) -> None:
+    """BERT/RoBERTa ``*Attention``: ``self.{query,key,value}`` rows, ``output.dense``
+    columns."""
+    s, o = attn.self, attn.output.dense
+    n, d = s.num_attention_heads, s.attention_head_size
+    dead = _dead_heads(s.value.weight, s.value.bias, o.weight, n)
+    if not dead.any() or dead.all():
+        return
+    idx = _head_index(torch.nonzero(~dead).flatten(), d)
+    for lin in (s.query, s.key, s.value):
+        _slice(lin, 0, idx, bias=True)
+        _fix_sizes(lin)
+    _slice(o, 1, idx, bias=False)
+    _fix_sizes(o)
+    s.num_attention_heads = int((~dead).sum())
+    s.all_head_size = s.num_attention_heads * d
+
+
+#: Hugging Face attention class name -> the function removing its dead heads in place.
+HEAD_RULES: dict[str, Callable[[str, nn.Module], None]] = {
+    "GPT2Attention": _gpt2_heads,
+    "BertAttention": _bert_heads,
+    "RobertaAttention": _bert_heads,
+}
 
 
 def _keep(alive: torch.Tensor, round_to: int) -> torch.Tensor:

@@ -150,6 +150,19 @@ def resize(model: nn.Module, shapes: dict[str, list[int]]) -> None:
         else:
             module.register_buffer(attr, new)
         _set_sizes(module, attr, list(shape))
+    _fix_attention(model)
+
+
+def _fix_attention(model: nn.Module) -> None:
+    """Head counts of Hugging Face attention layers whose projections were resized."""
+    for m in model.modules():
+        kind = type(m).__name__
+        if kind == "GPT2Attention" and not getattr(m, "is_cross_attention", False):
+            m.split_size = int(m.c_attn.weight.shape[1]) // 3
+            m.num_heads = m.split_size // m.head_dim
+        elif kind in ("BertSelfAttention", "RobertaSelfAttention"):
+            m.all_head_size = int(m.query.weight.shape[0])
+            m.num_attention_heads = m.all_head_size // m.attention_head_size
 
 
 def _set_sizes(module: nn.Module, attr: str, shape: list[int]) -> None:
