@@ -317,7 +317,7 @@ class WithLayer(nn.Module):
 @pytest.mark.parametrize(
     ("layer", "message"),
     [
-        (nn.GroupNorm(2, 4), "unsupported layer GroupNorm at 'block.0'"),
+        (nn.Softmax(dim=1), "unsupported layer Softmax at 'block.0'"),
         (nn.Sigmoid(), "unsupported layer Sigmoid at 'block.0'"),
         (nn.Conv2d(4, 4, 1, groups=2), "grouped convolution 'block.0' (groups=2"),
     ],
@@ -328,6 +328,21 @@ def test_unsupported_layer_named_with_its_path(layer: nn.Module, message: str) -
         shrink(model, torch.randn(1, 1, 6, 6))
     with pytest.warns(UserWarning, match="layer by layer"):  # masks still work, per layer
         prunekit.prune(model, "l1-filter", 0.5, granularity="neuron")
+
+
+def test_groupnorm_keeps_the_units_it_normalizes() -> None:
+    # GroupNorm's statistics span a group of channels: removing a zero channel would move
+    # the others' outputs, so the conv before it keeps its units (its group is fixed)
+    model = WithLayer(nn.GroupNorm(2, 4))
+    groups = analyze(model)
+    conv = next(g for g in groups if g.producers == ["conv"])
+    assert conv.fixed is not None and "GroupNorm 'block.0'" in conv.fixed
+    with torch.no_grad():
+        model.conv.weight[1].zero_()
+        model.conv.bias[1] = 0.0
+    x = torch.randn(2, 1, 6, 6)
+    small, info = shrink(model, x)
+    assert info["units"]["conv"] == 4
 
 
 def test_unsupported_function_inside_a_custom_module_is_named() -> None:

@@ -25,6 +25,26 @@ out_console = Console()
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from ._version import __version__
+
+        out_console.print(f"prunekit {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version, exit."
+        ),
+    ] = False,
+) -> None:
+    """Prune PyTorch models and compare pruning methods honestly."""
+
+
 def parse_options(items: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; values parsed as YAML scalars (numbers, bools, lists)."""
     opts: dict[str, Any] = {}

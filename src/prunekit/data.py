@@ -321,7 +321,9 @@ def _digits(
     The test split is a fixed (seed 0) ``test_fraction`` of the examples, so it
     is the same whatever ``seed`` is passed to :func:`load_dataset`.
     """
-    from sklearn.datasets import load_digits
+    from ._optional import require
+
+    load_digits = require("sklearn.datasets", "the digits dataset").load_digits
 
     if not 0.0 < test_fraction < 1.0:
         raise PrunekitError(f"digits: test_fraction must be in (0, 1), got {test_fraction}")

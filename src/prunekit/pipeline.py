@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,8 @@ from .distributed import is_main, rank, world_size
 from .evaluation import accuracy, compare_latency, measure_latency, summary
 from .evaluation.robustness import robustness
 from .models import MODELS, create_model, default_recipe
+from .pruner import Pruner
 from .pruning.connection import check_nm_run
-from .pruning.criteria import Context
 from .pruning.granularity import GRANULARITIES
 from .pruning.masks import clone, finalize
 from .pruning.methods import Method, get_method, with_method_args
@@ -147,24 +148,28 @@ def sparsify(
         if len(data.val)
         else (data.train.x[:512], data.train.y[:512])
     )
-    phase = PruningPhase(
+    # The same Pruner a user drives in their own loop, driven here by fit
+    pruner = Pruner(
+        model,
         method,
         cfg.sparsity,
         cfg.finetune_epochs * steps_per_epoch(len(data.train), settings.batch_size),
-        ctx=Context(data=calib, generator=torch.Generator().manual_seed(cfg.seed + 2)),
+        data=calib,
+        generator=torch.Generator().manual_seed(cfg.seed + 2),
+        allow_short=True,  # a zero-epoch phase prunes at its end
     )
     fit(
         model,
         data.train,
-        steps=phase.total,
+        steps=pruner.steps,
         settings=settings,
         generator=gen,
-        callbacks=[phase],
+        callbacks=[pruner.callback()],
         progress=progress,
         desc=f"{method.name} {cfg.sparsity:g}",
     )
     finalize(model)
-    return phase
+    return pruner.phase
 
 
 def latency_with_reference(
@@ -228,19 +233,34 @@ def evaluate(
 
 
 def run(
-    cfg: RunConfig,
+    cfg: RunConfig | Callable[[], nn.Module],
     *,
     out: str | Path | None = None,
     overwrite: bool = False,
-    progress: bool = False,
+    progress: bool = True,
     dense: tuple[nn.Module, float] | None = None,
     data: Dataset | None = None,
+    **user_objects: Any,
 ) -> Run:
     """Run the whole pipeline; with ``out`` also save the run directory.
 
+    ``cfg`` is a :class:`RunConfig` (zoo model and dataset by name) or a callable that
+    builds an ``nn.Module``; the latter takes ``train=``, ``val=``, ``test=`` DataLoaders,
+    ``loss_fn=``, ``method=``, ``sparsity=`` ... (``prunekit.userrun.run_model``).
     ``dense`` = (trained dense model, its training seconds) lets a comparison train
     the dense model once per (model, seed) and reuse it; it is copied, not changed.
+    ``progress``: bars on stderr (on by default; the CLI's ``--quiet`` and the
+    comparison turn them off).
     """
+    if not isinstance(cfg, RunConfig):
+        from .userrun import run_model
+
+        return run_model(cfg, out=out, overwrite=overwrite, progress=progress, **user_objects)
+    if user_objects:
+        raise PrunekitError(
+            f"run(RunConfig) takes no {', '.join(sorted(user_objects))}: those are for "
+            "run(model_factory, train=loader, ...)"
+        )
     method = validate(cfg)
     if out is not None:
         check_out_dir(Path(out), cfg.hash(), overwrite=overwrite)

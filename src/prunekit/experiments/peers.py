@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._optional import import_torch_pruning
 from ..config import RunConfig
 from ..data import Dataset
 from ..evaluation import accuracy, summary
@@ -54,7 +55,7 @@ def _torch_l1(model: nn.Module, sparsity: float, input_shape: tuple[int, ...]) -
 def _tp_magnitude(
     model: nn.Module, sparsity: float, input_shape: tuple[int, ...]
 ) -> dict[str, Any]:
-    import torch_pruning as tp
+    tp = import_torch_pruning("the Torch-Pruning peer baseline")
 
     linear_or_conv = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
     pruner = tp.pruner.MagnitudePruner(

@@ -39,6 +39,18 @@ def build_objective(method: Method, sparsity: float, window_steps: int) -> Objec
     return factory(**method.objective_args, **extra)
 
 
+def plan(method: Method, sparsity: float, total_steps: int) -> tuple[int | None, list]:
+    """``(regularize_end, events)`` of a phase of ``total_steps`` steps: the step where a
+    "before-prune" objective stops (None: no such objective) and the sorted
+    ``(step, target)`` pruning events of the method's schedule."""
+    before = method.objective is not None and method.objective_phase == "before-prune"
+    regularize_end = int(method.regularize_fraction * total_steps) if before else None
+    events = SCHEDULES.get(method.schedule)(
+        sparsity, regularize_end or 0, total_steps, **method.schedule_args
+    )
+    return regularize_end, sorted(events)
+
+
 class PruningPhase:
     def __init__(
         self,
@@ -55,18 +67,14 @@ class PruningPhase:
         self.ctx = ctx
         ctx.options = {**method.criterion_args, **ctx.options}
         self.exclude = exclude
-        before = method.objective is not None and method.objective_phase == "before-prune"
-        self.regularize_end = int(method.regularize_fraction * total_steps) if before else None
+        self.regularize_end, events = plan(method, sparsity, total_steps)
         self.objective: Objective | None = (
             build_objective(method, sparsity, self.regularize_end or total_steps)
             if method.objective
             else None
         )
         ctx.objective = self.objective
-        events = SCHEDULES.get(method.schedule)(
-            sparsity, self.regularize_end or 0, total_steps, **method.schedule_args
-        )
-        self.events: list[tuple[int, float]] = sorted(events)
+        self.events: list[tuple[int, float]] = events
         self.active = False
         self.modules: dict[str, nn.Module] = {}
         self.history: list[dict[str, float]] = []

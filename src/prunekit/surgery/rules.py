@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ..pruning.masks import transposed_types
 from .spaces import KIND_WORDS, Spaces, Val
 
 
@@ -34,10 +35,23 @@ def _linear(a: Spaces, name: str, m: nn.Linear, v: Val) -> Val:
     return a.produce(name, m.out_features, "feat")
 
 
+def _linear_transposed(a: Spaces, name: str, m: nn.Module, v: Val) -> Val:
+    """transformers' ``Conv1D``: a Linear with weight ``(in, out)``; ``nf`` outputs."""
+    a.consume(v, name, ("feat", "flat"), "Conv1D")
+    return a.produce(name, m.nf, "feat")
+
+
 def _batchnorm(a: Spaces, name: str, m: nn.Module, v: Val) -> Val:
     if v.kind in ("chan", "feat", "any"):
         return a.follow(v, name)
     return a.refuse(v, f"{type(m).__name__} {name!r} gets a {KIND_WORDS[v.kind]}")
+
+
+def _norm_across_units(a: Spaces, name: str, m: nn.Module, v: Val) -> Val:
+    """GroupNorm / LayerNorm / InstanceNorm: statistics over several units, so removing
+    one (even a zero one) changes the others' outputs: their units stay (fixed)."""
+    a.fix(v, f"{type(m).__name__} {name!r} normalizes over several units")
+    return v
 
 
 def _passthrough(a: Spaces, name: str, m: nn.Module, v: Val) -> Val:
@@ -95,6 +109,10 @@ MODULE_RULES: dict[type[nn.Module], Callable[..., Val]] = {
     nn.BatchNorm1d: _batchnorm,
     nn.BatchNorm2d: _batchnorm,
     nn.Flatten: _flatten_module,
+    nn.GroupNorm: _norm_across_units,
+    nn.LayerNorm: _norm_across_units,
+    nn.InstanceNorm1d: _norm_across_units,
+    nn.InstanceNorm2d: _norm_across_units,
     **{t: _passthrough for t in ZERO_PRESERVING},
     **{t: _pool for t in POOLS},
 }
@@ -165,6 +183,8 @@ class Walker:
         name = str(node.target)
         m = self.a.gm.get_submodule(name)
         rule = next((MODULE_RULES[t] for t in type(m).__mro__ if t in MODULE_RULES), None)
+        if rule is None and isinstance(m, transposed_types() or ()):
+            rule = _linear_transposed
         if not isinstance(v, Val):  # e.g. a layer applied to a constant
             return None
         if rule is None:

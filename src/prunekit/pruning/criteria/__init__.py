@@ -3,7 +3,8 @@
 A criterion only scores; a granularity (``..granularity``) decides what is pruned.
 Scores are weight-shaped, or one per output unit for unit criteria (entropy).
 Each criterion lives in its own file beside its formula; importing this package
-registers them all.
+registers them all. A criterion that scores from calibration data sets the attribute
+``needs_data = True`` (``Pruner`` then refuses to start without ``data=``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ class Context:
 
 Criterion = Callable[[nn.Module, dict[str, nn.Module], Context], dict[str, torch.Tensor]]
 CRITERIA: Registry[Criterion] = Registry("criterion")
+
+
+def needs_data(name: str) -> bool:
+    """Whether the registered criterion ``name`` scores from calibration data."""
+    return bool(getattr(CRITERIA.get(name), "needs_data", False))
 
 
 def _register_all() -> None:

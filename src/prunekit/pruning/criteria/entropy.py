@@ -61,3 +61,4 @@ entropy_scores.options = (  # type: ignore[attr-defined]
     "calibration_batches",
     "calibration_batch_size",
 )
+entropy_scores.needs_data = True  # type: ignore[attr-defined]

@@ -61,3 +61,4 @@ def noise_sensitivity(
 
 
 noise_sensitivity.options = ("calibration_batches",)  # type: ignore[attr-defined]
+noise_sensitivity.needs_data = True  # type: ignore[attr-defined]

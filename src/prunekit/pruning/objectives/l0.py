@@ -70,7 +70,7 @@ from torch.nn.utils import prune
 
 from ...registry import PrunekitError
 from ..criteria import CRITERIA, Context
-from ..masks import apply_mask, is_masked, original, refresh
+from ..masks import apply_mask, is_masked, n_units, original, out_in, refresh
 from ..methods import Method, register
 from . import OBJECTIVES, Objective
 
@@ -276,7 +276,7 @@ class L0Objective(Objective):
     # -- gates ------------------------------------------------------------------------------
     def gate_shape(self, module: nn.Module) -> torch.Size:
         w = original(module)
-        return w.shape if self.granularity == "weight" else w.shape[:1]
+        return w.shape if self.granularity == "weight" else torch.Size([n_units(module)])
 
     def noise(self, la: Tensor) -> Tensor:
         """Logistic noise ``log u - log(1 - u)`` shaped like ``la`` (fresh, or from the pool)."""
@@ -373,9 +373,13 @@ class L0Objective(Objective):
         return hook
 
     def _unit_hook(self, name: str) -> Any:
+        conv = isinstance(self.modules[name], nn.modules.conv._ConvNd)
+
         def hook(module: nn.Module, inputs: Any, output: Tensor) -> Tensor:
             z = self.gate(name, module.training)
-            return output * z.view(1, -1, *([1] * (output.dim() - 2)))
+            if conv:  # (N, C, *spatial)
+                return output * z.view(1, -1, *([1] * (output.dim() - 2)))
+            return output * z  # Linear / Conv1D: units on the last dim, (N, *, out)
 
         return hook
 
@@ -469,7 +473,7 @@ class L0Objective(Objective):
             if self.granularity == "weight":
                 original(m).mul_(z)
             else:
-                w = original(m)
+                w = out_in(m, original(m))  # a view: Conv1D's units are its columns
                 w.mul_(z.view(-1, *([1] * (w.dim() - 1))))
                 if getattr(m, "bias", None) is not None or is_masked(m, "bias"):
                     original(m, "bias").mul_(z)

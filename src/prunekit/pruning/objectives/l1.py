@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from ...registry import PrunekitError
-from ..masks import effective, original
+from ..masks import effective, original, out_in
 from ..methods import Method, register
 from . import OBJECTIVES, Objective
 
@@ -100,7 +100,7 @@ class L1Objective(Objective):
             return None
         terms = []
         for m in self.modules.values():
-            w = effective(m)
+            w = out_in(m, effective(m))  # (out, in, *k): Conv1D's units are its columns
             if self.group:
                 n_g = w[0].numel()
                 terms.append(math.sqrt(n_g) * group_norms(w).sum())
@@ -115,9 +115,9 @@ class L1Objective(Objective):
         if self.update == "proximal" and self.lam > 0.0:
             t = lr * self.lam
             for m in self.modules.values():
-                w = original(m)
+                w = out_in(m, original(m))  # a view: writes reach the parameter
                 if self.group:
-                    norms = group_norms(effective(m))
+                    norms = group_norms(out_in(m, effective(m)))
                     thr = t * math.sqrt(w[0].numel())
                     scale = torch.clamp(1.0 - thr / norms.clamp(min=1e-12), min=0.0)
                     w.mul_(scale.view(-1, *([1] * (w.dim() - 1))))
