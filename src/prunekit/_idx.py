@@ -75,6 +75,8 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     dtype = IDX_DTYPES[code]
     # Python integers: a header whose dimensions overflow int64 must not wrap around.
     expected = math.prod(shape) * dtype.itemsize
+    if math.prod(d for d in shape if d) * dtype.itemsize > MAX_BYTES:  # even beside a 0
+        raise PrunekitError(f"{path}: header dimensions {shape} are too large for an IDX file")
     if len(blob) - header != expected:
         raise PrunekitError(
             f"{path}: wrong size: header says shape {shape} ({expected} data bytes) "

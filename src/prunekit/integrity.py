@@ -47,3 +47,28 @@ def check_state(
             raise PrunekitError(f"{where}: tensor {key!r} holds NaN or infinite values")
         if key.rpartition(".")[2] == "std" and not bool((t > 0).all()):
             raise PrunekitError(f"{where}: normalization {key!r} is not positive")
+
+
+def check_alive(model: Any, method: Any, sparsity: float) -> None:
+    """Refuse a pruned model with a layer whose every output unit is zero: it computes
+    a constant, whatever its input, and its accuracy is chance. The message names the
+    layer and the option that emptied it (the method's lambda, else the sparsity)."""
+    from .pruning.masks import PRUNABLE_TYPES, effective
+
+    for name, m in model.named_modules():
+        if not isinstance(m, PRUNABLE_TYPES):
+            continue
+        w = effective(m).detach()
+        if w.numel() and not bool(w.flatten(1).ne(0).any()):
+            lam = (getattr(method, "objective_args", None) or {}).get("lam")
+            cause = (
+                f"lambda={lam:g} of method {method.name!r}; lower --lambda"
+                if isinstance(lam, int | float) and getattr(method, "objective", None)
+                else f"sparsity {sparsity:g} with method {method.name!r} "
+                f"({method.granularity}, {method.scope} scope); lower --sparsity "
+                "or use --scope layer"
+            )
+            raise PrunekitError(
+                f"pruning left no unit of layer {name!r} alive (the model would output "
+                f"a constant): {cause}"
+            )

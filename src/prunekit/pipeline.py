@@ -22,7 +22,7 @@ from .data import DATASETS, Dataset, load_dataset
 from .distributed import is_main, rank, world_size
 from .evaluation import accuracy, compare_latency, measure_latency, summary
 from .evaluation.robustness import robustness
-from .integrity import data_fingerprint
+from .integrity import check_alive, data_fingerprint
 from .models import MODELS, create_model, default_recipe
 from .pruning.connection import check_nm_run
 from .pruning.criteria import Context
@@ -264,6 +264,8 @@ def run(
     t0 = time.perf_counter()
     phase = sparsify(model, cfg, data, method, progress=progress)
     sparsify_s = time.perf_counter() - t0
+    if cfg.sparsity > 0:
+        check_alive(model, method, cfg.sparsity)  # a dead layer: fail, naming it
     if not is_main():  # torchrun: rank 0 alone evaluates and saves (latency timed without a twin)
         return Run(model=model, result={"rank": rank(), "world_size": world_size()}, arch=arch)
     structure: dict[str, Any] = {}

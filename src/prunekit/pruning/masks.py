@@ -24,6 +24,20 @@ from ..registry import PrunekitError
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
+def check_exclude(model: nn.Module, exclude: Iterable[str]) -> set[str]:
+    """``exclude`` as a set, every name a prunable layer of ``model``: a typo would
+    otherwise silently prune the layer it meant to keep."""
+    excluded = {exclude} if isinstance(exclude, str) else set(exclude)
+    layers = [name for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
+    unknown = sorted(excluded - set(layers))
+    if unknown:
+        raise PrunekitError(
+            f"exclude: no prunable layer named {', '.join(map(repr, unknown))}; "
+            f"prunable layers: {', '.join(layers) or 'none'}"
+        )
+    return excluded
+
+
 def prunable_modules(
     model: nn.Module, *, exclude: Iterable[str] = (), include_last: bool = True
 ) -> dict[str, nn.Module]:
@@ -32,12 +46,18 @@ def prunable_modules(
     ``include_last=False`` drops the last one in registration order (the classifier
     head) — removing output units of the head would remove classes.
     """
-    excluded = set(exclude)
-    found = {
-        name: m
-        for name, m in model.named_modules()
-        if isinstance(m, PRUNABLE_TYPES) and name not in excluded
-    }
+    excluded = check_exclude(model, exclude)
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
+    found: dict[str, nn.Module] = {}
+    owners: set[int] = set()
+    for name, m in layers.items():
+        # Tied weights: one tensor, one entry (its first module); the others share its
+        # mask (see sync_tied), so the tensor is scored and counted once.
+        key = id(original(m))
+        if name not in excluded and key not in owners:
+            found[name] = m
+        owners.add(key)
+    _refuse_tied_elsewhere(model, found)
     if not include_last and found:
         found.pop(list(found)[-1])
     if not found:
@@ -46,6 +66,61 @@ def prunable_modules(
             + (f" after excluding {sorted(excluded)}" if excluded else "")
         )
     return found
+
+
+def _refuse_tied_elsewhere(model: nn.Module, found: dict[str, nn.Module]) -> None:
+    """A prunable weight also held by a module prunekit does not mask (a tied
+    embedding / output pair): that module would compute with the unmasked tensor
+    during training, then get the mask baked into it by ``finalize``. Refused."""
+    ours = {id(original(m)): name for name, m in found.items()}
+    for mod_name, m in model.named_modules():
+        if isinstance(m, PRUNABLE_TYPES):
+            continue
+        for p_name, p in m.named_parameters(recurse=False):
+            if id(p) in ours:
+                raise PrunekitError(
+                    f"layer {ours[id(p)]!r} shares its weight with {mod_name}.{p_name} "
+                    f"({type(m).__name__}), which prunekit cannot mask; exclude "
+                    f"{ours[id(p)]!r} or untie the weights"
+                )
+
+
+def tied_groups(model: nn.Module, name: str = "weight") -> list[list[tuple[str, nn.Module]]]:
+    """Modules that share one ``name`` tensor (tied weights), two or more per group."""
+    groups: dict[int, list[tuple[str, nn.Module]]] = {}
+    for mod_name, m in model.named_modules():
+        t = original(m, name) if isinstance(m, PRUNABLE_TYPES) else None
+        if isinstance(t, torch.Tensor):
+            groups.setdefault(id(t), []).append((mod_name, m))
+    return [g for g in groups.values() if len(g) > 1]
+
+
+@torch.no_grad()
+def sync_tied(model: nn.Module, name: str = "weight") -> None:
+    """Give every module of a tied tensor the SAME mask tensor (the first masked
+    module's): one mask per shared tensor, so later pruning events update all at once
+    and ``finalize`` multiplies one mask in, however many modules share it."""
+    for group in tied_groups(model, name):
+        masked = [(n, m) for n, m in group if is_masked(m, name)]
+        if not masked:
+            continue
+        owner_name, owner = masked[0]
+        mask = getattr(owner, f"{name}_mask")
+        for n, m in group:
+            if m is owner:
+                continue
+            theirs = get_mask(m, name)
+            if theirs is mask:
+                continue
+            if theirs is not None and not torch.equal(theirs, mask):
+                raise PrunekitError(
+                    f"layers {owner_name!r} and {n!r} share one {name} tensor but carry "
+                    "different masks; prune tied weights through one of them"
+                )
+            if theirs is None:
+                prune.custom_from_mask(m, name, mask)
+            m._buffers[f"{name}_mask"] = mask
+            refresh(m, name)
 
 
 def is_masked(module: nn.Module, name: str = "weight") -> bool:
@@ -98,6 +173,7 @@ def finalize(model: nn.Module) -> nn.Module:
     Returns the same model, now loadable with strict ``load_state_dict`` into an
     unpruned instance of its architecture.
     """
+    sync_tied(model)  # tied weights: one mask in, not one per module
     for module in model.modules():
         for hook in list(module._forward_pre_hooks.values()):
             if isinstance(hook, prune.BasePruningMethod):
