@@ -161,7 +161,10 @@ def test_flipped_bytes_fail_the_checksum(saved: Path) -> None:
     ("change", "message"),
     [
         (lambda s: s["fc1.weight"].fill_(float("nan")), "NaN or infinite"),
-        (lambda s: s.update({"fc2.bias": s["fc2.bias"].long()}), "dtype torch.int64; the model expects torch.float32"),
+        (
+            lambda s: s.update({"fc2.bias": s["fc2.bias"].long()}),
+            "dtype torch.int64; the model expects torch.float32",
+        ),
         (lambda s: s["normalize.std"].zero_(), "'normalize.std' is not positive"),
     ],
     ids=["nan", "int64", "zero-std"],

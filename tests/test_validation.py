@@ -165,3 +165,36 @@ def test_out_with_foreign_files_refused(tmp_path: Path, capsys) -> None:
     )
     assert "notes.txt" in one_error_line(code, err)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def _help(command: str, capsys, monkeypatch) -> str:
+    monkeypatch.setenv("COLUMNS", "400")
+    code, out, err = cli(command, "--help", capsys=capsys)
+    assert code == 0, err
+    return " ".join(out.split())
+
+
+@pytest.mark.parametrize("command", ["train", "prune", "eval", "entropy", "export", "compare"])
+def test_every_command_help_shows_its_defaults(command: str, capsys, monkeypatch) -> None:
+    """Each option with a default value shows it (rich markup used to eat the
+    ``[default: ...]`` text as a tag)."""
+    from typer.main import get_command
+
+    from prunekit.cli import app
+
+    text = _help(command, capsys, monkeypatch)
+    params = get_command(app).commands[command].params
+    for p in params:
+        shown = p.default not in (None, False) and not callable(p.default) and p.show_default
+        if shown is not False and p.default not in (None, False) and p.opts[0].startswith("--"):
+            value = p.default if not isinstance(p.default, float) else f"{p.default:g}"
+            assert f"[default: {value}]" in text or f"[default: {p.default}]" in text, p.opts
+
+
+def test_prune_help_defaults_match_run_config(capsys, monkeypatch) -> None:
+    text = _help("prune", capsys, monkeypatch)
+    defaults = RunConfig()
+    for key in ("model", "dataset", "method", "sparsity", "epochs", "finetune_epochs", "seed"):
+        flag = "--" + key.replace("_", "-")
+        start = text.index(flag + " <")
+        assert f"[default: {getattr(defaults, key)}]" in text[start : start + 200], key

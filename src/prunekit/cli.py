@@ -20,6 +20,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Help texts are plain text: with rich markup on, "[default: 0.9]" is eaten as a tag.
+    rich_markup_mode=None,
     help="Prune PyTorch models and compare pruning methods honestly.",
 )
 out_console = Console()
