@@ -247,3 +247,22 @@ def test_same_flags_other_data_is_another_run(tmp_path: Path) -> None:
         run(small_run_config(data_dir=str(b), **cfg), out=out)
     again = run(small_run_config(data_dir=str(b), **cfg), out=out, overwrite=True).result
     assert again["data_fingerprint"] != first["data_fingerprint"]
+
+
+def test_mixed_run_refused_by_load_and_eval(tmp_path: Path, capsys) -> None:
+    """The symptom of a torn overwrite: new weights under the old run's files."""
+    from prunekit.cli import main
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    save_run(a, {"v": 1}, create_model("lenet300"), ARCH)
+    torch.manual_seed(1)
+    save_run(b, {"v": 2}, create_model("lenet300"), ARCH)
+    (a / "model.safetensors").write_bytes((b / "model.safetensors").read_bytes())
+    with pytest.raises(PrunekitError, match="does not match the checksum"):
+        load(a)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(a)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("error: ") and "checksum" in err
