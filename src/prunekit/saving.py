@@ -150,7 +150,10 @@ def recover(out: Path) -> None:
     if not out.exists():
         old = _siblings(out, "old")
         if old:
-            os.rename(old[-1], out)
+            try:
+                os.rename(old[-1], out)
+            except OSError:  # read-only parent: the reader still gets a clear "not found"
+                return
     for kind in ("new", "old"):
         for p in _siblings(out, kind):
             pid = p.name.rsplit(".", 1)[-1].split("-")[1]
