@@ -11,6 +11,7 @@ checks a saved run must pass before it is used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from typing import Any
 
@@ -20,7 +21,13 @@ from .registry import PrunekitError
 
 
 def data_fingerprint(data: Any) -> str:
-    """sha256 (16 hex digits) of a :class:`prunekit.data.Dataset`'s splits."""
+    """sha256 (16 hex digits) of a :class:`prunekit.data.Dataset`'s splits.
+
+    Kept on the dataset object once computed (0.65 s for Fashion-MNIST): a comparison
+    runs every cell of a group on one dataset object, which is never modified."""
+    cached = getattr(data, "_prunekit_fingerprint", None)
+    if cached is not None:
+        return cached
     h = hashlib.sha256()
     for split_name in ("train", "val", "test"):
         split = getattr(data, split_name)
@@ -29,7 +36,11 @@ def data_fingerprint(data: Any) -> str:
             h.update(f"{split_name}:{t.dtype}:{tuple(t.shape)};".encode())
             if t.numel():
                 h.update(t.view(-1).view(torch.uint8).numpy().data)
-    return h.hexdigest()[:16]
+    digest = h.hexdigest()[:16]
+    # A frozen or slotted stand-in cannot keep it: recomputed next time.
+    with contextlib.suppress(AttributeError):
+        data._prunekit_fingerprint = digest
+    return digest
 
 
 def check_state(
