@@ -24,7 +24,7 @@ from prunekit._idx import read_idx, write_idx
 from prunekit.data import IDX_FILES
 from prunekit.models import create_model
 from prunekit.registry import PrunekitError
-from prunekit.saving import commit, recover, save_run, stage
+from prunekit.saving import atomic_write_bytes, commit, recover, save_run, stage
 
 ARCH = {"name": "lenet300", "kwargs": {}, "input_shape": [1, 28, 28]}
 
@@ -114,8 +114,10 @@ def test_saved_files_readable_by_others(tmp_path: Path) -> None:
     try:
         out = tmp_path / "run"
         save_run(out, {"v": 1}, create_model("lenet300"), ARCH)
+        atomic_write_bytes(tmp_path / "model.onnx", b"x")  # export, entropy --out
     finally:
         os.umask(old)
+    assert stat.S_IMODE((tmp_path / "model.onnx").stat().st_mode) == 0o644
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     for p in out.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o644, p.name
