@@ -57,7 +57,9 @@ TINY_COMPARISON: dict = {
     "models": ["lenet300"],
     "dataset": "digits",
     "methods": ["magnitude", "random"],
-    "sparsities": [0.5, 0.9],
+    # Not 0.9: one epoch on 400 digits leaves fc2's weights the smallest, and global
+    # magnitude at 0.9 empties it -- a collapsed run, refused since issue 14.
+    "sparsities": [0.5, 0.7],
     "seeds": [0],
     "budget": {"epochs": 1, "finetune_epochs": 1, "batch_size": 64},
     "data": {"limit": 400, "test_limit": 100},

@@ -9,6 +9,8 @@ file name does not matter when reading.
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import tempfile
 import zlib
@@ -28,6 +30,8 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+#: Ceiling on an IDX file's decompressed size (Fashion-MNIST's largest is 47 MB).
+MAX_BYTES = 4 << 30
 
 
 def _code_for(dtype: np.dtype) -> int | None:
@@ -49,9 +53,12 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise PrunekitError(f"{path}: cannot read IDX file ({exc.strerror or exc})") from None
     if blob[:2] == _GZIP_MAGIC:
         try:
-            blob = gzip.decompress(blob)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            with gzip.GzipFile(fileobj=io.BytesIO(blob)) as f:
+                blob = f.read(MAX_BYTES + 1)  # a gzip bomb stops at the ceiling
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
             raise PrunekitError(f"{path}: truncated or corrupt gzip data ({exc})") from None
+        if len(blob) > MAX_BYTES:
+            raise PrunekitError(f"{path}: decompresses to more than {MAX_BYTES:,} bytes")
     if len(blob) < 4:
         raise PrunekitError(f"{path}: file too short for an IDX header ({len(blob)} bytes)")
     if blob[:2] != b"\x00\x00":
@@ -66,7 +73,10 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise PrunekitError(f"{path}: truncated IDX header ({len(blob)} bytes, need {header})")
     shape = tuple(int(d) for d in np.frombuffer(blob, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python integers: a header whose dimensions overflow int64 must not wrap around.
+    expected = math.prod(shape) * dtype.itemsize
+    if math.prod(d for d in shape if d) * dtype.itemsize > MAX_BYTES:  # even beside a 0
+        raise PrunekitError(f"{path}: header dimensions {shape} are too large for an IDX file")
     if len(blob) - header != expected:
         raise PrunekitError(
             f"{path}: wrong size: header says shape {shape} ({expected} data bytes) "

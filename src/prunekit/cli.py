@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +20,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Help texts are plain text: with rich markup on, "[default: 0.9]" is eaten as a tag.
+    rich_markup_mode=None,
     help="Prune PyTorch models and compare pruning methods honestly.",
 )
 out_console = Console()
@@ -52,8 +55,24 @@ def parse_options(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise PrunekitError(f"--option takes KEY=VALUE, got {item!r}")
-        opts[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise PrunekitError(f"--option {key}: cannot parse value {value!r}") from None
+        opts[key.strip().replace("-", "_")] = _number_or(parsed)
     return opts
+
+
+def _number_or(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` as a string; a user writing it means the number."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if math.isfinite(number):
+            return number
+    return value
 
 
 def parse_floats(text: str | None, flag: str) -> list[float] | None:
@@ -315,6 +334,9 @@ def prune(
         noise_densities=parse_floats(eval_densities, "--eval-densities"),
     )
     values.update({k: v for k, v in flags.items() if v is not None})
+    from .config import check_values
+
+    values = check_values(values)  # a wrongly typed config value: one line, here
     method_args = dict(values.get("method_args") or {})
     named = {
         "lam": lam,
@@ -472,13 +494,55 @@ app.command("compare")(compare_cmd)
 app.command("report")(report_cmd)
 
 
+def _given(e: Exception, argv: list[str] | None) -> str:
+    """``, got 'abc'``: the value a bad option was given (the framework's message
+    names the option and the type, not what the user typed)."""
+    opts = getattr(getattr(e, "param", None), "opts", None) or []
+    args = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(args):
+        for opt in opts:
+            if arg == opt and i + 1 < len(args):
+                return f", got {args[i + 1]!r}"
+            if arg.startswith(opt + "="):
+                return f", got {arg[len(opt) + 1 :]!r}"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors are one line on stderr and exit code 2, no traceback.
 
-    Usage errors (bad flags) are typer's own, also exit code 2.
+    Usage errors (bad flags, a value of the wrong type) are one `error:` line too.
     """
+    # typer vendors its own click (typer._click) since 0.22; fall back to click itself.
     try:
-        app(args=argv)
+        from typer._click import exceptions as click_errors
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions as click_errors
+
+    try:
+        # standalone_mode=False: usage errors come back as exceptions, so they print as
+        # the project's one `error:` line instead of the framework's boxed message.
+        code = app(args=argv, standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)  # as standalone mode does
+    except click_errors.NoArgsIsHelpError as e:
+        out_console.print(e.ctx.get_help() if e.ctx else "", highlight=False, markup=False)
+        sys.exit(2)
+    except click_errors.UsageError as e:
+        name = e.ctx.command.name if e.ctx and e.ctx.command else None
+        where = f"{name}: " if name and e.ctx.parent is not None else ""
+        message = " ".join(e.format_message().split()) + _given(e, argv)
+        err_console.print(
+            f"[red]error:[/red] {escape(where + message)}", highlight=False, soft_wrap=True
+        )
+        sys.exit(2)
+    except click_errors.ClickException as e:
+        err_console.print(
+            f"[red]error:[/red] {escape(e.format_message())}", highlight=False, soft_wrap=True
+        )
+        sys.exit(e.exit_code or 1)
+    except typer.Abort:
+        err_console.print("interrupted")
+        sys.exit(130)
     except PrunekitError as e:
         # escape: a message may hold brackets (pip install 'prunekit[ray]') that rich would eat
         err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)

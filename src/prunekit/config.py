@@ -11,7 +11,37 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+from .checks import Check
 from .registry import PrunekitError
+
+#: Ceilings: far above any real run, low enough that a typo cannot ask for the impossible.
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1 << 20
+#: numpy and torch both take seeds below 2**32; a run also uses seed + 1 and seed + 2.
+MAX_SEED = 2**32 - 3
+
+
+def _opt(default: Any, check: Check, help: str) -> Any:
+    """A RunConfig field: default (or factory, when callable), its check and its help,
+    in one place (the CLI and the comparison config read them from the metadata)."""
+    meta = {"check": check, "help": help}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def check_values(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Each known key of a partial run config through its field's check (unknown keys
+    are left for :meth:`RunConfig.from_dict` to name): the CLI merges flags into a
+    config file's values and must not trip over a wrongly typed one first."""
+    checks = {f.name: f.metadata["check"] for f in fields(RunConfig)}
+    return {k: checks[k](prefix + k, v) if k in checks else v for k, v in values.items()}
+
+
+def option_help(name: str) -> str:
+    """The help text of a RunConfig field."""
+    return {f.name: f.metadata.get("help", "") for f in fields(RunConfig)}[name]
+
 
 # Where the files live does not change what the run computes.
 _NOT_HASHED = {"data_dir", "download"}
@@ -28,48 +58,92 @@ class RunConfig:
     limit / test_limit: cap the number of training / test examples (smoke runs).
     """
 
-    model: str = "lenet300"
-    dataset: str = "fashion-mnist"
-    method: str = "magnitude"
-    sparsity: float = 0.9
-    granularity: str | None = None
-    scope: str | None = None
-    schedule: str | None = None
-    epochs: int = 2
-    finetune_epochs: int = 1
-    lr: float | None = None
-    finetune_lr: float | None = None
-    batch_size: int | None = None
-    momentum: float | None = None
-    weight_decay: float | None = None
-    seed: int = 0
-    data_dir: str | None = None
-    download: bool = False
-    val_fraction: float = 0.1
-    limit: int | None = None
-    test_limit: int | None = None
-    method_args: dict[str, Any] = field(default_factory=dict)
-    latency_repeats: int = 30
-    latency_batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
+    model: str = _opt("lenet300", Check("str"), "Zoo model name (see `prunekit list`).")
+    dataset: str = _opt("fashion-mnist", Check("str"), "Dataset name (see `prunekit list`).")
+    method: str = _opt("magnitude", Check("str"), "Method name (see `prunekit list`).")
+    sparsity: float = _opt(
+        0.9, Check("float", lo=0, hi=1, hi_open=True), "Fraction of units of removal to prune."
+    )
+    granularity: str | None = _opt(
+        None, Check("str", optional=True), "weight | neuron | kernel | nm (the method's)."
+    )
+    scope: str | None = _opt(
+        None, Check("str", optional=True, choices=("global", "layer")), "global | layer."
+    )
+    schedule: str | None = _opt(
+        None, Check("str", optional=True), "oneshot | iterative | cubic (the method's)."
+    )
+    epochs: int = _opt(2, Check("int", lo=0, hi=MAX_EPOCHS), "Dense training epochs.")
+    finetune_epochs: int = _opt(
+        1, Check("int", lo=0, hi=MAX_EPOCHS), "Epochs of the sparsify phase."
+    )
+    # A rate or a batch of 0 is never what a user means: refused, not replaced.
+    lr: float | None = _opt(
+        None, Check("float", lo=0, lo_open=True, optional=True), "Dense lr (model recipe)."
+    )
+    finetune_lr: float | None = _opt(
+        None,
+        Check("float", lo=0, lo_open=True, optional=True),
+        "Sparsify-phase lr (0.1 x lr).",
+    )
+    batch_size: int | None = _opt(
+        None, Check("int", lo=1, hi=MAX_BATCH, optional=True), "Batch size (model recipe)."
+    )
+    momentum: float | None = _opt(
+        None, Check("float", lo=0, hi=1, hi_open=True, optional=True), "SGD momentum."
+    )
+    weight_decay: float | None = _opt(
+        None, Check("float", lo=0, optional=True), "SGD weight decay (L2)."
+    )
+    seed: int = _opt(0, Check("int", lo=0, hi=MAX_SEED), "Seed for weights, data and masks.")
+    data_dir: str | None = _opt(
+        None, Check("str", optional=True), "Directory with the dataset's files."
+    )
+    download: bool = _opt(False, Check("bool"), "Download the dataset if not found.")
+    val_fraction: float = _opt(
+        0.1, Check("float", lo=0, hi=1, hi_open=True), "Validation share of the training set."
+    )
+    limit: int | None = _opt(
+        None, Check("int", lo=1, optional=True), "At most this many training examples."
+    )
+    test_limit: int | None = _opt(
+        None, Check("int", lo=1, optional=True), "At most this many test examples."
+    )
+    method_args: dict[str, Any] = _opt(
+        dict, Check("dict"), "Options routed to the method (e.g. lam, cycles)."
+    )
+    latency_repeats: int = _opt(30, Check("int", lo=1, hi=100_000), "Timed repeats per batch size.")
+    latency_batch_sizes: list[int] = _opt(
+        lambda: [1, 64],
+        Check("list", item=Check("int", lo=1, hi=MAX_BATCH)),
+        "Batch sizes timed.",
+    )
     # Robustness evaluation (every run): accuracy under Gaussian noise of each sigma and
     # salt-and-pepper noise of each density, drawn with a fixed seed (not the run's).
-    noise_sigmas: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.5])
-    noise_densities: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2])
-    noise_eval_seed: int = 1234
+    noise_sigmas: list[float] = _opt(
+        lambda: [0.1, 0.2, 0.3, 0.5],
+        Check("list", item=Check("float")),
+        "Gaussian noise sigmas of the robustness evaluation.",
+    )
+    noise_densities: list[float] = _opt(
+        lambda: [0.05, 0.1, 0.2],
+        Check("list", item=Check("float")),
+        "Salt-and-pepper densities of the robustness evaluation.",
+    )
+    noise_eval_seed: int = _opt(
+        1234, Check("int", lo=0, hi=MAX_SEED), "Seed of the robustness noise."
+    )
     # Neuron-granularity runs: physically remove the zeroed units after fine-tuning, so
     # the saved model, its cost figures and latency are those of the smaller model.
-    shrink: bool = True
+    shrink: bool = _opt(True, Check("bool"), "Remove zeroed units (neuron granularity).")
 
     def __post_init__(self) -> None:
-        if not 0.0 <= float(self.sparsity) < 1.0:
-            raise PrunekitError(f"sparsity must be in [0, 1), got {self.sparsity}")
-        for name in ("epochs", "finetune_epochs", "latency_repeats"):
-            if int(getattr(self, name)) < 0:
-                raise PrunekitError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.latency_repeats < 1:
-            raise PrunekitError("latency_repeats must be >= 1")
-        if self.limit is not None and self.limit < 1:
-            raise PrunekitError(f"limit must be >= 1, got {self.limit}")
+        # Every field through its check: wrong types and values fail here, one line
+        # naming the key, before any data is read or any training starts.
+        for f in fields(self):
+            check = f.metadata.get("check")
+            if check is not None:
+                setattr(self, f.name, check(f.name, getattr(self, f.name)))
         from .noise import check_density, check_sigma
 
         for sigma in self.noise_sigmas:
@@ -82,6 +156,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        if not isinstance(data, dict):
+            raise PrunekitError(
+                f"a run config must be a mapping of options, got {type(data).__name__}"
+            )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -23,6 +23,7 @@ from .data import DATASETS, Dataset, load_dataset
 from .distributed import is_main, rank, world_size
 from .evaluation import accuracy, compare_latency, measure_latency, summary
 from .evaluation.robustness import robustness
+from .integrity import check_alive, data_fingerprint
 from .models import MODELS, create_model, default_recipe
 from .pruner import Pruner
 from .pruning.connection import check_nm_run
@@ -34,7 +35,7 @@ from .pruning.phase import PruningPhase
 from .pruning.schedules import SCHEDULES
 from .pruning.step import UNIT_GRANULARITIES
 from .registry import PrunekitError
-from .saving import atomic_write_json, check_out_dir, save_model
+from .saving import check_out_dir, check_same_data, save_run
 from .surgery.shrink import shrink_for_result
 from .training import TrainSettings, fit, steps_per_epoch
 
@@ -265,6 +266,9 @@ def run(
     if out is not None:
         check_out_dir(Path(out), cfg.hash(), overwrite=overwrite)
     data = data or dataset_for(cfg)
+    fingerprint = data_fingerprint(data)
+    if out is not None:  # same flags on other data: another run
+        check_same_data(Path(out), fingerprint, overwrite=overwrite)
     if method.granularity == "nm":  # M must divide every layer's fan-in: fail before training
         shape = architecture(cfg, data)
         check_nm_run(method, cfg.sparsity, create_model(shape["name"], **shape["kwargs"]))
@@ -280,6 +284,8 @@ def run(
     t0 = time.perf_counter()
     phase = sparsify(model, cfg, data, method, progress=progress)
     sparsify_s = time.perf_counter() - t0
+    if cfg.sparsity > 0:
+        check_alive(model, method, cfg.sparsity)  # a dead layer: fail, naming it
     if not is_main():  # torchrun: rank 0 alone evaluates and saves (latency timed without a twin)
         return Run(model=model, result={"rank": rank(), "world_size": world_size()}, arch=arch)
     structure: dict[str, Any] = {}
@@ -313,12 +319,11 @@ def run(
         },
         "versions": versions(),
         "config_hash": cfg.hash(),
+        "data_fingerprint": fingerprint,
         "config": cfg.to_dict(),
     }
-    if out is not None:
-        out = Path(out)
-        save_model(out, model, arch)
-        atomic_write_json(out / "result.json", result)
+    if out is not None:  # the whole directory at once: model files + result + checksums
+        result = save_run(Path(out), result, model, arch)
     return Run(model=model, result=result, arch=arch)
 
 

@@ -111,10 +111,13 @@ def fit(
             value = dp.value(loss)  # the global batch's loss, the same on every rank
             if not math.isfinite(value):
                 who = ", ".join(cb.describe() for cb in callbacks if hasattr(cb, "describe"))
+                lr_now = opt.param_groups[0]["lr"]
                 raise PrunekitError(
-                    f"loss became {value} at step {step} of {desc}"
-                    + (f" ({who})" if who else "")
-                    + "; lower the learning rate or the penalty strength"
+                    f"loss became {value} at step {step} of {desc} (lr={lr_now:.3g}, "
+                    f"starting at {settings.lr:g}"
+                    + (f"; {who}" if who else "")
+                    + "); lower the learning rate (--lr / --finetune-lr) or the penalty "
+                    "strength (--lambda)"
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -23,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from ..config import RunConfig
+from ..checks import Check
+from ..config import MAX_SEED, RunConfig, check_values
 from ..registry import PrunekitError
 
 #: Peers: other libraries' pruners, run with the same dense model and budget, and the
@@ -219,6 +220,70 @@ def _check_keys(data: dict[str, Any], known: tuple[str, ...], where: str) -> Non
         )
 
 
+_TEXT = Check("str")
+_TEXTS = Check("list", item=Check("str"))
+_FRACTIONS = Check("list", item=Check("float", lo=0, hi=1, lo_open=True, hi_open=True))
+_SEEDS = Check("list", item=Check("int", lo=0, hi=MAX_SEED))
+
+
+def _one_or_many(check: Check, key: str, value: Any) -> Any:
+    """A value that may be given as one item or a list of them, checked as a list."""
+    return check(key, value if isinstance(value, list | tuple) else [value])
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    """Every top-level value of a comparison config typed, before anything uses it:
+    ``sparsities: [abc]`` or ``models: [{a: 1}]`` is one line naming the key."""
+    for key, check in (("name", _TEXT), ("dataset", _TEXT)):
+        if key in data:
+            check(key, data[key])
+    for key in ("models", "exclude", "peers", "granularities"):
+        if data.get(key) is not None:
+            _one_or_many(_TEXTS, key, data[key])
+    if data.get("sparsities") is not None:
+        _one_or_many(_FRACTIONS, "sparsities", data["sparsities"])
+    if data.get("seeds") is not None:
+        _one_or_many(_SEEDS, "seeds", data["seeds"])
+    for key in ("dense_baseline", "save_models"):
+        if key in data:
+            Check("bool")(key, data[key])
+    if "heatmap_sparsity" in data:
+        Check("float", lo=0, hi=1, hi_open=True, optional=True)(
+            "heatmap_sparsity", data["heatmap_sparsity"]
+        )
+    for section in ("budget", "data", "evaluation"):
+        if data.get(section) is not None:
+            check_values(Check("dict")(section, data[section]), f"{section}.")
+    methods = data.get("methods", "all")
+    if methods not in (None, "all"):
+        if not isinstance(methods, list):
+            raise PrunekitError(
+                f"methods must be 'all' or a list of names / mappings, got {methods!r}"
+            )
+        for i, item in enumerate(methods):
+            if isinstance(item, str):
+                continue
+            if not isinstance(item, dict):
+                raise PrunekitError(f"methods[{i}] must be a name or a mapping, got {item!r}")
+            for key in ("name", "label", "scope", "schedule"):
+                if item.get(key) is not None:
+                    _TEXT(f"methods[{i}].{key}", item[key])
+            if item.get("granularities", item.get("granularity")) is not None:
+                _one_or_many(
+                    Check("list", item=Check("str", optional=True)),
+                    f"methods[{i}].granularities",
+                    item.get("granularities", item.get("granularity")),
+                )
+            if item.get("args") is not None:
+                Check("dict")(f"methods[{i}].args", item["args"])
+            if item.get("sparsities") is not None:
+                _one_or_many(_FRACTIONS, f"methods[{i}].sparsities", item["sparsities"])
+            if item.get("budget") is not None:
+                check_values(
+                    Check("dict")(f"methods[{i}].budget", item["budget"]), f"methods[{i}].budget."
+                )
+
+
 def _as_tuple(value: Any, where: str) -> tuple:
     if value is None:
         return ()
@@ -305,6 +370,7 @@ def config_from_dict(data: dict[str, Any], *, full: bool = False) -> CompareConf
     if full:
         _check_keys(extra, tuple(k for k in _TOP_KEYS if k != "full"), "config.full")
         data = _deep_merge(data, extra)
+    _check_types(data)
     for section, keys in (
         ("budget", _BUDGET_KEYS),
         ("data", _DATA_KEYS),

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from ..registry import PrunekitError
-from ..saving import atomic_write_bytes
+from ..saving import write_run
 from .plan import Cell, CompareConfig
 from .runner import _Cache, _dense_key, _message, run_cell
 
@@ -224,8 +224,8 @@ class RayBackend:
                         f"{type(e).__name__} after {self.max_retries} retries: "
                         f"{(str(e).strip().splitlines() or ['worker died'])[0]}"
                     )
-                for name, blob in files.items():
-                    atomic_write_bytes(out / "runs" / cell.id / name, blob)
+                if files:  # the whole run directory at once, as the local backend does
+                    write_run(out / "runs" / cell.id, files)
                 finish(cell, result, error, wall)
         finally:  # interrupted: finished cells are recorded; the rest is cancelled, rerun resumes
             for ref in pending:

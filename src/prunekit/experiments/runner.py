@@ -9,6 +9,7 @@ KeyboardInterrupt (and a kill) stop it, and a rerun resumes where it stopped.
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from torch import nn
 from ..config import RunConfig
 from ..data import Dataset
 from ..progress import columns
-from ..saving import atomic_write_json, save_model
+from ..registry import PrunekitError
+from ..saving import check_writable, model_files, save_run
 from .peers import run_peer
 from .plan import Cell, CompareConfig, plan
 from .store import Store
@@ -46,19 +48,37 @@ def _dense_key(r: RunConfig) -> tuple:
     return (r.model, *_data_key(r), r.epochs, r.lr, r.batch_size, r.momentum, r.weight_decay)
 
 
+class SweepError(PrunekitError):
+    """A problem every cell shares (its data cannot be read, or differs from the data
+    earlier results of the directory were computed on): stops the sweep, one line."""
+
+
+def _fingerprint_key(r: RunConfig) -> str:
+    """What the data of a run is, leaving out where its files live."""
+    return json.dumps([r.dataset, r.seed, r.limit, r.test_limit, r.val_fraction])
+
+
 class _Cache:
     """The dataset and dense model of the current group (one of each kept in memory)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store | None = None) -> None:
         self.data: tuple[tuple, Dataset] | None = None
         self.dense: tuple[tuple, tuple[nn.Module, float] | BaseException] | None = None
+        self.store = store
 
     def dataset(self, r: RunConfig) -> Dataset:
+        from ..integrity import data_fingerprint
         from ..pipeline import dataset_for
 
         if self.data is None or self.data[0] != _data_key(r):
             self.data = None  # free the old one before loading the next
-            self.data = (_data_key(r), dataset_for(r))
+            try:
+                data = dataset_for(r)
+            except PrunekitError as e:  # every cell of this data would fail alike
+                raise SweepError(str(e)) from None
+            if self.store is not None:
+                self.store.check_data(_fingerprint_key(r), data_fingerprint(data))
+            self.data = (_data_key(r), data)
         return self.data[1]
 
     def dense_model(self, r: RunConfig, data: Dataset) -> tuple[nn.Module, float]:
@@ -90,10 +110,11 @@ def run_cell(cell: Cell, cache: _Cache, run_dir: Path | None) -> dict[str, Any]:
     result, model = run_peer(cell.label, cell.run, data, dense)
     if run_dir is not None:
         try:
-            save_model(run_dir, model, architecture(cell.run, data))
+            model_files(model, architecture(cell.run, data))
         except Exception as e:  # a shape model.json cannot rebuild: keep the metrics only
             result["saved_model"] = f"not saved: {e}"
-        atomic_write_json(run_dir / "result.json", result)
+            model = None
+        save_run(run_dir, result, model, architecture(cell.run, data))
     return result
 
 
@@ -126,14 +147,24 @@ def compare(
     t0 = time.perf_counter()
     out = Path(out)
     cells = plan(cfg)
+    # Problems every cell would share stop the sweep here, before anything is written:
+    # an output directory that cannot be written, data that cannot be read.
+    check_writable(out)
+    cache = _Cache()
+    if cells:
+        cache.dataset(cells[0].run)
     store = Store(out, cfg.hash(), config_yaml, config_path=config_path, extend=extend)
     try:
+        if cache.data is not None:  # the preflight's data, checked against the directory's
+            from ..integrity import data_fingerprint
+
+            store.check_data(_fingerprint_key(cells[0].run), data_fingerprint(cache.data[1]))
+        cache.store = store
         if retry_failed:
             store.forget_failed([c.id for c in cells])
         done = store.finished()
         todo = [c for c in cells if c.id not in done]
         console = console or Console(stderr=True)
-        cache = _Cache()
         failed = 0
         with Progress(*columns("[bold]compare"), console=console, disable=not progress) as bar:
             task = bar.add_task("grid", total=len(cells), completed=len(cells) - len(todo), info="")
@@ -168,6 +199,8 @@ def compare(
                 result, error = None, None
                 try:
                     result = run_cell(cell, cache, run_dir)
+                except SweepError:  # shared by every cell: stop, one line
+                    raise
                 except Exception as e:  # recorded; the sweep goes on
                     error = _message(e)
                 finish(cell, result, error, time.perf_counter() - start)

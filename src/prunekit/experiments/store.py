@@ -103,11 +103,26 @@ class Store:
         self.out.mkdir(parents=True, exist_ok=True)
         self.path = self.out / DB_NAME
         self.config_hash = config_hash
-        self.conn = connect(self.path)
-        with self._tx():
-            for stmt in filter(str.strip, _CREATE.split(";")):
-                self.conn.execute(stmt)
-        self._claim(config_yaml, config_path, extend)
+        self._lock = DirLock(self.out)  # a second compare on this directory stops here
+        try:
+            self.conn = connect(self.path)
+            with self._tx():
+                for stmt in filter(str.strip, _CREATE.split(";")):
+                    self.conn.execute(stmt)
+        except sqlite3.DatabaseError as e:
+            self._lock.release()
+            raise PrunekitError(
+                f"{self.path} is not a prunekit results database ({e}); "
+                "move it away or choose another --out"
+            ) from None
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
+            self._claim(config_yaml, config_path, extend)
+        except BaseException:
+            self.close()
+            raise
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -137,6 +152,22 @@ class Store:
             self.conn.execute(
                 "INSERT OR IGNORE INTO configs VALUES (?, ?, ?, ?)",
                 (self.config_hash, config_yaml, config_path, time.time()),
+            )
+
+    def check_data(self, key: str, fingerprint: str) -> None:
+        """Record the fingerprint of the data behind ``key`` (dataset and limits, not
+        where the files live), or refuse data that differs from what earlier cells of
+        this directory were computed on: one table never mixes two datasets."""
+        meta_key = f"data:{key}"
+        with self._tx():
+            row = self.conn.execute("SELECT value FROM meta WHERE key=?", (meta_key,)).fetchone()
+            if row is None:
+                self.conn.execute("INSERT INTO meta VALUES (?, ?)", (meta_key, fingerprint))
+                return
+        if row[0] != fingerprint:
+            raise PrunekitError(
+                f"{self.out} holds results computed on other data (fingerprint {row[0]}, "
+                f"this data is {fingerprint}); use the same data or another --out"
             )
 
     def finished(self) -> dict[str, str]:
@@ -210,7 +241,60 @@ class Store:
         return cur.rowcount == 1
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.conn.close()
+        finally:
+            self._lock.release()
+
+
+LOCK_NAME = ".compare.lock"
+
+
+class DirLock:
+    """An exclusive ``flock`` on ``DIR/.compare.lock`` for as long as a comparison runs.
+
+    The kernel drops the lock when its process dies (even by SIGKILL), so a crash never
+    leaves a stale lock; the file keeps the holder's pid, host and start time so the
+    refusal can name it."""
+
+    def __init__(self, out: Path) -> None:
+        import fcntl
+        import os
+        import socket
+
+        self.path = Path(out) / LOCK_NAME
+        self.fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = self._holder()
+            os.close(self.fd)
+            self.fd = None
+            raise PrunekitError(
+                f"{out} is in use by another prunekit compare ({holder}); "
+                "wait for it to finish or choose another --out"
+            ) from None
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        }
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, json.dumps(info).encode(), 0)
+
+    def _holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text())
+            return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "holder unknown"
+
+    def release(self) -> None:
+        import os
+
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
 
 
 def read_rows(out: str | Path) -> list[dict[str, Any]]:

@@ -71,14 +71,28 @@ def n_units(module: nn.Module) -> int:
     return int(original(module).shape[unit_dim(module)])
 
 
-def _tied(model: nn.Module) -> set[int]:
-    """ids of parameters held by more than one module (tied embeddings / output layers)."""
-    seen: dict[int, int] = {}
+def _held_elsewhere(model: nn.Module) -> set[int]:
+    """ids of parameters also held by a module that is not a prunable layer (a language
+    model's output layer tied to its token embedding). Such a layer is left dense: masking
+    it would leave the embedding computing with the unmasked tensor during training, then
+    ``finalize`` would bake the mask into the embedding too."""
+    held: set[int] = set()
     for module in model.modules():
-        for p in module._parameters.values():
-            if p is not None:
-                seen[id(p)] = seen.get(id(p), 0) + 1
-    return {k for k, v in seen.items() if v > 1}
+        if not is_prunable(module):
+            held.update(id(p) for p in module._parameters.values() if p is not None)
+    return held
+def check_exclude(model: nn.Module, exclude: Iterable[str]) -> set[str]:
+    """``exclude`` as a set, every name a prunable layer of ``model``: a typo would
+    otherwise silently prune the layer it meant to keep."""
+    excluded = {exclude} if isinstance(exclude, str) else set(exclude)
+    layers = [name for name, m in model.named_modules() if is_prunable(m)]
+    unknown = sorted(excluded - set(layers))
+    if unknown:
+        raise PrunekitError(
+            f"exclude: no prunable layer named {', '.join(map(repr, unknown))}; "
+            f"prunable layers: {', '.join(layers) or 'none'}"
+        )
+    return excluded
 
 
 def prunable_modules(
@@ -86,18 +100,25 @@ def prunable_modules(
 ) -> dict[str, nn.Module]:
     """Linear/Conv/``Conv1D`` modules (by qualified name) whose ``weight`` may be pruned.
 
-    A layer whose weight is tied to another module (a language model's output layer
-    sharing the token embedding) is left out: masking one user of a shared tensor would
-    silently leave the other dense. Embeddings are never prunable layers.
+    A layer whose weight is also held by a module that is not a prunable layer (a
+    language model's output layer sharing the token embedding) is left out, dense.
+    Prunable layers sharing one tensor get one entry and, once pruned, one mask object
+    (:func:`sync_tied`). Embeddings are never prunable layers.
     ``include_last=False`` drops the model's last one in registration order (the
     classifier head) — removing output units of the head would remove classes.
     """
-    excluded = set(exclude)
-    tied = _tied(model)
+    excluded = check_exclude(model, exclude)
+    held = _held_elsewhere(model)
     candidates = [(name, m) for name, m in model.named_modules() if is_prunable(m)]
-    found = {
-        name: m for name, m in candidates if name not in excluded and id(original(m)) not in tied
-    }
+    found: dict[str, nn.Module] = {}
+    owners: set[int] = set()
+    for name, m in candidates:
+        # Tied weights between prunable layers: one tensor, one entry (its first module);
+        # the others share its mask (see sync_tied), so it is scored and counted once.
+        key = id(original(m))
+        if name not in excluded and key not in owners and key not in held:
+            found[name] = m
+        owners.add(key)
     if not include_last and candidates:  # the head: the model's last such layer, even if
         found.pop(candidates[-1][0], None)  # excluded or tied (a language model's lm_head)
     if not found:
@@ -106,6 +127,44 @@ def prunable_modules(
             + (f" after excluding {sorted(excluded)}" if excluded else "")
         )
     return found
+
+
+def tied_groups(model: nn.Module, name: str = "weight") -> list[list[tuple[str, nn.Module]]]:
+    """Modules that share one ``name`` tensor (tied weights), two or more per group."""
+    groups: dict[int, list[tuple[str, nn.Module]]] = {}
+    for mod_name, m in model.named_modules():
+        t = original(m, name) if is_prunable(m) else None
+        if isinstance(t, torch.Tensor):
+            groups.setdefault(id(t), []).append((mod_name, m))
+    return [g for g in groups.values() if len(g) > 1]
+
+
+@torch.no_grad()
+def sync_tied(model: nn.Module, name: str = "weight") -> None:
+    """Give every module of a tied tensor the SAME mask tensor (the first masked
+    module's): one mask per shared tensor, so later pruning events update all at once
+    and ``finalize`` multiplies one mask in, however many modules share it."""
+    for group in tied_groups(model, name):
+        masked = [(n, m) for n, m in group if is_masked(m, name)]
+        if not masked:
+            continue
+        owner_name, owner = masked[0]
+        mask = getattr(owner, f"{name}_mask")
+        for n, m in group:
+            if m is owner:
+                continue
+            theirs = get_mask(m, name)
+            if theirs is mask:
+                continue
+            if theirs is not None and not torch.equal(theirs, mask):
+                raise PrunekitError(
+                    f"layers {owner_name!r} and {n!r} share one {name} tensor but carry "
+                    "different masks; prune tied weights through one of them"
+                )
+            if theirs is None:
+                prune.custom_from_mask(m, name, mask)
+            m._buffers[f"{name}_mask"] = mask
+            refresh(m, name)
 
 
 def is_masked(module: nn.Module, name: str = "weight") -> bool:
@@ -158,6 +217,7 @@ def finalize(model: nn.Module) -> nn.Module:
     Returns the same model, now loadable with strict ``load_state_dict`` into an
     unpruned instance of its architecture.
     """
+    sync_tied(model)  # tied weights: one mask in, not one per module
     for module in model.modules():
         for hook in list(module._forward_pre_hooks.values()):
             if isinstance(hook, prune.BasePruningMethod):
@@ -179,13 +239,17 @@ def masked_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
 def sparsity(model: nn.Module) -> float:
     """Fraction of exactly-zero effective weights over all prunable layers' weights.
 
-    Biases, BatchNorm and normalization buffers are not counted, nor a layer whose
-    weight is tied to another module (a language model's output layer = its embedding).
+    Biases, BatchNorm and normalization buffers are not counted, a tensor shared by
+    several layers counts once, and a layer whose weight is also held by a module that
+    is not prunable (a language model's output layer = its embedding) is not counted.
     """
     total = zeros = 0
-    tied = _tied(model)
+    held = _held_elsewhere(model)
+    seen: set[int] = set()
     for m in model.modules():
-        if is_prunable(m) and id(original(m)) not in tied:
+        key = id(original(m)) if is_prunable(m) else None
+        if key is not None and key not in held and key not in seen:
+            seen.add(key)
             w = effective(m)
             total += w.numel()
             zeros += int((w == 0).sum())

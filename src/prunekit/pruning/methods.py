@@ -116,6 +116,23 @@ def _options(fn: Any, skip: int) -> set[str]:
     return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
+def _check_option(fn: Any, key: str, value: Any) -> Any:
+    """``value`` checked against the type the factory declares for ``key`` (annotation,
+    else the default's type); options it does not type pass as given."""
+    from ..checks import from_annotation, from_default
+
+    try:
+        param = inspect.signature(fn).parameters.get(key)
+    except (TypeError, ValueError):
+        param = None
+    if param is None:
+        return value
+    check = from_annotation(param.annotation)
+    if check is None and param.default is not inspect.Parameter.empty:
+        check = from_default(param.default)
+    return value if check is None else check(f"method option {key}", value)
+
+
 def with_method_args(method: Method, args: dict[str, Any]) -> Method:
     """Route free-form options (``--lambda``, ``--cycles``, ``--nm`` ...) to the method's
     objective, schedule, criterion or granularity, by the option names each of them
@@ -135,12 +152,19 @@ def with_method_args(method: Method, args: dict[str, Any]) -> Method:
         "criterion_args": _options(CRITERIA.get(method.criterion), 3),
         "granularity_args": _options(GRANULARITIES.get(method.granularity), 4),
     }
+    factories = {
+        "objective_args": OBJECTIVES.get(method.objective) if method.objective else None,
+        "schedule_args": SCHEDULES.get(method.schedule),
+        "criterion_args": CRITERIA.get(method.criterion),
+        "granularity_args": GRANULARITIES.get(method.granularity),
+    }
     routed = {field_name: dict(getattr(method, field_name)) for field_name in targets}
     unknown = []
     for key, value in args.items():
         for field_name, accepted in targets.items():
             if key in accepted:
-                routed[field_name][key] = value
+                # Typed by the factory's own signature: -o lam=abc fails here, one line.
+                routed[field_name][key] = _check_option(factories[field_name], key, value)
                 break
         else:
             unknown.append(key)

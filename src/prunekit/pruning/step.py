@@ -16,7 +16,15 @@ from torch import nn
 from ..registry import PrunekitError
 from .criteria import CRITERIA, Context
 from .granularity import check_sparsity, make_masks
-from .masks import apply_mask, get_mask, original, out_in, prunable_modules
+from .masks import (
+    apply_mask,
+    check_exclude,
+    get_mask,
+    original,
+    out_in,
+    prunable_modules,
+    sync_tied,
+)
 
 # Granularities that remove whole output units: the classifier head is left alone,
 # since removing its units would remove classes.
@@ -42,6 +50,7 @@ def target_modules(
     """The layers a granularity prunes. Unit granularities: the producers of every
     group that can shrink (not tied to the model input or output, so the head's
     classes stay) with none of its layers in ``exclude``."""
+    check_exclude(model, exclude)
     groups = unit_groups(model) if granularity in UNIT_GRANULARITIES else None
     if groups is None:
         return prunable_modules(
@@ -120,6 +129,7 @@ def prune_step(
             mod_name, _, param = key.rpartition(".")
             apply_mask(model.get_submodule(mod_name), mask.contiguous(), param)
         masks.update(followers)
+    sync_tied(model)
     return masks
 
 
