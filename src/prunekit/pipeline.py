@@ -36,6 +36,7 @@ from .registry import PrunekitError
 from .saving import atomic_write_json, check_out_dir, save_model
 from .surgery.shrink import shrink_for_result
 from .training import TrainSettings, fit, steps_per_epoch
+from .visualize import input_connections
 
 RESULT_SCHEMA = "prunekit.result/v1"
 
@@ -277,6 +278,10 @@ def run(
         "target_sparsity": cfg.sparsity,
         **metrics,
         **structure,
+        # Which input pixels keep first-layer connections: drawn by the report.
+        "input_connections": input_connections(
+            model, input_shape, structure.get("architecture_original")
+        ),
         "accuracy_dense": accuracy_dense,
         "seed": cfg.seed,
         "pruning_events": phase.history,
