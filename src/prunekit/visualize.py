@@ -104,8 +104,7 @@ def granularity_figure(name: str, sparsity: float = 0.5, seed: int = 0):
     w, mask = granularity_masks(name, sparsity, seed)
     kept = np.where(mask > 0, w, np.nan)
     img = _tile_kernels(kept) if w.ndim == 4 else kept
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
     fig, ax = plt.subplots(figsize=(3.2, 2.6))
     ax.imshow(img, cmap=cmap, vmin=0)
     ax.set_title(_CAPTIONS.get(name, name), fontsize=9)
