@@ -105,6 +105,12 @@ def test_runs_store_what_the_report_draws(tmp_path):
     conn = mag["input_connections"]
     assert conn["layer"] == "fc1" and conn["shape"] == [1, 28, 28]
     assert sum(conn["counts"]) == mag["layers"]["fc1"]["nonzero"]
+    ent = prunekit.run(
+        small_run_config(method="entropy", sparsity=0.5, method_args={"calibration_batch_size": 32})
+    ).result
+    units = ent["criterion_report"]["entropy"]["units"]
+    assert {n: len(v) for n, v in units.items()} == {"fc1": 300, "fc2": 100}
+    assert len(vis.unit_entropies(ent)["at_prune"]) == 400
     l0 = prunekit.run(small_run_config(method="l0", finetune_epochs=1)).result
     hist = l0["objective_report"]["keep_prob_hist"]
     gates = sum(layer["params"] for layer in l0["layers"].values())  # one gate per weight

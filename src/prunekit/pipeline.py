@@ -291,6 +291,7 @@ def run(
             if hasattr(phase.objective, "report")
             else {}
         ),
+        **({"criterion_report": phase.ctx.records} if phase.ctx.records else {}),
         "train_seconds": {
             "dense": dense_s,
             "sparsify": sparsify_s,

@@ -294,12 +294,19 @@ def l0_gates_figure(results: Mapping[str, Result]):
 
 
 def unit_entropies(result: Result) -> dict[str, list[float]]:
-    """Per-unit entropies an entropy method recorded: ``{"start"|"end"|"at_prune": values}``
-    (all layers together), from ``objective_report``."""
+    """Per-unit entropies an entropy method recorded, all layers together:
+    ``{"start"|"end": values}`` from its training term's ``objective_report`` (Gaussian H
+    on training batches) and ``{"at_prune": values}`` from the entropy criterion's
+    calibration at the pruning event (``criterion_report``, else the objective's copy)."""
     rep = result.get("objective_report") or {}
+    sources = {
+        "start": rep.get("start"),
+        "end": rep.get("end"),
+        "at_prune": (result.get("criterion_report") or {}).get("entropy") or rep.get("at_prune"),
+    }
     out = {}
-    for key in ("start", "end", "at_prune"):
-        units = (rep.get(key) or {}).get("units") or {}
+    for key, source in sources.items():
+        units = (source or {}).get("units") or {}
         values = [v for layer in units.values() for v in layer]
         if values:
             out[key] = values
@@ -309,7 +316,7 @@ def unit_entropies(result: Result) -> dict[str, list[float]]:
 _ENTROPY_LABELS = {
     "start": "first regularized batch (Gaussian H)",
     "end": "last batches before pruning (Gaussian H)",
-    "at_prune": "calibration at the pruning event",
+    "at_prune": "calibration at the pruning event (criterion)",
 }
 
 
