@@ -169,23 +169,25 @@ def input_connections(
 
 def input_connections_figure(by_method: Mapping[str, Mapping[str, Any]], cols: int = 6):
     """One image per method: each pixel's surviving first-layer connections (channels
-    summed), as a fraction of the dense layer's fan-out when known."""
+    summed), each image scaled to its own maximum so the pattern shows at any sparsity;
+    the title gives the kept share of all connections and the pixels cut off entirely."""
     plt = _plt()
     items = [(m, c) for m, c in by_method.items() if c]
     rows, cols = _grid(len(items), cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows), squeeze=False)
-    im = None
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (method, conn) in zip(axes.flat, items, strict=False):
         img = np.asarray(conn["counts"], dtype=float).reshape(conn["shape"]).sum(0)
-        denom = conn.get("fan_out_original") or conn["fan_out"]
-        im = ax.imshow(img / max(denom, 1), cmap="magma", vmin=0, vmax=1)
-        kept = float(np.mean(img > 0))
-        ax.set_title(f"{method}\n{kept:.0%} of inputs used", fontsize=8)
-    if im is not None:
-        fig.colorbar(im, ax=axes, shrink=0.6, label="kept connections / fan-out")
-    fig.suptitle("Surviving first-layer connections per input pixel", fontsize=10)
+        total = max(conn.get("fan_out_original") or conn["fan_out"], 1) * img.size
+        ax.imshow(img, cmap="magma", vmin=0, vmax=max(float(img.max()), 1.0))
+        ax.set_title(
+            f"{method}\n{img.sum() / total:.1%} kept, {np.mean(img == 0):.0%} px cut",
+            fontsize=8,
+        )
+    fig.suptitle(
+        "Surviving first-layer connections per input pixel (bright = most kept)", fontsize=10
+    )
     return fig
 
 
@@ -253,11 +255,13 @@ def sparsity_steps_figure(results: Mapping[str, Result]):
     """Sparsity over the sparsify phase's steps, one line per method."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    for method, r in results.items():
-        for kind, pts in sparsity_steps(r).items():
+    curves = {m: sparsity_steps(r) for m, r in results.items()}
+    end = max((x for c in curves.values() for pts in c.values() for x, _ in pts), default=0.0)
+    for method, c in curves.items():
+        for kind, pts in c.items():
             xs, ys = zip(*pts, strict=True)
-            if kind == "pruning events":
-                ax.step([0.0, *xs], [0.0, *ys], where="post", label=f"{method}")
+            if kind == "pruning events":  # held after the last event, to the longest trace
+                ax.step([0.0, *xs, end], [0.0, *ys, ys[-1]], where="post", label=f"{method}")
             else:
                 ax.plot(xs, ys, linestyle=":", label=f"{method} {kind}")
     ax.set_xlabel("training step of the sparsify phase")
