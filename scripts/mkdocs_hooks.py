@@ -4,7 +4,9 @@
   (``prunekit.docsite``: registries + ``benchmarks/results/*.md``), listed in the nav
   under "Methods";
 - ``concepts/img/granularity_<name>.png``: each granularity's mask on a small layer,
-  drawn by ``prunekit.visualize.granularity_figure`` from the real granularity code.
+  drawn by ``prunekit.visualize.granularity_figure`` from the real granularity code;
+- ``guides/img/*.png``: the pictures ``benchmarks/pictures.py`` recorded in
+  ``benchmarks/results/pictures/``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ def on_files(files, config):
     generated["methods/index.md"] = methods_index()
     for uri, text in generated.items():
         files.append(File.generated(config, uri, content=text))
+    # The pictures benchmarks/pictures.py recorded (docs/guides/pictures.md shows them).
+    for png_path in sorted((_root(config) / "benchmarks" / "results" / "pictures").glob("*.png")):
+        uri = f"guides/img/{png_path.name}"
+        files.append(File.generated(config, uri, content=png_path.read_bytes()))
     for name in GRANULARITY_PICTURES:
         png = figure_png(granularity_figure(name))
         files.append(File.generated(config, f"concepts/img/granularity_{name}.png", content=png))

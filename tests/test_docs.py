@@ -142,3 +142,14 @@ def test_readme_links_stay_in_the_repository():
         path = (ROOT / target.split("#", 1)[0]).resolve()
         assert path.is_relative_to(ROOT), target
         assert path.exists(), target
+
+
+def test_yaml_blocks_are_valid_comparison_configs():
+    import yaml
+
+    from prunekit.experiments.plan import config_from_dict, plan
+
+    blocks = [b for p in PAGES for b in _blocks(p.read_text(), "yaml")]
+    assert blocks
+    for block in blocks:
+        assert plan(config_from_dict(yaml.safe_load(block)))  # names, keys and values checked

@@ -91,17 +91,20 @@ def measured_results(name: str, results_dir: str | Path) -> list[ResultTable]:
 
 def _defaults(fn: Any, skip: int) -> list[tuple[str, str]]:
     """(option, default) of a registered factory: its keyword parameters after the
-    first ``skip``, or the names in its ``options`` attribute (criteria)."""
+    first ``skip``, or the names in its ``options`` attribute (criteria, which read
+    their options from ``Context.options``: the defaults are in their docstrings)."""
     if fn is None:
         return []
-    if hasattr(fn, "options"):
-        return [(o, "see below") for o in fn.options]
-    params = list(inspect.signature(fn).parameters.values())[skip:]
-    return [
-        (p.name, "required" if p.default is inspect.Parameter.empty else repr(p.default))
-        for p in params
-        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    params = {p.name: p for p in list(inspect.signature(fn).parameters.values())[skip:]}
+    names = list(getattr(fn, "options", None) or params)
+    out = []
+    for name in names:
+        p = params.get(name)
+        if p is None:
+            out.append((name, f"see `{fn.__module__}`"))
+        elif p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+            out.append((name, "required" if p.default is p.empty else repr(p.default)))
+    return out
 
 
 def option_table(method: Method) -> list[tuple[str, str, str]]:

@@ -1,0 +1,70 @@
+"""Pictures of what pruning did, on the default comparison's model, data and budget, for
+the documentation (docs/guides/pictures.md shows them).
+
+Usage: python benchmarks/pictures.py [--out DIR] [--sparsity 0.9]
+
+Runs ``prunekit compare`` with the packaged default config narrowed to one sparsity
+and no peers (every registered method, the same dense model and budget), then writes
+the report's pictures (``prunekit.experiments.pictures``) to
+``benchmarks/results/pictures/*.png`` and ``benchmarks/results/pictures.md`` (the
+command, date and the accuracy of each method at that sparsity, from the stored rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+
+from prunekit.experiments import compare, read_rows
+from prunekit.experiments.pictures import PICTURES, make_pictures
+from prunekit.experiments.plan import default_config_text, load_config, restrict
+from prunekit.experiments.report import markdown_table
+from prunekit.experiments.summary import summary_matrix
+
+RESULTS = Path("benchmarks/results")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/pictures", help="comparison directory")
+    ap.add_argument("--sparsity", type=float, default=0.9)
+    args = ap.parse_args()
+    cfg = restrict(load_config(), sparsities=[args.sparsity])
+    cfg = replace(cfg, methods=tuple(m for m in cfg.methods if not m.peer))
+    t0 = time.time()
+    outcome = compare(cfg, args.out, config_yaml=default_config_text(), progress=False)
+    rows = read_rows(args.out)
+    pictures = make_pictures(rows, args.sparsity)
+    (RESULTS / "pictures").mkdir(parents=True, exist_ok=True)
+    for name, png in pictures.items():
+        (RESULTS / "pictures" / f"{name}.png").write_bytes(png)
+    header, body = summary_matrix(rows)
+    command = "python benchmarks/pictures.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# Pictures of what pruning did (default comparison's model, data and budget)",
+        "",
+        f"Command: `{command.strip()}`  ",
+        f"Date: {time.strftime('%Y-%m-%d')}; {outcome.ran} cells run, {outcome.failed} failed, "
+        f"{time.time() - t0:.0f} s.  ",
+        f"Config: the packaged default (`{yaml.safe_load(default_config_text())['name']}`), "
+        f"sparsity {args.sparsity:g} only, no peers.",
+        "",
+        "## Test accuracy at this sparsity",
+        "",
+        markdown_table(header, body),
+        "",
+        "## Pictures",
+        "",
+    ]
+    lines += [f"- `pictures/{n}.png`: {c}" for n, c in PICTURES if n in pictures]
+    (RESULTS / "pictures.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
