@@ -61,7 +61,7 @@ def main() -> None:
         "## Pictures",
         "",
     ]
-    lines += [f"- `pictures/{n}.png`: {c}" for n, c in PICTURES if n in pictures]
+    lines += [f"- `{RESULTS}/pictures/{n}.png`: {c}" for n, c in PICTURES if n in pictures]
     (RESULTS / "pictures.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
