@@ -69,17 +69,19 @@ def test_cli_lines_name_real_commands_and_options():
 
     cli = typer.main.get_command(app)
     checked = 0
-    for page in PAGES + [ROOT / "README.md"]:
-        for words in _command_lines(page.read_text()):
+    texts = {p.name: p.read_text() for p in PAGES + [ROOT / "README.md"]}
+    texts.update(method_pages(RESULTS))  # the generated pages' "Run it" lines too
+    for page, text in texts.items():
+        for words in _command_lines(text):
             if not words:
                 continue
-            assert words[0] in cli.commands, f"{page.name}: unknown command {words[0]!r}"
+            assert words[0] in cli.commands, f"{page}: unknown command {words[0]!r}"
             cmd = cli.commands[words[0]]
             known = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
             for w in words[1:]:
                 flag = w.split("=", 1)[0]
                 if flag.startswith("-") and not re.fullmatch(r"-?[0-9.]+", flag):
-                    assert flag in known, f"{page.name}: `prunekit {words[0]}` has no {flag}"
+                    assert flag in known, f"{page}: `prunekit {words[0]}` has no {flag}"
             checked += 1
     assert checked >= 15
 

@@ -205,7 +205,8 @@ def method_page(name: str, results_dir: str | Path) -> str:
     )
     out.append(
         "## What it needs\n\n"
-        f"| | |\n|---|---|\n| training | {training} |\n| calibration data | {calib} |\n"
+        f"| | this method |\n|---|---|\n| training | {training} |\n"
+        f"| calibration data | {calib} |\n"
         f"| granularity | `{m.granularity}` |\n| scope | `{m.scope}` |\n"
         f"| schedule | `{m.schedule}` |\n| criterion | `{m.criterion}` |\n"
     )
@@ -219,11 +220,13 @@ def method_page(name: str, results_dir: str | Path) -> str:
         )
     if doc and doc.when:
         out.append(f"## When to choose it\n\n{doc.when}\n")
-    out.append(
-        "## Run it\n\n```bash\nprunekit prune --model lenet300 --dataset fashion-mnist "
-        f"--method {name} --sparsity 0.9 --out runs/{method_slug(name)}90\n"
-        f"prunekit compare --only {name}\n```\n"
+    run_line = (
+        "prunekit train --model lenet300 --dataset fashion-mnist --out runs/dense"
+        if name == "dense"
+        else "prunekit prune --model lenet300 --dataset fashion-mnist "
+        f"--method {name} --sparsity 0.9 --out runs/{method_slug(name)}90"
     )
+    out.append(f"## Run it\n\n```bash\n{run_line}\nprunekit compare --only {name}\n```\n")
     tables = measured_results(name, results_dir)
     out.append("## Measured results\n")
     if not tables:
