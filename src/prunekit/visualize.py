@@ -252,24 +252,31 @@ def sparsity_steps(result: Result) -> dict[str, list[tuple[float, float]]]:
 
 
 def sparsity_steps_figure(results: Mapping[str, Result]):
-    """Sparsity over the sparsify phase's steps, one line per method."""
+    """Sparsity over the sparsify phase's steps: one line per distinct curve, labelled
+    with every method that follows it (one-shot methods share theirs)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
     curves = {m: sparsity_steps(r) for m, r in results.items()}
     end = max((x for c in curves.values() for pts in c.values() for x, _ in pts), default=0.0)
+    lines: dict[tuple, list[str]] = {}
     for method, c in curves.items():
         for kind, pts in c.items():
-            xs, ys = zip(*pts, strict=True)
-            if kind == "pruning events":  # held after the last event, to the longest trace
-                ax.step([0.0, *xs, end], [0.0, *ys, ys[-1]], where="post", label=f"{method}")
-            else:
-                ax.plot(xs, ys, linestyle=":", label=f"{method} {kind}")
+            lines.setdefault((kind, tuple(pts)), []).append(
+                method if kind == "pruning events" else f"{method} {kind}"
+            )
+    for (kind, pts), names in lines.items():
+        xs, ys = zip(*pts, strict=True)
+        label = ", ".join(names)
+        if kind == "pruning events":  # held after the last event, to the longest trace
+            ax.step([0.0, *xs, end], [0.0, *ys, ys[-1]], where="post", label=label)
+        else:
+            ax.plot(xs, ys, linestyle=":", label=label)
     ax.set_xlabel("training step of the sparsify phase")
     ax.set_ylabel("sparsity")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Sparsity over training steps")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
