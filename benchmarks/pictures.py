@@ -20,11 +20,13 @@ from pathlib import Path
 
 import yaml
 
+from prunekit.docsite import method_slug
 from prunekit.experiments import compare, read_rows
-from prunekit.experiments.pictures import PICTURES, make_pictures
+from prunekit.experiments.pictures import PICTURES, chosen_rows, make_pictures
 from prunekit.experiments.plan import default_config_text, load_config, restrict
 from prunekit.experiments.report import markdown_table
 from prunekit.experiments.summary import summary_matrix
+from prunekit.visualize import input_connections_figure, save_png
 
 RESULTS = Path("benchmarks/results")
 
@@ -43,14 +45,24 @@ def main() -> None:
     (RESULTS / "pictures").mkdir(parents=True, exist_ok=True)
     for name, png in pictures.items():
         (RESULTS / "pictures" / f"{name}.png").write_bytes(png)
+    # One first-layer image per method, for its page in the docs (docsite.method_page).
+    (RESULTS / "pictures" / "methods").mkdir(exist_ok=True)
+    _, chosen = chosen_rows(rows, args.sparsity)
+    for method, row in chosen.items():
+        conn = row.get("input_connections")
+        if conn and conn.get("kind") == "input":
+            fig = input_connections_figure({method: conn})
+            save_png(fig, RESULTS / "pictures" / "methods" / f"{method_slug(method)}.png")
     header, body = summary_matrix(rows)
     command = "python benchmarks/pictures.py " + " ".join(sys.argv[1:])
     lines = [
         "# Pictures of what pruning did (default comparison's model, data and budget)",
         "",
         f"Command: `{command.strip()}`  ",
-        f"Date: {time.strftime('%Y-%m-%d')}; {outcome.ran} cells run, {outcome.failed} failed, "
-        f"{time.time() - t0:.0f} s.  ",
+        f"Date: {time.strftime('%Y-%m-%d')}; {len(rows)} cells stored (sum of their wall times "
+        f"{sum(r['wall_seconds'] or 0 for r in rows):.0f} s), {outcome.ran} of them run "
+        f"by this invocation ({outcome.failed} failed, {time.time() - t0:.0f} s; a rerun on the "
+        "same --out resumes).  ",
         f"Config: the packaged default (`{yaml.safe_load(default_config_text())['name']}`), "
         f"sparsity {args.sparsity:g} only, no peers.",
         "",
@@ -62,6 +74,7 @@ def main() -> None:
         "",
     ]
     lines += [f"- `{RESULTS}/pictures/{n}.png`: {c}" for n, c in PICTURES if n in pictures]
+    lines += [f"- `{RESULTS}/pictures/methods/<method>.png`: each method's first-layer image"]
     (RESULTS / "pictures.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

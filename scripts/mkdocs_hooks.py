@@ -42,8 +42,9 @@ def on_files(files, config):
     for uri, text in generated.items():
         files.append(File.generated(config, uri, content=text))
     # The pictures benchmarks/pictures.py recorded (docs/guides/pictures.md shows them).
-    for png_path in sorted((_root(config) / "benchmarks" / "results" / "pictures").glob("*.png")):
-        uri = f"guides/img/{png_path.name}"
+    pictures = _root(config) / "benchmarks" / "results" / "pictures"
+    for png_path in sorted(pictures.rglob("*.png")):
+        uri = f"guides/img/{png_path.relative_to(pictures).as_posix()}"
         files.append(File.generated(config, uri, content=png_path.read_bytes()))
     for name in GRANULARITY_PICTURES:
         png = figure_png(granularity_figure(name))

@@ -227,6 +227,14 @@ def method_page(name: str, results_dir: str | Path) -> str:
         f"--method {name} --sparsity 0.9 --out runs/{method_slug(name)}90"
     )
     out.append(f"## Run it\n\n```bash\n{run_line}\nprunekit compare --only {name}\n```\n")
+    picture = Path(results_dir) / "pictures" / "methods" / f"{method_slug(name)}.png"
+    if picture.is_file():  # recorded by benchmarks/pictures.py; the docs hook publishes it
+        out.append(
+            "## What it removed\n\nSurviving first-layer connections per input pixel of "
+            "LeNet-300-100 on Fashion-MNIST (recorded by `benchmarks/pictures.py`, see "
+            "[the pictures guide](../guides/pictures.md)):\n\n"
+            f"![{name}: first-layer connections](../guides/img/methods/{picture.name})\n"
+        )
     tables = measured_results(name, results_dir)
     out.append("## Measured results\n")
     if not tables:

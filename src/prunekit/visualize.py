@@ -174,7 +174,8 @@ def input_connections_figure(by_method: Mapping[str, Mapping[str, Any]], cols: i
     plt = _plt()
     items = [(m, c) for m, c in by_method.items() if c]
     rows, cols = _grid(len(items), cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.2 * rows), squeeze=False)
+    size = (1.9 * cols, 2.2 * rows) if len(items) > 1 else (2.6, 2.8)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (method, conn) in zip(axes.flat, items, strict=False):
@@ -185,9 +186,10 @@ def input_connections_figure(by_method: Mapping[str, Mapping[str, Any]], cols: i
             f"{method}\n{img.sum() / total:.1%} kept, {np.mean(img == 0):.0%} px cut",
             fontsize=8,
         )
-    fig.suptitle(
-        "Surviving first-layer connections per input pixel (bright = most kept)", fontsize=10
-    )
+    if len(items) > 1:
+        fig.suptitle(
+            "Surviving first-layer connections per input pixel (bright = most kept)", fontsize=10
+        )
     return fig
 
 
