@@ -115,3 +115,20 @@ def test_runs_store_what_the_report_draws(tmp_path):
     hist = l0["objective_report"]["keep_prob_hist"]
     gates = sum(layer["params"] for layer in l0["layers"].values())  # one gate per weight
     assert sum(hist["counts"]) == gates and len(hist["edges"]) == 21
+
+
+def test_peer_rows_carry_first_layer_connections():
+    """Torch-Pruning's model is physically smaller: the fan-out is the kept units',
+    the original is the dense model's (the report scales by it)."""
+    from conftest import small_run_config
+
+    from prunekit.experiments.peers import run_peer
+    from prunekit.pipeline import dataset_for, dense_config, train_dense
+
+    cfg = small_run_config(sparsity=0.5, finetune_epochs=1)
+    data = dataset_for(cfg)
+    model, _, seconds = train_dense(dense_config(cfg), data)
+    result, _ = run_peer("tp-magnitude", cfg, data, (model, seconds))
+    conn = result["input_connections"]
+    assert (conn["fan_out"], conn["fan_out_original"]) == (150, 300)
+    assert sum(conn["counts"]) == 150 * 784  # every kept unit still reads every pixel
