@@ -24,6 +24,7 @@ SECTIONS = (  # (file, the issue it answers)
     ("default_comparison.md", 7),
     ("ray_vs_local.md", 8),
     ("pruner_step.md", 13),
+    ("pictures.md", 18),
 )
 HEADER = """# Benchmarks
 

@@ -37,6 +37,20 @@ ACC = {
     ("l1-filter", 0.9): (0.50, 0.52),
 }
 LAT = {"dense": 1.0, "magnitude": 1.0, "random": 1.0, "l1-filter": 0.4}  # ms at batch 1
+# Every image of the report, in page order: the plots, then the pictures of what pruning did.
+IMAGES = (
+    "accuracy_vs_sparsity",
+    "accuracy_vs_macs",
+    "robustness",
+    "latency_pareto",
+    "layer_heatmap",
+    "input_connections",
+    "units_kept",
+    "sparsity_steps",
+    "l0_gates",
+    "unit_entropy",
+    "noise_levels",
+)
 
 
 def _result(method: str, s: float, acc: float) -> dict:
@@ -68,6 +82,31 @@ def _result(method: str, s: float, acc: float) -> dict:
         r["speedup"] = {"1": 1.1, "64": 1.0}
     if method != "random":  # a method that does not report robustness: NULL, not 0
         r["accuracy_corrupted_mean"] = acc - 0.1
+        r["accuracy_gaussian"] = {"0.1": acc - 0.05, "0.3": acc - 0.15}
+        r["accuracy_saltpepper"] = {"0.1": acc - 0.1}
+    # What pruning did (the report's pictures read whatever keys the rows carry): a 2x2
+    # "image" into fc1's 10 units, the pruning events, the removed units of l1-filter,
+    # and an L0-like gate report and entropy trace on magnitude's rows.
+    kept = round(10 * (1 - s))
+    r["input_connections"] = {
+        "layer": "fc1",
+        "kind": "input",
+        "shape": [1, 2, 2],
+        "fan_out": kept if method == "l1-filter" else 10,
+        "fan_out_original": 10,
+        "counts": [kept, kept, 10, 0] if method == "magnitude" else [kept] * 4,
+    }
+    r["pruning_events"] = [{"step": 0, "target": s}]
+    if method == "l1-filter":
+        r["architecture"] = {"fc1": kept, "fc2": 5}
+        r["architecture_original"] = {"fc1": 10, "fc2": 5}
+    if method == "magnitude":
+        r["objective_report"] = {
+            "trace": [{"step": 1, "lambda": 1e-3, "density": 0.9}, {"step": 50, "density": 1 - s}],
+            "keep_prob_hist": {"edges": [0.0, 0.5, 1.0], "counts": [90, 10]},
+            "start": {"units": {"fc1": [0.1, 0.5, 1.0]}},
+            "end": {"units": {"fc1": [-1.0, 0.2, 0.9]}},
+        }
     return r
 
 
@@ -158,18 +197,12 @@ def test_report_files_are_complete_and_self_contained(tmp_path):
     cells = fake_comparison(tmp_path)
     md_path, html_path = write_report(tmp_path)
     md, page = md_path.read_text(), html_path.read_text()
-    for name in (
-        "accuracy_vs_sparsity",
-        "accuracy_vs_macs",
-        "robustness",
-        "latency_pareto",
-        "layer_heatmap",
-    ):
+    for name in IMAGES:
         assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"](plots/{name}.png)" in md
         assert f"id='{name}'" in page
     srcs = re.findall(r"<img [^>]*src='([^']*)'", page)
-    assert len(srcs) == 5
+    assert len(srcs) == len(IMAGES)
     for src in srcs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:4] == b"\x89PNG"
@@ -243,16 +276,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert found, dom.stderr[-2000:]
     state = json.loads(found.group(1).replace("&quot;", '"'))
     assert state["errors"] == []
-    assert state["imgs"] == [
-        f"{n}:loaded"
-        for n in (
-            "accuracy_vs_sparsity",
-            "accuracy_vs_macs",
-            "robustness",
-            "latency_pareto",
-            "layer_heatmap",
-        )
-    ]
+    assert state["imgs"] == [f"{n}:loaded" for n in IMAGES]
 
     shot = tmp_path / "shot.png"
     run = _chromium(

@@ -38,6 +38,7 @@ from .registry import PrunekitError
 from .saving import check_out_dir, check_same_data, save_run
 from .surgery.shrink import shrink_for_result
 from .training import TrainSettings, fit, steps_per_epoch
+from .visualize import input_connections
 
 RESULT_SCHEMA = "prunekit.result/v1"
 
@@ -303,6 +304,10 @@ def run(
         "target_sparsity": cfg.sparsity,
         **metrics,
         **structure,
+        # Which input pixels keep first-layer connections: drawn by the report.
+        "input_connections": input_connections(
+            model, input_shape, structure.get("architecture_original")
+        ),
         "accuracy_dense": accuracy_dense,
         "seed": cfg.seed,
         "pruning_events": phase.history,
@@ -312,6 +317,7 @@ def run(
             if hasattr(phase.objective, "report")
             else {}
         ),
+        **({"criterion_report": phase.ctx.records} if phase.ctx.records else {}),
         "train_seconds": {
             "dense": dense_s,
             "sparsify": sparsify_s,

@@ -33,7 +33,9 @@ from ..data import Dataset
 from ..evaluation import accuracy, summary
 from ..pipeline import RESULT_SCHEMA, evaluate, settings_for, versions
 from ..pruning.masks import clone, prunable_modules
+from ..surgery.shrink import units
 from ..training import fit, steps_per_epoch
+from ..visualize import input_connections
 
 
 def _torch_l1(model: nn.Module, sparsity: float, input_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -140,6 +142,7 @@ def run_peer(
         "schedule": "oneshot",
         "target_sparsity": cfg.sparsity,
         **metrics,
+        "input_connections": input_connections(model, input_shape, units(dense[0])),
         "accuracy_dense": accuracy_dense,
         "seed": cfg.seed,
         "peer": {"library": info["library"], "call": info["call"]},

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .pictures import PICTURES, make_pictures
 from .store import read_configs, read_rows
 from .summary import (
     Row,
@@ -366,6 +367,7 @@ def write_report(out: str | Path) -> tuple[Path, Path]:
         heat = data.get("heatmap_sparsity", heat) if isinstance(data, dict) else heat
         config_path = path
     plots = make_plots(rows, heat)
+    plots.update(make_pictures(rows, heat))  # what pruning did (experiments/pictures.py)
     (out / "plots").mkdir(exist_ok=True)
     for name, png in plots.items():
         (out / "plots" / f"{name}.png").write_bytes(png)
@@ -397,7 +399,7 @@ def write_report(out: str | Path) -> tuple[Path, Path]:
     md = [f"# prunekit comparison report\n\nGenerated {time.strftime('%Y-%m-%d %H:%M')}. {intro}\n"]
     for title, (header, body), code in sections[:2]:
         md.append(f"## {title}\n\n{markdown_table(header, body, code)}\n")
-    for name, caption in PLOTS:
+    for name, caption in PLOTS + PICTURES:
         if name in plots:
             md.append(f"## {caption}\n\n![{caption}](plots/{name}.png)\n")
     title, (header, body), code = sections[2]
@@ -412,7 +414,7 @@ def write_report(out: str | Path) -> tuple[Path, Path]:
     ]
     for title, (header, body), code in sections[:2]:
         parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(header, body, code)}")
-    for name, caption in PLOTS:
+    for name, caption in PLOTS + PICTURES:
         if name in plots:
             b64 = base64.b64encode(plots[name]).decode()
             parts.append(

@@ -27,12 +27,15 @@ class Context:
     generator: the run's seeded generator (random criteria draw from it).
     objective: the training objective of the method, if any (L0 gates score by
     their keep-probability, for instance).
+    records: what a criterion measured that a run should report (the pipeline stores
+    it in result.json as ``criterion_report``), keyed by criterion name.
     """
 
     data: tuple[torch.Tensor, torch.Tensor] | None = None
     generator: torch.Generator | None = None
     objective: Any = None
     options: dict[str, Any] = field(default_factory=dict)
+    records: dict[str, Any] = field(default_factory=dict)
 
 
 Criterion = Callable[[nn.Module, dict[str, nn.Module], Context], dict[str, torch.Tensor]]

@@ -52,6 +52,11 @@ def entropy_scores(
     record = getattr(ctx.objective, "record_calibration", None)
     if record is not None:
         record(scores, opts.get("estimator", "histogram"))
+    # The last pruning event's per-unit entropies, for the report's histogram.
+    ctx.records["entropy"] = {
+        "estimator": opts.get("estimator", "histogram"),
+        "units": {n: [round(float(v), 4) for v in t.flatten()] for n, t in scores.items()},
+    }
     return scores
 
 

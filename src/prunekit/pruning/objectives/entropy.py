@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from ...entropy import VAR_FLOOR, batch_gaussian_entropy, gaussian_entropy, tapped
 from ...registry import PrunekitError
+from ..method_docs import MethodDoc, describe
 from ..methods import Method, register
 from . import OBJECTIVES, Objective
 
@@ -201,4 +202,55 @@ register(
         description="Minimum-entropy pruning: L = L_task + lambda * sum_j min(0, H_j) (only units "
         "with H < 0 pushed down), then entropy criterion.",
     )
+)
+
+_H_SYMBOLS = {
+    "H_j": "the entropy of unit j's activation (after its nonlinearity, conv channels "
+    "pooled), here 0.5 log(2 pi e (sigma_j^2 + eps)) on the current training batch",
+    r"\sigma_j^2": "the batch variance of unit j's activation",
+    r"\lambda": "penalty strength (`--lambda`)",
+}
+describe(
+    "entropy",
+    MethodDoc(
+        "Entropy-based unit pruning",
+        r"H_j = -\sum_{b=1}^{B} p_{j,b} \log p_{j,b},\quad \text{remove the units with the "
+        r"lowest } H_j",
+        {
+            "H_j": "entropy (nats) of unit j's activation over the calibration data",
+            "p_{j,b}": "fraction of calibration examples whose activation falls in bin b",
+            "B": "number of histogram bins (`-o bins=`, default 32)",
+        },
+        "Luo & Wu 2017, An Entropy-based Pruning Method for CNN Compression",
+        "https://arxiv.org/abs/1706.05791",
+        "When you want whole units removed by what they do on data rather than by weight "
+        "size: units whose output hardly varies carry little information. Needs a "
+        "calibration set (the validation split in a run).",
+    ),
+)
+describe(
+    "maxent",
+    MethodDoc(
+        "Maximum-entropy pruning",
+        r"L = L_{task} + \lambda \sum_j H_j",
+        _H_SYMBOLS,
+        "prunekit's founding specification; the entropy criterion: Luo & Wu 2017",
+        "https://arxiv.org/abs/1706.05791",
+        "Minimized as written, the term lowers every unit's entropy and collapses the "
+        "weak ones first, so the entropy criterion then finds them. Read its measured "
+        "results before choosing it: it is a research method here, not a default.",
+    ),
+)
+describe(
+    "minent",
+    MethodDoc(
+        "Minimum-entropy pruning",
+        r"L = L_{task} + \lambda \sum_j \min(0, H_j)",
+        _H_SYMBOLS,
+        "prunekit's founding specification; the entropy criterion: Luo & Wu 2017",
+        "https://arxiv.org/abs/1706.05791",
+        "Only units already below H = 0 are pushed down (the others get no gradient), "
+        "which polarizes units into collapsed and useful. Read its measured results "
+        "before choosing it: it is a research method here, not a default.",
+    ),
 )

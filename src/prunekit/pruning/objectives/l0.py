@@ -71,6 +71,7 @@ from torch.nn.utils import prune
 from ...registry import PrunekitError
 from ..criteria import CRITERIA, Context
 from ..masks import apply_mask, is_masked, n_units, original, out_in, refresh
+from ..method_docs import MethodDoc, describe
 from ..methods import Method, register
 from . import OBJECTIVES, Objective
 
@@ -423,7 +424,7 @@ class L0Objective(Objective):
         self.steps += 1
         if self.target is not None:
             self._control(self.density - self.density_target(self.steps))
-        if self.steps % 50 == 0 or self.steps == 1:
+        if self.steps % 10 == 0 or self.steps == 1:  # ~40 points an epoch: the report's curve
             self.trace.append({"step": self.steps, "lambda": self.coef, "density": self.density})
         if self.check_every and self.steps % self.check_every == 0:
             self.check_alive()
@@ -479,10 +480,17 @@ class L0Objective(Objective):
                     original(m, "bias").mul_(z)
             for pname in ("weight", "bias"):
                 refresh(m, pname)
+        probs = [p.flatten() for p in self.keep_probabilities().values()]
+        probs = torch.cat(probs) if probs else torch.zeros(0)
         self.final = {
             "lambda": self.coef,
             "density_expected": self.density,
             "open_fraction_test": self._open_fraction(),
+            # For the report's picture of the gates: P(z != 0) in 20 bins over [0, 1].
+            "keep_prob_hist": {
+                "edges": [i / 20 for i in range(21)],
+                "counts": [int(c) for c in torch.histc(probs.double(), 20, 0.0, 1.0)],
+            },
         }
         self.log_alpha = {}
         self._opt = None
@@ -501,7 +509,8 @@ class L0Objective(Objective):
         return f"l0 lambda={lam} ({mode}, {self.granularity} gates, gate_lr={self.gate_lr:g})"
 
     def report(self) -> dict[str, Any]:
-        """Lambda and expected kept fraction over the window (every 50 steps)."""
+        """Lambda and expected kept fraction over the window (every 10 steps), and the
+        keep-probability histogram at the pruning event."""
         out: dict[str, Any] = {"objective": self.describe(), "trace": self.trace}
         out.update(getattr(self, "final", {}))
         return out
@@ -600,4 +609,49 @@ register(
         description="L0 with one hard-concrete gate per neuron / filter: units whose gates "
         "close are removed whole (= l0 --granularity neuron).",
     )
+)
+
+_L0_FORMULA = (
+    r"L = L_{task}\big(\theta \odot z\big) + \lambda \sum_j "
+    r"\sigma\Big(\log\alpha_j - \beta \log\frac{-\gamma}{\zeta}\Big),"
+    r"\quad z_j = \min\big(1, \max(0, \bar s_j)\big)"
+)
+_L0_SYMBOLS = {
+    r"z_j": "the hard-concrete gate of unit j, exactly 0 or 1 with positive probability",
+    r"\bar s_j": "a stretched concrete sample: sigmoid((log u - log(1-u) + log alpha_j) / beta) "
+    "* (zeta - gamma) + gamma, u ~ U(0, 1)",
+    r"\log\alpha_j": "the gate's learned logit (its own Adam optimizer)",
+    r"\sigma(\cdot)": "the logistic function; the sum is the expected number of open gates",
+    r"\beta, \gamma, \zeta": "2/3, -0.1, 1.1 (the paper's values)",
+    r"\lambda": "penalty strength; by default steered after each step so that the expected "
+    "kept fraction reaches 1 - sparsity",
+}
+_L0_PAPER = (
+    "Louizos, Welling & Kingma 2018, Learning Sparse Neural Networks through L0 Regularization"
+)
+describe(
+    "l0",
+    MethodDoc(
+        "L0 regularization (hard-concrete gates, per weight)",
+        _L0_FORMULA,
+        {**_L0_SYMBOLS, "j": "one weight"},
+        _L0_PAPER,
+        "https://arxiv.org/abs/1712.01312",
+        "When you want the closest differentiable stand-in for counting nonzeros: the "
+        "gates learn which weights to drop during training. It costs more per step than "
+        "plain fine-tuning (gate sampling and a second optimizer).",
+    ),
+)
+describe(
+    "l0-neuron",
+    MethodDoc(
+        "L0 regularization (hard-concrete gates, per neuron)",
+        _L0_FORMULA,
+        {**_L0_SYMBOLS, "j": "one output unit (Linear row or conv filter, bias included)"},
+        _L0_PAPER,
+        "https://arxiv.org/abs/1712.01312",
+        "When you want training to choose which whole units to remove, so the result is "
+        "physically smaller and faster, and the per-layer widths are learned rather than "
+        "fixed per layer.",
+    ),
 )

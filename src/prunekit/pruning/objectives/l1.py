@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from ...registry import PrunekitError
 from ..masks import effective, original, out_in
+from ..method_docs import MethodDoc, describe
 from ..methods import Method, register
 from . import OBJECTIVES, Objective
 
@@ -189,4 +190,26 @@ register(
         description="L1-regularized training (lambda * sum |w|, proximal soft-threshold by "
         "default; group lasso for --granularity neuron), prune smallest |w|, fine-tune.",
     )
+)
+describe(
+    "l1",
+    MethodDoc(
+        "L1 regularization (lasso, group lasso)",
+        r"L = L_{task} + \lambda \sum_j |\theta_j|"
+        r"\qquad \theta_j \leftarrow \operatorname{sign}(\theta_j)\max(|\theta_j| - \eta\lambda,\ 0)",
+        {
+            r"L_{task}": "the task loss (cross-entropy)",
+            r"\theta_j": "a weight of a Linear/Conv layer (biases are not penalized)",
+            r"\lambda": "penalty strength (`--lambda`)",
+            r"\eta": "the learning rate: the proximal step soft-thresholds by eta * lambda "
+            "after each optimizer step, giving exact zeros",
+        },
+        "Tibshirani 1996, Regression Shrinkage and Selection via the Lasso; for units "
+        "(group lasso, --granularity neuron): Wen, Wu, Wang, Chen & Li 2016, Learning "
+        "Structured Sparsity in Deep Neural Networks",
+        "https://arxiv.org/abs/1608.03665",
+        "When you want training itself to decide which weights are unimportant before the "
+        "cut. It needs a lambda matched to the learning rate (the per-step threshold "
+        "eta * lambda is what matters) and a regularization window in the budget.",
+    ),
 )

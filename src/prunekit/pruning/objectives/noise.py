@@ -27,6 +27,7 @@ from torch import nn
 from ...noise import check_density, check_sigma, corrupt
 from ...registry import PrunekitError
 from ..masks import effective
+from ..method_docs import MethodDoc, describe
 from ..methods import Method, register
 from . import OBJECTIVES, Objective
 
@@ -126,4 +127,45 @@ register(
         description="Salt-and-pepper noise model: train on impulse-noised inputs, "
         "L = L_task + lambda * sum max(0, theta)^2, prune smallest |w|, fine-tune with the noise on.",
     )
+)
+_NOISE_PAPER = (
+    "prunekit's founding specification (the noise-model objectives as it states them); "
+    "noise in training as regularization: Bishop 1995, Training with Noise is "
+    "Equivalent to Tikhonov Regularization"
+)
+describe(
+    "gaussian",
+    MethodDoc(
+        "Gaussian noise model",
+        r"L = L_{task}\big(\operatorname{clip}(x + \varepsilon)\big) + \lambda \sum_j \theta_j^2,"
+        r"\quad \varepsilon \sim \mathcal N(0, \sigma^2)",
+        {
+            "x": "an input image in [0, 1]; a `noise_fraction` of each batch is noised",
+            r"\sigma": "the noise's standard deviation (`-o sigma=`)",
+            r"\theta_j": "a weight of a prunable layer (mask applied)",
+            r"\lambda": "penalty strength (`--lambda`)",
+        },
+        _NOISE_PAPER,
+        "https://doi.org/10.1162/neco.1995.7.1.108",
+        "When the deployed model will see noisy inputs: the noise stays on through the "
+        "whole phase, so the pruned model keeps its accuracy under noise better than a "
+        "model pruned on clean data.",
+    ),
+)
+describe(
+    "saltpepper",
+    MethodDoc(
+        "Salt-and-pepper noise model",
+        r"L = L_{task}\big(\operatorname{sp}_p(x)\big) + \lambda \sum_j \max(0, \theta_j)^2",
+        {
+            r"\operatorname{sp}_p(x)": "x with a fraction p of its pixels set to 0 or 1 at random",
+            "p": "the impulse density (`-o density=`)",
+            r"\theta_j": "a weight of a prunable layer; only positive weights are penalized",
+            r"\lambda": "penalty strength (`--lambda`)",
+        },
+        _NOISE_PAPER,
+        "https://doi.org/10.1162/neco.1995.7.1.108",
+        "When inputs may be hit by impulse noise (dead or saturated pixels): the model is "
+        "trained and fine-tuned on such inputs.",
+    ),
 )
