@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # 1. The dataset: Debian's dataset-fashion-mnist (files in /usr/share/datasets/fashion-mnist/),
 #    unless $PRUNEKIT_DATA points at a copy. Installed here when we may; else stop at once.
 DATA_PKG=dataset-fashion-mnist
-if [ -z "${PRUNEKIT_DATA:-}" ] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
+DATA_DIR=${PRUNEKIT_SYSTEM_DATA:-/usr/share/datasets/fashion-mnist}  # overridable for tests
+if [ -z "${PRUNEKIT_DATA:-}" ] && [ ! -d "$DATA_DIR" ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing $DATA_PKG (apt-get)" >&2
     DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -84,3 +84,23 @@ def test_pip_install_keeps_the_users_cpu_torch(tmp_path):
         [str(venv / "bin" / "prunekit"), "--version"], capture_output=True, text=True
     )
     assert cli.returncode == 0 and cli.stdout.startswith("prunekit ")
+
+
+def test_setup_stops_at_once_naming_the_dataset_command(tmp_path):
+    """Without the dataset and without apt-get, setup.sh exits before touching anything,
+    printing the one command to run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("dirname", "id"):  # all the script needs before it stops; no apt-get
+        path = subprocess.run(
+            ["bash", "-c", f"command -v {tool}"], capture_output=True, text=True, check=True
+        )
+        (bin_dir / tool).symlink_to(path.stdout.strip())
+    env = {"PATH": str(bin_dir), "PRUNEKIT_SYSTEM_DATA": str(tmp_path / "no-such-dir")}
+    out = subprocess.run(
+        ["/bin/bash", str(ROOT / "scripts" / "setup.sh")], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 1
+    assert "sudo apt-get install dataset-fashion-mnist" in out.stderr
+    # one line, and nothing after it ran (no python on this PATH: it would fail otherwise)
+    assert len(out.stderr.strip().splitlines()) == 1
