@@ -27,8 +27,7 @@ from .pruning.methods import METHODS, Method
 from .pruning.objectives import OBJECTIVES
 from .pruning.step import prune
 from .registry import PrunekitError
-from .saving import load
-from .userio import save
+from .userio import load, save
 
 __all__ = [
     "CRITERIA",

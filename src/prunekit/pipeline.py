@@ -7,17 +7,15 @@ the config except the config itself (under ``"config"``).
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ._version import __version__
 from .config import RunConfig
 from .data import DATASETS, Dataset, load_dataset
 from .distributed import is_main, rank, world_size
@@ -34,20 +32,12 @@ from .pruning.objectives import OBJECTIVES
 from .pruning.phase import PruningPhase
 from .pruning.schedules import SCHEDULES
 from .pruning.step import UNIT_GRANULARITIES
+from .record import RESULT_SCHEMA, Run, versions
 from .registry import PrunekitError
 from .saving import check_out_dir, check_same_data, save_run
 from .surgery.shrink import shrink_for_result
 from .training import TrainSettings, fit, steps_per_epoch
 from .visualize import input_connections
-
-RESULT_SCHEMA = "prunekit.result/v1"
-
-
-@dataclass
-class Run:
-    model: nn.Module
-    result: dict[str, Any]
-    arch: dict[str, Any]
 
 
 def resolve_method(cfg: RunConfig) -> Method:
@@ -331,17 +321,6 @@ def run(
     if out is not None:  # the whole directory at once: model files + result + checksums
         result = save_run(Path(out), result, model, arch)
     return Run(model=model, result=result, arch=arch)
-
-
-def versions() -> dict[str, Any]:
-    """What produced a result: package versions, torch threads and process count."""
-    return {
-        "prunekit": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "processes": world_size(),
-    }
 
 
 def dense_config(cfg: RunConfig) -> RunConfig:

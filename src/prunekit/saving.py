@@ -477,16 +477,9 @@ def _resize(model: nn.Module, shapes: dict[str, list[int]]) -> None:
             module.num_features = shape[0]
 
 
-def load(run_dir: str | Path, model: nn.Module | None = None) -> nn.Module:
-    """Rebuild the ``nn.Module`` saved in ``run_dir`` (eval mode); no unpickling.
-
-    ``model``: a fresh instance of a user's model class, saved with ``prunekit.save``;
-    it is resized to the saved (possibly shrunk) shapes and loaded (``prunekit.userio``).
-    """
-    if model is not None:
-        from .userio import load_into
-
-        return load_into(run_dir, model)
+def load(run_dir: str | Path) -> nn.Module:
+    """Rebuild the zoo model saved in the run directory ``run_dir`` (eval mode); no
+    unpickling. ``prunekit.load`` (``userio.load``) also loads a user's own model."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PrunekitError(f"{run_dir} is not a directory")

@@ -25,7 +25,8 @@ from torch import nn
 from .evaluation.cost import effective_tensors
 from .pruning.masks import clone, finalize, unit_dim
 from .registry import PrunekitError
-from .saving import atomic_write_json
+from .saving import _read_spec, atomic_write_json
+from .saving import load as load_run
 
 USER_FORMAT = "prunekit.user-model/v1"
 SPEC = "model.json"
@@ -84,6 +85,18 @@ def read_spec(directory: Path) -> dict[str, Any] | None:
     return None
 
 
+def load(run_dir: str | Path, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild the ``nn.Module`` saved in ``run_dir`` (eval mode); no unpickling.
+
+    Without ``model``: a zoo run directory (``prunekit.run`` / the CLI), rebuilt from
+    its ``model.json``. With ``model``: a fresh instance of a user's model class saved
+    with ``prunekit.save``, resized to the saved (possibly shrunk) shapes and loaded.
+    """
+    if model is not None:
+        return load_into(run_dir, model)
+    return load_run(run_dir)
+
+
 def load_into(directory: str | Path, model: nn.Module) -> nn.Module:
     """Resize ``model`` (a fresh instance of the saved model's class) to the saved
     shapes, load the saved tensors into it and return it in eval mode."""
@@ -114,8 +127,6 @@ def load_into(directory: str | Path, model: nn.Module) -> nn.Module:
 
 
 def _shapes_of_zoo_dir(d: Path) -> dict[str, list[int]]:
-    from .saving import _read_spec
-
     return _read_spec(d / "model.json").get("shapes", {})
 
 

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .evaluation.cost import achieved_sparsity, eval_mode, layer_sparsity, macs, param_counts
-from .pipeline import RESULT_SCHEMA, Run, versions
 from .progress import progress_bar
 from .pruner import Pruner
+from .record import RESULT_SCHEMA, Run, versions
 from .registry import PrunekitError
 from .saving import atomic_write_json, check_out_dir
 from .userio import save
