@@ -59,6 +59,9 @@ class RunConfig:
     # Neuron-granularity runs: physically remove the zeroed units after fine-tuning, so
     # the saved model, its cost figures and latency are those of the smaller model.
     shrink: bool = True
+    # Re-estimate BatchNorm running statistics on the calibration data after every
+    # pruning event (no weight changes); a no-op for models without BatchNorm.
+    recalibrate_bn: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.sparsity) < 1.0:

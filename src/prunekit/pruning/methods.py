@@ -104,6 +104,25 @@ register(
     )
 )
 
+register(
+    Method(
+        "wanda",
+        criterion="wanda",
+        description="Wanda (Sun et al. 2023): |w_ij| * ||X_j||_2 on calibration inputs, "
+        "compared within each output row, layers calibrated in sequence; no weight "
+        "update. Granularity weight or nm; global scope = global-magnitude layer allocation.",
+    )
+)
+register(
+    Method(
+        "sparsegpt",
+        criterion="sparsegpt",
+        description="SparseGPT (Frantar & Alistarh 2023): layer-wise OBS pruning with weight "
+        "updates from H = 2XX^T, column blocks with adaptive masks, layers calibrated in "
+        "sequence. Granularity weight or nm; global scope = global-magnitude layer allocation.",
+    )
+)
+
 
 def _options(fn: Any, skip: int) -> set[str]:
     """Keyword options a factory accepts (its parameters after the first ``skip``).
