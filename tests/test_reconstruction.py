@@ -118,6 +118,20 @@ def test_already_pruned_weights_stay_pruned() -> None:
         assert (effective(m)[before[n]] == 0).all()
 
 
+def test_stale_values_under_a_mask_are_ignored() -> None:
+    model = create_model("lenet300")
+    prune(model, "magnitude", 0.5, scope="layer")
+    twin = clone(model)
+    with torch.no_grad():  # weight_orig keeps old values under the mask (e.g. decayed)
+        for m in prunable_modules(model).values():
+            m.weight_orig.add_((m.weight_mask == 0) * 3.0)
+    for mdl in (model, twin):
+        prune(mdl, "sparsegpt", 0.8, data=_data())
+    pairs = zip(prunable_modules(model).items(), prunable_modules(twin).values(), strict=True)
+    for (name, a), b in pairs:
+        assert torch.allclose(effective(a), effective(b), atol=1e-6), name
+
+
 def test_neuron_granularity_uses_plain_scores() -> None:
     model = create_model("lenet300")
     prune(model, "wanda", 0.5, granularity="neuron", scope="layer", data=_data())

@@ -209,3 +209,12 @@ def test_split_count_is_exact_and_bounded() -> None:
     for total in range(0, 17):
         share = split_count(total, caps)
         assert int(share.sum()) == total and (share <= caps).all() and (share >= 0).all()
+
+
+def test_a_whole_layer_can_go() -> None:
+    w = torch.randn(3, 8)
+    stats = InputStats(8)
+    stats.update(torch.randn(20, 8))
+    out, pruned = sparsegpt_prune(w, stats.hessian(), 1.0)
+    assert pruned.all() and (out == 0).all()
+    assert wanda_mask(w, stats.column_norms(), 1.0).all()

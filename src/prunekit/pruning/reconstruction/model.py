@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ...registry import PrunekitError
-from ..masks import apply_mask, get_mask, original
+from ..masks import apply_mask, effective, get_mask, original
 from .allocation import allocate
 from .calibrate import capture, forward_order
 from .layers import from_2d, supports, to_2d
@@ -102,7 +102,9 @@ def reconstruct(
             model, mod, x, hessian=algorithm == "sparsegpt", batch_size=batch_size, name=name
         )
         weight = original(mod)
-        w2d = to_2d(mod, weight.detach())
+        # the effective weight: masked entries of weight_orig may hold stale values
+        # (weight decay only shrinks them), which must not be "compensated"
+        w2d = to_2d(mod, effective(mod).detach())
         old = get_mask(mod)
         forced = to_2d(mod, old == 0) if old is not None else None
         select = dict(n=n, m=m) if nm else dict(sparsity=counts[name] / w2d.numel())

@@ -28,9 +28,10 @@ def split_count(total: int, capacities: torch.Tensor) -> torch.Tensor:
 
 
 def target_count(numel: int, sparsity: float) -> int:
-    """Entries a layer of ``numel`` weights loses at ``sparsity`` (prunekit's rule)."""
-    if not 0.0 <= float(sparsity) < 1.0:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    """Entries a layer of ``numel`` weights loses at ``sparsity`` (prunekit's rule). A
+    whole layer may go (``sparsity=1``): a global allocation can ask for it."""
+    if not 0.0 <= float(sparsity) <= 1.0:
+        raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
     return round(float(sparsity) * numel)
 
 
