@@ -316,7 +316,15 @@ def main() -> None:
         return
     t0 = time.perf_counter()
     a = [(s, args.dense_epochs, args.cache, args.threads, args.limit) for s in args.seeds]
-    oneshot = _pool(part_oneshot, a, args.jobs)
+    # part A is cached next to the dense models, so a rerun with another fine-tune
+    # budget does not repeat it
+    key = f"oneshot_seeds{'-'.join(map(str, args.seeds))}_e{args.dense_epochs}_l{args.limit}.json"
+    saved = Path(args.cache) / key
+    if saved.exists():
+        oneshot = json.loads(saved.read_text())
+    else:
+        oneshot = _pool(part_oneshot, a, args.jobs)
+        saved.write_text(json.dumps(oneshot))
     chosen_label, chosen = choose(oneshot)
     print(f"part A done ({time.perf_counter() - t0:.0f} s); chosen: {chosen_label}", flush=True)
     b = [

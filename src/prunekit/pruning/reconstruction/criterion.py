@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 # Measured on LeNet-300-100 (benchmarks/reconstruction.py, BENCHMARKS.md).
 DEFAULT_ALLOCATION = "global"
+DEFAULT_BLOCKSIZE = 128
 COMMON_OPTIONS = ("allocation", "owl_threshold", "owl_lambda")
 SPARSEGPT_OPTIONS = ("blocksize", "percdamp")
 
@@ -101,6 +102,8 @@ def make_criterion(
     ) -> dict[str, torch.Tensor]:
         options = dict(ctx.options)
         options.setdefault("allocation", DEFAULT_ALLOCATION)
+        if algorithm == "sparsegpt":
+            options.setdefault("blocksize", DEFAULT_BLOCKSIZE)
         return reconstruct(
             model,
             modules,
