@@ -59,19 +59,22 @@ BLOCKSIZES = (16, 32, 128)
 # Closing note of the full run (why targets are missed); figures stay in the tables.
 NOTES = [
     "Why parts B and C miss: part A shows the reconstruction working (SparseGPT keeps most "
-    "of the dense accuracy where one-shot magnitude collapses), but with this fine-tune "
-    "budget at the recipe lr, fine-tuning erases that head start. The peer recovers almost "
-    "all of its one-shot loss within the phase, and SparseGPT's starting point does not "
-    "carry over: its masks and updated weights were fitted to reproduce each layer's outputs "
-    "on 512 calibration images, which is a worse start for SGD at a large lr than the "
-    "magnitude mask (SparseGPT one-shot + FT ends below the peer at every sparsity, and "
-    "SparseGPT on the cubic schedule, which prunes later and fine-tunes less after its last "
-    "event, lower still). gmp needs a longer phase than this one (its cubic schedule spends "
-    "75 % of the phase pruning); with the 32-epoch phase of sparse_optimization.md it was "
-    "the best method. Part C misses because a 3-epoch phase is too short for 98 % sparsity "
-    "to catch up with a dense model trained as long; sparse_optimization.md reaches much "
-    "closer with 32 epochs. reconstruction_lr0.1.md repeats part B at 0.98 with 0.1 x the "
-    "lr (the library default), where the head start could survive fine-tuning.",
+    "of the dense accuracy where one-shot magnitude collapses), but fine-tuning erases that "
+    "head start. The peer recovers almost all of its one-shot loss within the phase, and "
+    "SparseGPT's starting point does not carry over: SparseGPT one-shot + FT ends below the "
+    "peer at every sparsity, and SparseGPT on the cubic schedule (pruning later, less "
+    "fine-tuning after its last event) lower still. It is not the fine-tune lr: "
+    "reconstruction_lr0.1.md repeats part B at 0.98 with 0.1 x the lr (the library "
+    "default) and the order of the four methods is the same. The remaining suspect, not "
+    "tested here, is the mask: SparseGPT's masks (and updated weights) are chosen to reproduce each "
+    "layer's outputs on 512 calibration images, and they are a worse start for training "
+    "than the magnitude mask (whether the magnitude mask with "
+    "reconstructed weights does better is not measured). gmp needs a longer phase than this "
+    "one (its cubic schedule spends 75 % of the phase pruning); with the 32-epoch phase of "
+    "sparse_optimization.md it was the best method. Part C misses because a 3-epoch phase "
+    "is too short for 98 % sparsity to catch up with a dense model trained as long "
+    "(sparse_optimization.md comes much closer with 32 epochs); the budget was cut to fit "
+    "the shared machine.",
 ]
 
 
