@@ -25,6 +25,7 @@ SECTIONS = (  # (file, the issue it answers)
     ("ray_vs_local.md", 8),
     ("pruner_step.md", 13),
     ("pictures.md", 18),
+    ("reconstruction.md", 15),
 )
 HEADER = """# Benchmarks
 

@@ -304,6 +304,13 @@ def prune(
             help="Salt-and-pepper densities for the robustness evaluation, comma-separated ('' = none) [default: 0.05,0.1,0.2]."
         ),
     ] = None,
+    bn_recalibration: Annotated[
+        bool | None,
+        typer.Option(
+            "--bn-recalibration/--no-bn-recalibration",
+            help="Re-estimate BatchNorm statistics on the calibration data after each pruning event [default: on].",
+        ),
+    ] = None,
     config: ConfigFile = None,
     out: Out = None,
     overwrite: Overwrite = False,
@@ -332,6 +339,7 @@ def prune(
         download=download or None,
         noise_sigmas=parse_floats(eval_sigmas, "--eval-sigmas"),
         noise_densities=parse_floats(eval_densities, "--eval-densities"),
+        recalibrate_bn=bn_recalibration,
     )
     values.update({k: v for k, v in flags.items() if v is not None})
     from .config import check_values

@@ -136,6 +136,11 @@ class RunConfig:
     # Neuron-granularity runs: physically remove the zeroed units after fine-tuning, so
     # the saved model, its cost figures and latency are those of the smaller model.
     shrink: bool = _opt(True, Check("bool"), "Remove zeroed units (neuron granularity).")
+    # Re-estimate BatchNorm running statistics on the calibration data after every
+    # pruning event (no weight changes); a no-op for models without BatchNorm.
+    recalibrate_bn: bool = _opt(
+        True, Check("bool"), "Re-estimate BatchNorm statistics after each pruning event."
+    )
 
     def __post_init__(self) -> None:
         # Every field through its check: wrong types and values fail here, one line

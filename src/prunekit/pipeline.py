@@ -30,6 +30,7 @@ from .pruning.masks import clone, finalize
 from .pruning.methods import Method, get_method, with_method_args
 from .pruning.objectives import OBJECTIVES
 from .pruning.phase import PruningPhase
+from .pruning.reconstruction.batchnorm import batchnorm_layers
 from .pruning.schedules import SCHEDULES
 from .pruning.step import UNIT_GRANULARITIES
 from .record import RESULT_SCHEMA, Run, versions
@@ -38,6 +39,10 @@ from .saving import check_out_dir, check_same_data, save_run
 from .surgery.shrink import shrink_for_result
 from .training import TrainSettings, fit, steps_per_epoch
 from .visualize import input_connections
+
+# Calibration data of data-driven criteria (Wanda, SparseGPT, noise-sensitivity) and of
+# BatchNorm recalibration: the first examples of the seeded validation split.
+CALIBRATION_EXAMPLES = 512
 
 
 def resolve_method(cfg: RunConfig) -> Method:
@@ -135,10 +140,9 @@ def sparsify(
     """The method's phase: objective, pruning events and fine-tuning, in place."""
     settings = settings_for(cfg, finetune=True)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
+    k = CALIBRATION_EXAMPLES
     calib = (
-        (data.val.x[:512], data.val.y[:512])
-        if len(data.val)
-        else (data.train.x[:512], data.train.y[:512])
+        (data.val.x[:k], data.val.y[:k]) if len(data.val) else (data.train.x[:k], data.train.y[:k])
     )
     # The same Pruner a user drives in their own loop, driven here by fit
     pruner = Pruner(
@@ -149,6 +153,7 @@ def sparsify(
         data=calib,
         generator=torch.Generator().manual_seed(cfg.seed + 2),
         allow_short=True,  # a zero-epoch phase prunes at its end
+        recalibrate_bn=cfg.recalibrate_bn,
     )
     fit(
         model,
@@ -301,6 +306,12 @@ def run(
         "accuracy_dense": accuracy_dense,
         "seed": cfg.seed,
         "pruning_events": phase.history,
+        "bn_recalibration": {
+            "enabled": cfg.recalibrate_bn,
+            "batchnorm_layers": len(batchnorm_layers(model)),
+            "events": phase.bn_recalibrations,
+            "examples": int(phase.ctx.data[0].shape[0]) if phase.ctx.data is not None else 0,
+        },
         # What the training term measurably did (entropy objectives record it), if it reports.
         **(
             {"objective_report": phase.objective.report()}

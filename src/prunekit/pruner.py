@@ -100,7 +100,8 @@ class Pruner:
         optimizer: the loop's optimizer. It must hold the pruned layers' weights; the
             method's own parameters, if any, are added to it as extra param groups, and
             the learning rate of each step is read from it (proximal updates use it).
-        data: ``(x, y)`` calibration batch, required by data-driven criteria (entropy).
+        data: ``(x, y)`` calibration batch, required by data-driven criteria (entropy,
+            wanda, sparsegpt); also what BatchNorm is recalibrated on.
         granularity, scope, schedule: override the method's defaults.
         exclude: qualified names of layers to leave dense.
         seed: seeds the criterion's and the noise models' random draws.
@@ -113,6 +114,8 @@ class Pruner:
             ``benchmarks/pruner_step.py``). Masks are re-attached, in the
             ``torch.nn.utils.prune`` convention, for each pruning event and at
             :meth:`finalize`. Methods with an objective always use the hooks.
+        recalibrate_bn: after each pruning event, re-estimate BatchNorm running
+            statistics on ``data`` (no weight changes; a no-op without BatchNorm or data).
         **options: method options (``lam=1e-4``, ``cycles=5``, ``n=2, m=4`` ...), routed
             to the objective, schedule, criterion or granularity that takes them.
     """
@@ -134,6 +137,7 @@ class Pruner:
         generator: torch.Generator | None = None,
         allow_short: bool = False,
         rezero: bool = True,
+        recalibrate_bn: bool = True,
         **options: Any,
     ) -> None:
         self.model = model
@@ -170,6 +174,7 @@ class Pruner:
             steps,
             ctx=Context(data=data, generator=gen),
             exclude=tuple(exclude),
+            recalibrate_bn=recalibrate_bn,
         )
         self.phase.on_start(model)  # finds the layers (errors for none), attaches the objective
         self.optimizer = optimizer

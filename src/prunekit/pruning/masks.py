@@ -81,6 +81,8 @@ def _held_elsewhere(model: nn.Module) -> set[int]:
         if not is_prunable(module):
             held.update(id(p) for p in module._parameters.values() if p is not None)
     return held
+
+
 def check_exclude(model: nn.Module, exclude: Iterable[str]) -> set[str]:
     """``exclude`` as a set, every name a prunable layer of ``model``: a typo would
     otherwise silently prune the layer it meant to keep."""

@@ -191,6 +191,67 @@ describe(
         "measured results below.",
     ),
 )
+register(
+    Method(
+        "wanda",
+        criterion="wanda",
+        description="Wanda (Sun et al. 2023): |w_ij| * ||X_j||_2 on calibration inputs, "
+        "compared within each output row, layers calibrated in sequence; no weight "
+        "update. Granularity weight or nm; global scope = global-magnitude layer allocation.",
+    )
+)
+register(
+    Method(
+        "sparsegpt",
+        criterion="sparsegpt",
+        description="SparseGPT (Frantar & Alistarh 2023): layer-wise OBS pruning with weight "
+        "updates from H = 2XX^T, column blocks with adaptive masks, layers calibrated in "
+        "sequence. Granularity weight or nm; global scope = global-magnitude layer allocation.",
+    )
+)
+describe(
+    "wanda",
+    MethodDoc(
+        "Wanda (pruning by weights and activations)",
+        r"S_{ij} = |W_{ij}|\,\lVert X_j \rVert_2,\quad \text{prune the smallest } S_{ij}"
+        r"\text{ within each output row } i",
+        {
+            "W_{ij}": "weight from input j to output i of a Linear layer (a conv filter "
+            "unfolded to a row)",
+            r"\lVert X_j \rVert_2": "the L2 norm of input feature j over the calibration "
+            "examples, as the layer sees them after the layers before it were pruned",
+            "S_{ij}": "the weight's score; no weight is updated",
+        },
+        "Sun, Liu, Bair & Kolter 2023, A Simple and Effective Pruning Approach for Large "
+        "Language Models",
+        "https://arxiv.org/abs/2306.11695",
+        "One-shot pruning with a little calibration data and no retraining, above all for "
+        "language models with outlier features; also N:M (2:4). On small vision MLPs it "
+        "is weaker than magnitude pruning in our measurements (see below).",
+    ),
+)
+describe(
+    "sparsegpt",
+    MethodDoc(
+        "SparseGPT (one-shot pruning with reconstruction)",
+        r"H = 2XX^\top + \lambda I,\quad \varepsilon_j = \frac{w_j^2}{[H^{-1}]_{jj}},"
+        r"\quad \delta = -\frac{w_j}{[H^{-1}]_{jj}}\,H^{-1}_{:,j}",
+        {
+            "X": "the layer's calibration inputs (features x examples)",
+            r"\lambda": "dampening: a small fraction of the mean diagonal of XX^T",
+            r"\varepsilon_j": "the error of removing weight w_j (the mask is chosen per "
+            "column block by the smallest errors)",
+            r"\delta": "the update of the row's remaining weights that compensates for "
+            "the removal (optimal brain surgeon)",
+        },
+        "Frantar & Alistarh 2023, SparseGPT: Massive Language Models Can Be Accurately "
+        "Pruned in One-Shot",
+        "https://arxiv.org/abs/2301.00774",
+        "When you cannot retrain, or retrain little: the remaining weights are updated to "
+        "reproduce each layer's outputs on calibration data, so one-shot accuracy is far "
+        "above magnitude pruning's (see below). Costs one Hessian per layer.",
+    ),
+)
 
 
 def _options(fn: Any, skip: int) -> set[str]:

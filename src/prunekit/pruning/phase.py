@@ -18,6 +18,7 @@ from ..distributed import broadcast_masks
 from .criteria import Context
 from .methods import Method
 from .objectives import OBJECTIVES, Objective
+from .reconstruction.batchnorm import recalibrate_batchnorm
 from .schedules import SCHEDULES
 from .step import prune_step, target_modules
 
@@ -60,6 +61,7 @@ class PruningPhase:
         *,
         ctx: Context,
         exclude: tuple[str, ...] = (),
+        recalibrate_bn: bool = True,
     ) -> None:
         self.method = method
         self.sparsity = sparsity
@@ -78,6 +80,9 @@ class PruningPhase:
         self.active = False
         self.modules: dict[str, nn.Module] = {}
         self.history: list[dict[str, float]] = []
+        # BatchNorm statistics re-estimated on ctx.data after every pruning event
+        self.recalibrate_bn = recalibrate_bn
+        self.bn_recalibrations = 0
 
     # -- callback hooks -------------------------------------------------------------
     def on_start(self, model: nn.Module) -> None:
@@ -137,6 +142,8 @@ class PruningPhase:
             **self.method.granularity_args,
         )
         broadcast_masks(model)  # under torchrun: every rank keeps rank 0's masks (a no-op alone)
+        if self.recalibrate_bn and self.ctx.data is not None:
+            self.bn_recalibrations += bool(recalibrate_batchnorm(model, self.ctx.data[0]))
         self.history.append({"step": step, "target": target})
 
     def _stop_objective(self, model: nn.Module) -> None:

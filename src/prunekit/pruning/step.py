@@ -115,7 +115,12 @@ def prune_step(
     check_sparsity(sparsity)
     modules = modules if modules is not None else target_modules(model, granularity)
     ctx = ctx or Context()
-    scores = CRITERIA.get(criterion)(model, modules, ctx)
+    crit = CRITERIA.get(criterion)
+    if granularity in getattr(crit, "solver_granularities", ()):
+        # Wanda / SparseGPT choose masks (and update weights) layer by layer themselves
+        solve = crit.solver  # type: ignore[attr-defined]
+        return solve(model, modules, ctx, sparsity, scope, granularity, **granularity_args)
+    scores = crit(model, modules, ctx)
     groups = unit_groups(model) if granularity in UNIT_GRANULARITIES else None
     if groups is not None:
         granularity_args["ties"], groups = _ties(groups, modules)
@@ -143,6 +148,7 @@ def prune(
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
     seed: int = 0,
     exclude: Iterable[str] = (),
+    recalibrate_bn: bool = True,
     **granularity_args: Any,
 ) -> nn.Module:
     """Prune ``model`` in place with a registered method's criterion and return it.
@@ -152,6 +158,9 @@ def prune(
     calibration batch for data-driven criteria. Methods whose objective needs
     training (l1, l0, noise models, entropy regularizers) are applied here by their
     criterion only; ``prunekit.run`` runs their full training phase.
+    With ``data`` and ``recalibrate_bn`` (default), BatchNorm running statistics are
+    re-estimated on ``data`` afterwards (no weight changes; see
+    ``reconstruction/batchnorm.py``).
     """
     from .methods import get_method
 
@@ -171,4 +180,8 @@ def prune(
         modules=modules,
         **{**(m.granularity_args if gran == m.granularity else {}), **granularity_args},
     )
+    if recalibrate_bn and data is not None:
+        from .reconstruction.batchnorm import recalibrate_batchnorm
+
+        recalibrate_batchnorm(model, data[0])
     return model
