@@ -376,3 +376,59 @@ def test_report_renders_in_headless_chromium(tmp_path):
     colours = np.unique(rgb.reshape(-1, 3), axis=0)
     assert len(colours) > 200, len(colours)
     assert (rgb < 250).any(axis=-1).mean() > 0.03
+
+
+def test_no_finetune_rows_are_their_own_setting(tmp_path):
+    """`no_finetune: [m]` plans m again with finetune_epochs 0; those rows are listed
+    after the fine-tuned ones, beside the dense model before fine-tuning, and ranked
+    only among themselves."""
+    cfg = config_from_dict(
+        {**CFG, "methods": ["magnitude", "gmp"], "seeds": [0], "no_finetune": ["magnitude", "gmp"]}
+    )
+    labels = {e.label: e for e in cfg.methods}
+    assert labels["magnitude (no fine-tune)"].budget == {"finetune_epochs": 0}
+    cells = plan(cfg)
+    assert {c.run.finetune_epochs for c in cells if "no fine-tune" in c.label} == {0}
+    assert {c.run.finetune_epochs for c in cells if "no fine-tune" not in c.label} == {1}
+    acc = {"dense": 0.91, "magnitude": 0.90, "gmp": 0.89}
+    one_shot = {"magnitude": 0.60, "gmp": 0.40}  # far below: no retraining
+    store = Store(tmp_path, cfg.hash(), "x")
+    store.plan_cells([c.id for c in cells])
+    for c in cells:
+        name = c.label.removesuffix(" (no fine-tune)")
+        value = one_shot[name] if c.run.finetune_epochs == 0 else acc[name]
+        result = {**_result("magnitude", c.run.sparsity, value), "accuracy_dense": 0.85}
+        store.record(c, command=c.command(), result=result, wall_seconds=1.0)
+    store.close()
+    rows = read_rows(tmp_path)
+    header, body = summary_matrix(rows)
+    names = [r[0] for r in body]
+    assert names == [
+        "dense",
+        "gmp",
+        "magnitude",
+        "dense, not fine-tuned",
+        "gmp (no fine-tune)",
+        "magnitude (no fine-tune)",
+    ]
+    table = {r[0]: r for r in body}
+    assert table["dense, not fine-tuned"][2:4] == ["none (one-shot)", "0.8500"]
+    assert table["magnitude (no fine-tune)"][2] == "none (one-shot)"
+    notes = method_notes(rows)
+    one = notes["magnitude (no fine-tune)"]
+    assert (
+        "most accurate weight-level method without fine-tuning at sparsity 0.5, 0.9 "
+        "(beyond noise)" in one["strengths"]
+    )
+    # the fine-tuned ranking ignores the one-shot rows (magnitude 0.90 vs gmp 0.89: tied)
+    assert any(
+        t.startswith("tied for most accurate weight-level method at")
+        for t in notes["magnitude"]["strengths"]
+    )
+    # one-shot drop is measured from the dense model it was pruned from (0.85), not 0.91
+    assert (
+        "already 25.0 points below the dense model it was pruned from at sparsity 0.5"
+        in (one["weaknesses"])
+    )
+    md, _ = write_report(tmp_path)
+    assert "`prunekit compare --only 'magnitude (no fine-tune)'`" in md.read_text()

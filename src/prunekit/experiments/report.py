@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import shlex
 import statistics
 import time
 from pathlib import Path
@@ -313,7 +314,7 @@ def make_plots(rows: list[Row], heatmap_sparsity: float | None) -> dict[str, byt
 
 def _compare_cmd(config_path: str | None, label: str) -> str:
     cfg = f" --config {config_path}" if config_path else ""
-    return f"prunekit compare{cfg} --only {label}"
+    return f"prunekit compare{cfg} --only {shlex.quote(label)}"
 
 
 def method_table(rows: list[Row], config_path: str | None) -> tuple[list[str], list[list[str]]]:
