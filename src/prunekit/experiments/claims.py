@@ -248,7 +248,9 @@ def equal_cost(rows: list[Row], methods: list[str], axis: str) -> list[dict[str,
                 "target": s,
                 "cost": x,
                 "values": values,
-                "top": top_group(values) if len(values) > 1 else [],
+                "top": top_group(values)
+                if len(values) > 1 and all(v.se is not None for v in values.values())
+                else [],
             }
         )
     return out

@@ -204,8 +204,8 @@ def rankings(rows: list[Row], key: str = "accuracy") -> dict[str, dict[str, list
         members = [m for m in labels if groups[m] == g]
         for s in sorted({sp for (mm, sp) in est if mm in members}):
             vals = {m: est[(m, s)] for m in members if (m, s) in est}
-            if len(vals) < 2:
-                continue
+            if len(vals) < 2 or any(v.se is None for v in vals.values()):
+                continue  # one method, or an uncertainty not recorded: no ranking claim
             top = claims.top_group(vals)
             if len(top) == 1:
                 out[top[0]]["best"].append(s)
