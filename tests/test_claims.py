@@ -81,6 +81,8 @@ def test_speedup_within_timing_noise_is_within_noise():
     assert up.verdict == "faster" and up.text() == "1.35x faster (per-repeat IQR 1.30-1.41x)"
     up = claims.speedup(_timed(0.5, (0.45, 0.55)))
     assert up.verdict == "slower" and up.text().startswith("2.00x slower")
+    # a tight range just above 1 on identical shapes is systematic error, not a speed-up
+    assert claims.speedup(_timed(1.02, (1.005, 1.03))).verdict == "within noise"
     # too few repeats for a spread: never a claim
     assert claims.speedup(_timed(1.35, (1.30, 1.41), repeats=2)).verdict == "no spread"
     # no interleaved figure: dense ms / its ms, timed at another moment, is not a claim

@@ -1,8 +1,8 @@
 """A pruned model timed beside its dense model, with the spread of the timings and the
 machine load while they ran, so that a report can tell a speed-up from noise.
 
-Every repeat times the pruned model and then the dense model once, back to back; the
-per-repeat ratio ``r_i = dense_i / pruned_i`` therefore sees the same machine load in
+Every repeat times the pruned model and the dense model once, back to back, in
+alternating order (a fixed order biases the ratio); the per-repeat ratio ``r_i = dense_i / pruned_i`` therefore sees the same machine load in
 numerator and denominator. The speed-up is ``median(dense) / median(pruned)`` (the
 figure ``compare_latency`` gives) and its spread is the interquartile range and the
 extremes of the ``r_i``: a speed-up is a claim only where that range excludes 1.
@@ -64,15 +64,17 @@ def interleaved_samples(
     threads: int | None = None,
 ) -> dict[str, list[float]]:
     """Milliseconds of every timed forward of each candidate, in repeat order, timed
-    interleaved (one forward of each model per repeat)."""
+    interleaved (one forward of each model per repeat, the order alternating)."""
     _check([batch_size], repeats, warmup, threads, 0.0)
     shape = _check_shape(input_shape)
     inputs = {name: _example(m, shape, batch_size) for name, m in models.items()}
     samples: dict[str, list[float]] = {name: [] for name in models}
+    names = list(models)
     with _num_threads(threads), eval_mode(*models.values()), torch.no_grad():
         for i in range(warmup + repeats):
-            for name, m in models.items():
-                t = _time_once(m, inputs[name], 0.0)
+            # Alternate who goes first: a fixed order biases the ratio (cache state).
+            for name in names if i % 2 == 0 else names[::-1]:
+                t = _time_once(models[name], inputs[name], 0.0)
                 if i >= warmup:
                     samples[name].append(1000.0 * t)
     return samples

@@ -13,8 +13,9 @@ between two methods is a claim only when ``|p_a - p_b| > Z * sqrt(se_a^2 + se_b^
 
 Speed-up. The interleaved timing (``prunekit.evaluation.interleaved``) stores the
 interquartile range of the per-repeat ratios dense / pruned (taken from at least
-``MIN_REPEATS`` repeats). A speed-up is stated only when that range lies above 1 (a
-slow-down only when it lies below 1); otherwise it is "within noise". A dense row is the
+``MIN_REPEATS`` repeats). A speed-up is stated only when that range lies above 1 and
+the speed-up is at least ``1 + MIN_EFFECT`` (a slow-down: below 1, at most
+``1 / (1 + MIN_EFFECT)``); otherwise it is "within noise". A dense row is the
 reference: always "1x", never a speed-up over itself.
 
 Levels. Weight-level methods (zeros inside dense shapes: weight, N:M, kernel) are ranked
@@ -39,6 +40,10 @@ Row = dict[str, Any]
 Z = 2.0
 #: Fewest timing repeats whose interquartile range is taken as a measured spread.
 MIN_REPEATS = 5
+#: Smallest speed-up (or slow-down) stated at all: between models of identical shape
+#: this machine showed tight per-repeat ranges 2 % away from 1 (cache state, order), so
+#: a smaller effect is not told apart from such systematic error.
+MIN_EFFECT = 0.05
 #: Granularities whose pruned units are removed (the model shrinks, it gets faster).
 NEURON_GRANULARITIES = ("neuron",)
 
@@ -135,9 +140,9 @@ class Speedup:
             return "reference"
         if self.iqr is None:
             return "no spread"
-        if self.iqr[0] > 1.0:
+        if self.iqr[0] > 1.0 and self.value >= 1.0 + MIN_EFFECT:
             return "faster"
-        if self.iqr[1] < 1.0:
+        if self.iqr[1] < 1.0 and self.value <= 1.0 / (1.0 + MIN_EFFECT):
             return "slower"
         return "within noise"
 

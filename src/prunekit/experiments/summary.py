@@ -249,16 +249,13 @@ def method_notes(rows: list[Row]) -> dict[str, dict[str, Any]]:
     groups = {m: _group_of(rows, m) for m in labels}
     neuron_ft = [m for m in labels if groups[m] == ("neuron", "fine-tuned")]
     at_cost: dict[str, list[str]] = {m: [] for m in labels}
-    tied_cost: dict[str, list[str]] = {m: [] for m in labels}
     if len(neuron_ft) > 1:
         for axis in claims.COST_AXES:
             for entry in claims.equal_cost(rows, neuron_ft, axis):
                 where = f"{_fmt_cost(axis, entry['cost'])} (target {entry['target']:g})"
+                # Ties at equal cost are shown in the report's tables (marked *), not here.
                 if len(entry["top"]) == 1:
                     at_cost[entry["top"][0]].append(f"equal {axis}, {where}")
-                else:
-                    for m in entry["top"]:
-                        tied_cost[m].append(f"equal {axis}, {where}")
     notes: dict[str, dict[str, Any]] = {}
     for m in labels:
         good: list[str] = []
@@ -277,8 +274,6 @@ def method_notes(rows: list[Row]) -> dict[str, dict[str, Any]]:
             bad.append(f"least accurate {what} at sparsity {_fmt_sp(rk['worst'])} (beyond noise)")
         for text in at_cost[m]:
             good.append(f"most accurate {what} at {text} (beyond noise)")
-        for text in tied_cost[m]:
-            good.append(f"tied for most accurate {what} at {text} (within noise)")
         dense_acc = _dense_reference(rows, m, groups[m][1])
         if dense_acc is not None and sps:
             keeps = [s for s in sps if statistics.fmean(acc[(m, s)]) >= dense_acc - TOLERANCE]
@@ -289,9 +284,8 @@ def method_notes(rows: list[Row]) -> dict[str, dict[str, Any]]:
                 upto = s
             ref = "dense" if groups[m][1] == "fine-tuned" else "the dense model it was pruned from"
             if upto is not None:
-                good.append(
-                    f"within {TOLERANCE * 100:g} point of {ref} accuracy up to sparsity {upto:g}"
-                )
+                acc_of = "dense accuracy" if ref == "dense" else f"the accuracy of {ref}"
+                good.append(f"within {TOLERANCE * 100:g} point of {acc_of} up to sparsity {upto:g}")
             else:
                 drop = dense_acc - statistics.fmean(acc[(m, sps[0])])
                 bad.append(f"already {drop * 100:.1f} points below {ref} at sparsity {sps[0]:g}")
