@@ -23,6 +23,7 @@ SECTIONS = (  # (file, the issue it answers)
     ("csr_linear.md", 6),
     ("default_comparison.md", 7),
     ("ray_vs_local.md", 8),
+    ("rank_agreement.md", 15),
 )
 HEADER = """# Benchmarks
 

@@ -111,6 +111,25 @@ def budget(out: Path) -> str:
     )
 
 
+def pair_claims(d: dict[str, claims.Estimate], f: dict[str, claims.Estimate]) -> dict:
+    """What the default side may claim about each pair of methods (a gap beyond noise),
+    and whether the full side's means agree (same order) or contradict it beyond noise."""
+    names = sorted(d)
+    out = {"pairs": 0, "claimed": 0, "confirmed": 0, "contradicted": 0}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            out["pairs"] += 1
+            if not claims.gap_is_real(d[a].mean, d[a].se, d[b].mean, d[b].se):
+                continue
+            out["claimed"] += 1
+            same = (d[a].mean - d[b].mean) * (f[a].mean - f[b].mean) > 0
+            out["confirmed"] += same
+            out["contradicted"] += not same and claims.gap_is_real(
+                f[a].mean, f[a].se, f[b].mean, f[b].se
+            )
+    return out
+
+
 def compare_sides(default_dir: Path, full_dir: Path, sparsities: list[float]) -> dict:
     acc_d, rows_d = table(default_dir)
     acc_f, rows_f = table(full_dir)
@@ -127,9 +146,11 @@ def compare_sides(default_dir: Path, full_dir: Path, sparsities: list[float]) ->
         for side, r in (("default", rd), ("full", rf)):
             for m, v in r.items():
                 mean_rank[side].setdefault(m, []).append(v)
+        pairs = pair_claims({m: est_d[(m, s)] for m in shared}, {m: est_f[(m, s)] for m in shared})
         per_sparsity.append(
             {
                 "sparsity": s,
+                "pairs": pairs,
                 "methods": shared,
                 "default": d,
                 "full": f,
@@ -150,6 +171,10 @@ def compare_sides(default_dir: Path, full_dir: Path, sparsities: list[float]) ->
         "overall_full": average_ranks(overall_f),
         "rho_overall": spearman(overall_d, overall_f) if len(common) > 1 else float("nan"),
         "rho_mean": statistics.fmean(rhos) if rhos else float("nan"),
+        **{
+            k: sum(p["pairs"][k] for p in per_sparsity)
+            for k in ("pairs", "claimed", "confirmed", "contradicted")
+        },
         "rho_min": min(rhos) if rhos else float("nan"),
         "budget_default": budget(default_dir),
         "budget_full": budget(full_dir),
@@ -172,6 +197,10 @@ def markdown(res: dict, commands: list[str], note: str) -> str:
         f"(lowest {res['rho_min']:.3f}); of the overall rankings (mean rank over the "
         f"sparsities) {res['rho_overall']:.3f}.**",
         "",
+        f"Pairs of methods the default side orders beyond noise (what its report may "
+        f"claim): {res['claimed']} of {res['pairs']}; the full side agrees on "
+        f"{res['confirmed']} and contradicts {res['contradicted']} beyond its own noise.",
+        "",
     ]
     for p in res["per_sparsity"]:
         lines += [
@@ -185,10 +214,14 @@ def markdown(res: dict, commands: list[str], note: str) -> str:
                 f"| {m} | {p['default'][m]:.4f} | {p['rank_default'][m]:g} | "
                 f"{p['full'][m]:.4f} | {p['rank_full'][m]:g} |"
             )
+        q = p["pairs"]
         lines += [
             "",
             f"Within noise of the best ({claims.Z:g} standard errors): default "
-            f"{', '.join(p['top_default'])}; full {', '.join(p['top_full'])}.",
+            f"{', '.join(p['top_default'])}; full {', '.join(p['top_full'])}.  ",
+            f"Pairs of methods: {q['pairs']}; ordered beyond noise by the default side: "
+            f"{q['claimed']}, of which the full side's means order the same way: "
+            f"{q['confirmed']}, and the opposite way beyond its noise: {q['contradicted']}.",
             "",
         ]
     lines += ["## Overall ranking (mean rank over the sparsities)", ""]

@@ -26,3 +26,16 @@ def test_spearman_by_hand():
     assert spearman(a, {k: -v for k, v in a.items()}) == pytest.approx(-1.0)
     # one swap of neighbours, no ties: 1 - 6 * (1 + 1) / (4 * 15) = 0.8
     assert spearman(a, {"a": 4.0, "b": 2.0, "c": 3.0, "d": 1.0}) == pytest.approx(0.8)
+
+
+def test_pair_claims_count_only_gaps_beyond_noise():
+    from rank_agreement import pair_claims
+
+    from prunekit.experiments.claims import Estimate
+
+    se = 0.003  # 2 standard errors of a gap: 2 * sqrt(2) * 0.003 = 0.0085
+    d = {"a": Estimate(0.90, se), "b": Estimate(0.85, se), "c": Estimate(0.899, se)}
+    f = {"a": Estimate(0.80, se), "b": Estimate(0.86, se), "c": Estimate(0.90, se)}
+    # default claims a > b and c > b (a vs c within noise); the full side reverses a > b
+    # beyond its noise and keeps c > b
+    assert pair_claims(d, f) == {"pairs": 3, "claimed": 2, "confirmed": 1, "contradicted": 1}
