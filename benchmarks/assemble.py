@@ -24,6 +24,7 @@ SECTIONS = (  # (file, the issue it answers)
     ("default_comparison.md", 7),
     ("ray_vs_local.md", 8),
     ("rank_agreement.md", 15),
+    ("rank_agreement_3p2.md", 15),
 )
 HEADER = """# Benchmarks
 

@@ -105,9 +105,13 @@ def budget(out: Path) -> str:
     rows = ok(read_rows(out))
     hyper = rows[0]["hyperparams"] if rows else {}
     seeds = sorted({r["seed"] for r in rows})
+    span = max(r["finished_at"] for r in rows) - min(
+        r["finished_at"] - (r["wall_seconds"] or 0) for r in rows
+    )
     return (
         f"{hyper.get('epochs')} dense + {hyper.get('finetune_epochs')} sparsify epochs, "
-        f"seed(s) {', '.join(map(str, seeds))}"
+        f"seed(s) {', '.join(map(str, seeds))}, {len(rows)} cells in {span / 60:.0f} min "
+        f"(first cell's start to last row)"
     )
 
 
