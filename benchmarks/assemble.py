@@ -26,6 +26,8 @@ SECTIONS = (  # (file, the issue it answers)
     ("pruner_step.md", 13),
     ("pictures.md", 18),
     ("reconstruction.md", 15),
+    ("rank_agreement.md", 15),
+    ("rank_agreement_3p2.md", 15),
 )
 HEADER = """# Benchmarks
 

@@ -74,7 +74,9 @@ def test_default_config_plans_every_method_at_the_spec_sparsities():
     assert cfg.sparsities == (0.5, 0.8, 0.9, 0.95, 0.98) and cfg.dataset == "fashion-mnist"
     cells = plan(cfg)
     n_methods = len(METHODS) - 1 + len(PEER_NAMES)  # 'dense' is the baseline row
-    assert len(cells) == 1 + 5 * n_methods
+    n_no_finetune = 1  # magnitude once more without fine-tuning (one-shot rows)
+    assert len(cells) == 1 + 5 * (n_methods + n_no_finetune)
+    assert {c.run.finetune_epochs for c in cells if c.label.endswith("(no fine-tune)")} == {0}
     full = load_config(full=True)
     assert full.seeds == (0, 1, 2) and full.budget["epochs"] > cfg.budget["epochs"]
     assert full.hash() != cfg.hash()
@@ -320,3 +322,51 @@ def test_resume_after_sigkill_ends_with_exactly_the_planned_rows(tmp_path):
         assert set(ids) == {c.id for c in plan(load_config(config))}
     finally:
         conn.close()
+
+
+def test_resumed_comparison_reuses_the_stored_dense_model(tmp_path, monkeypatch):
+    import prunekit.pipeline
+
+    real_train = prunekit.pipeline.train_dense
+    slow = 5.0
+
+    def slow_train(*args, **kwargs):  # dense training that takes at least `slow` seconds
+        time.sleep(slow)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(prunekit.pipeline, "train_dense", slow_train)
+    cfg = config_from_dict(tiny())
+    cells = plan(cfg)
+    first = compare(cfg, tmp_path, config_yaml="x", progress=False)
+    assert (first.ran, first.dense_trained, first.dense_loaded) == (5, 1, 0)
+    before = {r["cell_id"]: r for r in read_rows(tmp_path)}
+    # the dense training is nobody's cell time, not even the first cell's
+    assert max(r["wall_seconds"] for r in before.values()) < slow
+    # the dense row was trained for the same total epochs as every pruned cell
+    dense = next(r for r in before.values() if r["kind"] == "dense")
+    assert (dense["hyperparams"]["epochs"], dense["hyperparams"]["finetune_epochs"]) == (1, 1)
+    assert {(c.run.epochs, c.run.finetune_epochs) for c in cells} == {(1, 1)}
+    # stopped after two cells: the other rows are gone; the dense model stays on disk
+    conn = sqlite3.connect(str(tmp_path / "results.sqlite"))
+    with conn:
+        conn.executemany("DELETE FROM runs WHERE cell_id=?", [(c.id,) for c in cells[2:]])
+    conn.close()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the dense model was trained again")
+
+    monkeypatch.setattr(prunekit.pipeline, "train_dense", no_training)
+    again = compare(cfg, tmp_path, config_yaml="x", progress=False)
+    assert (again.skipped, again.ran, again.failed) == (2, 3, 0)
+    assert (again.dense_trained, again.dense_loaded) == (0, 1)
+    for r in read_rows(tmp_path):  # the same dense model: the same results, bit for bit
+        assert r["accuracy"] == before[r["cell_id"]]["accuracy"]
+        assert r["train_seconds"]["dense"] == before[r["cell_id"]]["train_seconds"]["dense"]
+    # an unreadable stored model is trained again, not trusted
+    stored = next((tmp_path / "dense").iterdir())
+    (stored / "model.safetensors").write_bytes(b"garbage")
+    monkeypatch.setattr(prunekit.pipeline, "train_dense", real_train)
+    with sqlite3.connect(str(tmp_path / "results.sqlite")) as conn:
+        conn.execute("DELETE FROM runs WHERE cell_id=?", (cells[-1].id,))
+    last = compare(cfg, tmp_path, config_yaml="x", progress=False)
+    assert (last.ran, last.dense_trained, last.dense_loaded) == (1, 1, 0)

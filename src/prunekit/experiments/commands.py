@@ -37,7 +37,7 @@ def summary_table(out: Path) -> Table:
     header, body = summary_matrix(read_rows(out))
     t = Table(title="test accuracy per method and target sparsity (mean ± std over seeds)")
     for i, h in enumerate(header):
-        t.add_column(h, justify="left" if i < 2 else "right")
+        t.add_column(h, justify="left" if i < 3 else "right")
     for row in body:
         t.add_row(*row)
     return t
@@ -153,7 +153,8 @@ def compare_cmd(
     _out.print(summary_table(out))
     _out.print(
         f"{outcome.planned} cells planned: {outcome.skipped} already done, {outcome.ran} run "
-        f"now ({outcome.failed} failed); results in {outcome.store_path}",
+        f"now ({outcome.failed} failed); dense models: {outcome.dense_trained} trained, "
+        f"{outcome.dense_loaded} reloaded from {out / 'dense'}; results in {outcome.store_path}",
         highlight=False,
     )
     if not no_report:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
@@ -79,7 +80,11 @@ _TOP_KEYS = (
     "heatmap_sparsity",
     "save_models",
     "full",
+    "no_finetune",
 )
+#: Label suffix of the rows that ``no_finetune`` adds (the same method, pruned once from
+#: the dense model and evaluated without any retraining).
+NO_FINETUNE = " (no fine-tune)"
 
 
 @dataclass(frozen=True)
@@ -158,9 +163,10 @@ class Cell:
         r = self.run
         if self.kind == "peer":
             cfg = f" --config {shlex.quote(config_path)}" if config_path else ""
+            out = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.label).strip("-")
             return (
-                f"prunekit compare{cfg} --only {self.label} --sparsities {r.sparsity:g} "
-                f"--seeds {r.seed} --out runs/{self.label}"
+                f"prunekit compare{cfg} --only {shlex.quote(self.label)} "
+                f"--sparsities {r.sparsity:g} --seeds {r.seed} --out runs/{out}"
             )
         if self.kind == "dense":
             parts = ["prunekit", "prune", "--method", "dense", "--sparsity", "0"]
@@ -391,6 +397,19 @@ def config_from_dict(data: dict[str, Any], *, full: bool = False) -> CompareConf
             f"unknown peer(s) {', '.join(unknown_peers)}; known: {', '.join(PEER_NAMES)}"
         )
     methods += [MethodEntry(name=p, label=p) for p in peers if p not in {e.name for e in methods}]
+    for name in _as_tuple(data.get("no_finetune"), "no_finetune"):
+        # One-shot, no retraining: its own rows, compared with each other and with the
+        # dense model before fine-tuning (finetune_epochs 0 is the whole difference).
+        base = next((e for e in methods if e.label == name), None)
+        base = base or MethodEntry(name=str(name), label=str(name))
+        methods.append(
+            replace(
+                base,
+                label=f"{base.label}{NO_FINETUNE}",
+                budget={**base.budget, "finetune_epochs": 0},
+                auto=False,
+            )
+        )
     unregistered = sorted({e.name for e in methods if not e.peer and e.name not in METHODS})
     if unregistered:
         raise PrunekitError(

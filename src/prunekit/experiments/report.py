@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import shlex
 import statistics
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Any
 
 from .pictures import PICTURES, make_pictures
 from .store import read_configs, read_rows
+from . import claims
+from .store import planned_cells, read_configs, read_rows
 from .summary import (
     Row,
     by_cell,
@@ -35,7 +38,6 @@ from .summary import (
     methods_in,
     ok,
     sparsities_in,
-    speedup_b1,
     summary_matrix,
 )
 
@@ -138,12 +140,15 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 def _relative_latency(rows: list[Row]) -> list[Row]:
     """Rows with ``rel_lat`` = batch-1 latency as a fraction of dense's, from the row's
-    interleaved speed-up where measured (robust to load drift between cells)."""
+    interleaved speed-up where measured (robust to load drift between cells). A speed-up
+    within its timing noise (or without a recorded spread) counts as 1: the front must
+    not run through noise."""
     dense_ms = dense_latency_b1(rows)
     out = []
     for r in rows:
-        up = 1.0 if r["kind"] == "dense" else speedup_b1(r, dense_ms)
-        out.append({**r, "rel_lat": 1.0 / up if up else None})
+        up = claims.speedup(r, dense_ms)
+        rel = None if up is None else (1.0 / up.value if up.significant else 1.0)
+        out.append({**r, "rel_lat": rel})
     return out
 
 
@@ -176,7 +181,9 @@ def _pareto_plot(rows: list[Row]) -> bytes | None:
     for (m, s), (x, y) in pts.items():
         if (x, y) in front:
             ax.annotate(f"{m} {s:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("batch-1 latency / dense latency (median, timed interleaved with dense)")
+    ax.set_xlabel(
+        "batch-1 latency / dense latency (median, timed interleaved; 1 where within noise)"
+    )
     ax.set_ylabel("test accuracy")
     ax.set_title("Latency vs accuracy (Pareto front in red)")
     ax.grid(alpha=0.3)
@@ -199,11 +206,37 @@ def heatmap_data(
             chosen.setdefault(r["method"], r)
     layers = list(dict.fromkeys(name for r in chosen.values() for name in r["layers"]))
     methods = [m for m in methods_in(rows) if m in chosen]
+    dense = {r["seed"]: r["layers"] for r in ok(rows) if r["kind"] == "dense" and r.get("layers")}
     values = [
-        [chosen[m]["layers"].get(layer, {}).get("sparsity", float("nan")) for layer in layers]
+        [layer_removed(chosen[m], layer, dense.get(chosen[m]["seed"]))[0] for layer in layers]
         for m in methods
     ]
     return s, methods, layers, values
+
+
+def layer_removed(
+    row: Row, layer: str, dense_layers: dict[str, Any] | None
+) -> tuple[float, str | None]:
+    """(fraction of the ORIGINAL layer's weights removed, "kept/original units" or None).
+
+    A physically shrunk layer has no zeros left (its own sparsity is 0), so its removed
+    fraction is 1 - weights now / weights of the original layer (``params_original``, or
+    the dense row's layer), and its units are shown as kept / original."""
+    info = (row.get("layers") or {}).get(layer)
+    if info is None:
+        return float("nan"), None
+    dense_info = (dense_layers or {}).get(layer) or {}
+    orig = info.get("params_original") or dense_info.get("params")
+    if (row.get("shrunk") or "params_original" in info) and orig:
+        removed = 1.0 - info.get("nonzero", info.get("params", 0)) / orig
+        units_orig = (row.get("architecture_original") or {}).get(layer) or dense_info.get("units")
+        kept = info.get("units")
+        return removed, f"{kept}/{units_orig}" if kept is not None and units_orig else None
+    units_orig = (row.get("architecture_original") or {}).get(layer)
+    if row.get("shrunk") and units_orig and info.get("units") is not None:
+        # No dense layer to compare weights with: the fraction of units removed.
+        return 1.0 - info["units"] / units_orig, f"{info['units']}/{units_orig}"
+    return info.get("sparsity", float("nan")), None
 
 
 def _heatmap_plot(rows: list[Row], target: float | None) -> bytes | None:
@@ -215,20 +248,39 @@ def _heatmap_plot(rows: list[Row], target: float | None) -> bytes | None:
     im = ax.imshow(values, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(layers)), layers)
     ax.set_yticks(range(len(methods)), methods)
+    units = _heatmap_units(rows, s, methods, layers)
     for i, row in enumerate(values):
         for j, v in enumerate(row):
+            kept = units[i][j]
             ax.text(
                 j,
                 i,
-                f"{v:.2f}",
+                f"{v:.2f}" + (f"\n{kept} units" if kept else ""),
                 ha="center",
                 va="center",
                 fontsize=7,
                 color="white" if v < 0.6 else "black",
             )
-    fig.colorbar(im, ax=ax, label="layer sparsity")
-    ax.set_title(f"Per-layer weight sparsity at target sparsity {s:g}")
+    fig.colorbar(im, ax=ax, label="fraction of the original layer's weights removed")
+    ax.set_title(
+        f"Per-layer weights removed at target sparsity {s:g} (shrunk layers: kept/original units)"
+    )
     return _png(fig)
+
+
+def _heatmap_units(
+    rows: list[Row], s: float | None, methods: list[str], layers: list[str]
+) -> list[list[str | None]]:
+    """The kept/original units of each heatmap cell of a physically shrunk row."""
+    dense = {r["seed"]: r["layers"] for r in ok(rows) if r["kind"] == "dense" and r.get("layers")}
+    chosen: dict[str, Row] = {}
+    for r in sorted(ok(rows), key=lambda r: r["seed"]):
+        if r["kind"] != "dense" and r["sparsity"] == s and r.get("layers"):
+            chosen.setdefault(r["method"], r)
+    return [
+        [layer_removed(chosen[m], layer, dense.get(chosen[m]["seed"]))[1] for layer in layers]
+        for m in methods
+    ]
 
 
 PLOTS = (
@@ -236,7 +288,7 @@ PLOTS = (
     ("accuracy_vs_macs", "Accuracy vs effective MACs"),
     ("robustness", "Robustness: mean accuracy under input noise vs sparsity"),
     ("latency_pareto", "Latency vs accuracy: Pareto front"),
-    ("layer_heatmap", "Per-layer sparsity of each method"),
+    ("layer_heatmap", "Per-layer weights removed by each method (shrunk layers: kept units)"),
 )
 
 
@@ -264,7 +316,7 @@ def make_plots(rows: list[Row], heatmap_sparsity: float | None) -> dict[str, byt
 
 def _compare_cmd(config_path: str | None, label: str) -> str:
     cfg = f" --config {config_path}" if config_path else ""
-    return f"prunekit compare{cfg} --only {label}"
+    return f"prunekit compare{cfg} --only {shlex.quote(label)}"
 
 
 def method_table(rows: list[Row], config_path: str | None) -> tuple[list[str], list[list[str]]]:
@@ -313,13 +365,56 @@ def runs_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
             f(r.get("macs_effective"), ",.0f"),
             f(r.get("accuracy_corrupted_mean"), ".4f"),
             f(latency_b1(r), ".4f"),
-            f(speedup_b1(r, None), ".2f"),
+            _speedup_cell(r),
             f(r.get("wall_seconds"), ".1f"),
             r["command"],
         ]
         for r in rows
     ]
     return header, body
+
+
+def _speedup_cell(r: Row) -> str:
+    up = claims.speedup(r)
+    if up is None:
+        return "-"
+    if up.reference:
+        return "1x (reference)"
+    verdict = {"no spread": "no spread"}.get(up.verdict, up.verdict)
+    busy = ", busy" if up.busy else ""
+    return f"{up.value:.2f}x ({verdict}{busy})"
+
+
+def equal_cost_tables(rows: list[Row]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Neuron-level methods against each other at equal parameter count, MACs and
+    measured speed-up: (axis, header, body); accuracy interpolated between measured
+    points, '-' outside a method's range, '*' marks the top group (within noise)."""
+    notes = method_notes(rows)
+    neuron = [m for m, n in notes.items() if (n["level"], n["setting"]) == ("neuron", "fine-tuned")]
+    out = []
+    if len(neuron) < 2:
+        return out
+    for axis in claims.COST_AXES:
+        entries = claims.equal_cost(rows, neuron, axis)
+        if not entries:
+            continue
+        header = ["method", *[_cost_label(axis, e["cost"]) for e in entries]]
+        body = []
+        for m in neuron:
+            cells = []
+            for e in entries:
+                v = e["values"].get(m)
+                mark = " *" if m in e["top"] else ""
+                cells.append("-" if v is None else f"{v.mean:.4f}{mark}")
+            body.append([m, *cells])
+        out.append((axis, header, body))
+    return out
+
+
+def _cost_label(axis: str, x: float) -> str:
+    if axis == "measured speed-up":
+        return f"{x:.2f}x"
+    return f"{x:,.0f}"
 
 
 def markdown_table(header: list[str], body: list[list[str]], code_last: bool = False) -> str:
@@ -380,12 +475,36 @@ def write_report(out: str | Path) -> tuple[Path, Path]:
         }
     )
     models = sorted({f"{r['model']} / {r['dataset']}" for r in rows})
+    planned = planned_cells(out)
+    if planned is None:
+        coverage = f"{len(rows)} cells stored (the plan was not recorded)"
+    else:
+        held = sum(r["cell_id"] in planned for r in rows)
+        coverage = f"{held} of {len(planned)} planned cells" + (
+            f" (partial: {len(planned) - held} not run yet)" if held < len(planned) else ""
+        )
+    n_busy = claims.any_busy(rows)
+    noise = (
+        f"A ranking or speed-up is stated only where it exceeds its uncertainty "
+        f"({claims.Z:g} standard errors of the accuracy gap: binomial sampling error of the "
+        f"test set and the spread over seeds; the interquartile range of the per-repeat "
+        f"interleaved timing ratios for speed-ups), otherwise it says 'within noise'. "
+        f"Weight-level methods are ranked at equal sparsity, neuron-level methods also at "
+        f"equal parameter count, MACs and measured speed-up; runs without fine-tuning "
+        f"(one-shot) only among themselves."
+        + (
+            f" {n_busy} of {n_ok} ok runs were timed while the machine was busy (load from "
+            f"other work or drifting dense timings): their latencies are not reliable."
+            if n_busy
+            else ""
+        )
+    )
     intro = (
-        f"{len(rows)} runs ({n_ok} ok, {n_fail} failed) of {', '.join(models)}; "
+        f"{coverage}: {len(rows)} runs ({n_ok} ok, {n_fail} failed) of {', '.join(models)}; "
         f"{len({r['seed'] for r in rows})} seed(s); {'; '.join(versions)}. "
         f"Config hash(es): {', '.join(h for h, _, _ in configs)}. "
         f"Every method starts from the same dense model and gets the same fine-tuning "
-        f"budget; the dense row is trained for the same total epochs."
+        f"budget; the dense row is trained for the same total epochs. {noise}"
     )
     sections = [
         ("Accuracy (test) per method and target sparsity", summary_matrix(rows), False),
@@ -396,13 +515,22 @@ def write_report(out: str | Path) -> tuple[Path, Path]:
         ),
         ("Every run", runs_table(rows), True),
     ]
+    costs = [
+        (
+            f"Neuron-level methods at equal {axis} (test accuracy; * = top group within noise)",
+            (h, b),
+            False,
+        )
+        for axis, h, b in equal_cost_tables(rows)
+    ]
+    sections = sections[:2] + costs + sections[2:]
     md = [f"# prunekit comparison report\n\nGenerated {time.strftime('%Y-%m-%d %H:%M')}. {intro}\n"]
-    for title, (header, body), code in sections[:2]:
+    for title, (header, body), code in sections[:-1]:
         md.append(f"## {title}\n\n{markdown_table(header, body, code)}\n")
     for name, caption in PLOTS + PICTURES:
         if name in plots:
             md.append(f"## {caption}\n\n![{caption}](plots/{name}.png)\n")
-    title, (header, body), code = sections[2]
+    title, (header, body), code = sections[-1]
     md.append(f"## {title}\n\n{markdown_table(header, body, code)}\n")
     md_path = out / "report.md"
     md_path.write_text("\n".join(md))
@@ -412,7 +540,7 @@ def write_report(out: str | Path) -> tuple[Path, Path]:
         f"<title>prunekit comparison report</title><style>{_CSS}</style></head><body>",
         f"<h1>prunekit comparison report</h1><p>{html.escape(intro)}</p>",
     ]
-    for title, (header, body), code in sections[:2]:
+    for title, (header, body), code in sections[:-1]:
         parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(header, body, code)}")
     for name, caption in PLOTS + PICTURES:
         if name in plots:
@@ -421,7 +549,7 @@ def write_report(out: str | Path) -> tuple[Path, Path]:
                 f"<h2>{html.escape(caption)}</h2>"
                 f"<img id='{name}' alt='{html.escape(caption)}' src='data:image/png;base64,{b64}'>"
             )
-    title, (header, body), code = sections[2]
+    title, (header, body), code = sections[-1]
     parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(header, body, code)}</body></html>")
     html_path = out / "report.html"
     html_path.write_text("".join(parts))

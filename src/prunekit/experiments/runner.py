@@ -2,13 +2,18 @@
 
 The dense model is trained once per (model, seed, dense budget) and reused by every
 cell of that group through ``pipeline.run(cfg, dense=(model, seconds), data=data)``
-(which copies it); the dataset is loaded once per (dataset, seed, limits). A cell that
+(which copies it); the dataset is loaded once per (dataset, seed, limits). The dense
+weights are also saved in ``DIR/dense/<key>/`` (safetensors, with their training
+seconds in ``dense.json``, written last), so a resumed comparison reloads them instead
+of training again; the time to train or load them is not charged to any cell's wall
+time (each result still records the dense training seconds under ``train_seconds``). A cell that
 raises is recorded as failed with its message and the sweep goes on; only
 KeyboardInterrupt (and a kill) stop it, and a rerun resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import traceback
@@ -38,6 +43,8 @@ class Outcome:
     failed: int
     seconds: float
     store_path: Path
+    dense_trained: int = 0
+    dense_loaded: int = 0
 
 
 def _data_key(r: RunConfig) -> tuple:
@@ -58,13 +65,57 @@ def _fingerprint_key(r: RunConfig) -> str:
     return json.dumps([r.dataset, r.seed, r.limit, r.test_limit, r.val_fraction])
 
 
-class _Cache:
-    """The dataset and dense model of the current group (one of each kept in memory)."""
+def dense_id(r: RunConfig) -> str:
+    """Name of the stored dense model of ``r``'s group (sha256 of its dense key)."""
+    blob = json.dumps(_dense_key(r), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def __init__(self, store: Store | None = None) -> None:
+
+class _Cache:
+    """The dataset and dense model of the current group (one of each kept in memory);
+    with a ``directory``, dense models are also stored there (each a whole run
+    directory, checksummed) and reloaded from it on resume."""
+
+    def __init__(self, store: Store | None = None, directory: Path | None = None) -> None:
         self.data: tuple[tuple, Dataset] | None = None
         self.dense: tuple[tuple, tuple[nn.Module, float] | BaseException] | None = None
         self.store = store
+        self.directory = directory
+        self.trained = 0
+        self.loaded = 0
+
+    def _load_stored(self, r: RunConfig) -> tuple[nn.Module, float] | None:
+        from ..saving import load
+
+        if self.directory is None:
+            return None
+        where = self.directory / dense_id(r)
+        try:
+            seconds = float(json.loads((where / "result.json").read_text())["train_seconds"])
+            model = load(where)
+        except (PrunekitError, OSError, ValueError, KeyError, TypeError):
+            return None  # absent or unreadable: train it again
+        return model.train(), seconds
+
+    def _store(self, r: RunConfig, model: nn.Module, arch: dict, seconds: float) -> None:
+        if self.directory is None:
+            return
+        result = {"train_seconds": seconds, "key": [str(k) for k in _dense_key(r)]}
+        try:
+            save_run(self.directory / dense_id(r), result, model, arch)
+        except OSError:  # a cache: the comparison goes on without it
+            pass
+
+    def prepare(self, r: RunConfig) -> None:
+        """Load the data and the dense model of ``r``'s group now (errors are raised
+        again by the cell that needs them), outside any cell's timing. A problem every
+        cell shares (``SweepError``) stops the sweep at once."""
+        try:
+            self.dense_model(r, self.dataset(r))
+        except SweepError:
+            raise
+        except Exception:  # recorded by the cell that needs them
+            pass
 
     def dataset(self, r: RunConfig) -> Dataset:
         from ..integrity import data_fingerprint
@@ -86,11 +137,18 @@ class _Cache:
 
         if self.dense is None or self.dense[0] != _dense_key(r):
             self.dense = None
-            try:
-                model, _, seconds = train_dense(dense_config(r), data)
-                self.dense = (_dense_key(r), (model, seconds))
-            except Exception as e:  # every cell of the group then fails with this message
-                self.dense = (_dense_key(r), e)
+            stored = self._load_stored(r)
+            if stored is not None:
+                self.dense = (_dense_key(r), stored)
+                self.loaded += 1
+            else:
+                try:
+                    model, arch, seconds = train_dense(dense_config(r), data)
+                    self.dense = (_dense_key(r), (model, seconds))
+                    self.trained += 1
+                    self._store(r, model, arch, seconds)
+                except Exception as e:  # every cell of the group then fails with this message
+                    self.dense = (_dense_key(r), e)
         value = self.dense[1]
         if isinstance(value, BaseException):
             raise RuntimeError(f"dense training failed: {value}") from value
@@ -160,11 +218,13 @@ def compare(
 
             store.check_data(_fingerprint_key(cells[0].run), data_fingerprint(cache.data[1]))
         cache.store = store
+        store.plan_cells([c.id for c in cells])
         if retry_failed:
             store.forget_failed([c.id for c in cells])
         done = store.finished()
         todo = [c for c in cells if c.id not in done]
         console = console or Console(stderr=True)
+        cache.directory = out / "dense"  # dense models stored once, reloaded on resume
         failed = 0
         with Progress(*columns("[bold]compare"), console=console, disable=not progress) as bar:
             task = bar.add_task("grid", total=len(cells), completed=len(cells) - len(todo), info="")
@@ -195,6 +255,7 @@ def compare(
                 label = f"{cell.label} s={cell.run.sparsity:g} seed={cell.run.seed}"
                 bar.update(task, info=label)
                 run_dir = out / "runs" / cell.id if cfg.save_models else None
+                cache.prepare(cell.run)  # dense training / loading: not this cell's time
                 start = time.perf_counter()
                 result, error = None, None
                 try:
@@ -211,6 +272,8 @@ def compare(
             failed=failed,
             seconds=time.perf_counter() - t0,
             store_path=store.path,
+            dense_trained=cache.trained,
+            dense_loaded=cache.loaded,
         )
     finally:
         store.close()

@@ -48,6 +48,8 @@ _CREATE = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS configs (hash TEXT PRIMARY KEY, yaml TEXT NOT NULL, path TEXT,
                                     added REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS planned (cell_id TEXT NOT NULL, config_hash TEXT NOT NULL,
+                                    PRIMARY KEY (cell_id, config_hash));
 CREATE TABLE IF NOT EXISTS runs (
   cell_id TEXT PRIMARY KEY,
   config_hash TEXT NOT NULL,
@@ -168,6 +170,14 @@ class Store:
             raise PrunekitError(
                 f"{self.out} holds results computed on other data (fingerprint {row[0]}, "
                 f"this data is {fingerprint}); use the same data or another --out"
+            )
+
+    def plan_cells(self, cell_ids: list[str]) -> None:
+        """Record the cells this config plans (a partial report says N of M planned)."""
+        with self._tx():
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO planned VALUES (?, ?)",
+                [(cid, self.config_hash) for cid in cell_ids],
             )
 
     def finished(self) -> dict[str, str]:
@@ -330,5 +340,17 @@ def read_configs(out: str | Path) -> list[tuple[str, str, str | None]]:
     conn = sqlite3.connect(f"file:{Path(out) / DB_NAME}?mode=ro", uri=True)
     try:
         return list(conn.execute("SELECT hash, yaml, path FROM configs ORDER BY added"))
+    finally:
+        conn.close()
+
+
+def planned_cells(out: str | Path) -> set[str] | None:
+    """The cell ids planned by every config that wrote into this database; None for a
+    database written before plans were recorded."""
+    conn = sqlite3.connect(f"file:{Path(out) / DB_NAME}?mode=ro", uri=True)
+    try:
+        return {r[0] for r in conn.execute("SELECT cell_id FROM planned")} or None
+    except sqlite3.OperationalError:  # no 'planned' table: an older database
+        return None
     finally:
         conn.close()

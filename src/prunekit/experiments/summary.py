@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from . import claims
+
 Row = dict[str, Any]
 #: Accuracy drop (fraction, 0.01 = 1 point) still counted as "keeps dense accuracy".
 TOLERANCE = 0.01
@@ -62,7 +64,9 @@ def speedup_b1(row: Row, dense_ms: float | None) -> float | None:
     """Batch-1 speed-up over dense (dense ms / this row's ms). Prefers the row's own
     interleaved measurement (``speedup``, timed beside the dense model in one loop) over
     dividing by the dense row's latency, which was timed in another cell at another
-    moment of machine load."""
+    moment of machine load. A dense row is the reference: 1.0 by definition."""
+    if row.get("kind") == "dense":
+        return 1.0
     sp = row.get("speedup") or {}
     if sp:
         return float(sp[min(sp, key=lambda k: int(k))])
@@ -83,58 +87,155 @@ def dense_latency_b1(rows: list[Row]) -> float | None:
     return dense_value([{**r, "lat": latency_b1(r)} for r in rows], "lat")
 
 
+def _ft_label(rows: list[Row]) -> str:
+    eps = sorted({e for r in rows if (e := claims.finetune_epochs(r)) is not None})
+    if eps == [0]:
+        return "none (one-shot)"
+    return ", ".join(f"{e} ep" for e in eps) or "-"
+
+
+def ordered_methods(rows: list[Row]) -> list[str]:
+    """Method labels for tables: dense, weight-level, neuron-level, then the one-shot rows
+    (no fine-tuning) in the same order; first-seen order within each group."""
+    labels = [m for m in methods_in(rows) if m != "dense"]
+
+    def key(m: str) -> tuple[int, int]:
+        mine = [r for r in rows if r["method"] == m]
+        one_shot = all(claims.setting(r) == "one-shot" for r in mine)
+        return (int(one_shot), int(claims.level(gran_of(mine)) == "neuron"))
+
+    dense = ["dense"] if "dense" in methods_in(rows) else []
+    return dense + sorted(labels, key=key)  # sorted is stable: first-seen order kept
+
+
 def summary_matrix(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     """Header and body of the accuracy table: one row per method, one column per target
-    sparsity, cells "mean ± std" over seeds ("failed" when every seed failed)."""
+    sparsity, cells "mean ± std" over seeds ("failed" when every seed failed). The dense
+    row fills only the sparsity-0 column; one-shot rows (no fine-tuning) are listed
+    after the fine-tuned ones, with a row for the dense model they were pruned from."""
     sp = sparsities_in(rows)
     acc = by_cell(rows, "accuracy")
     failed = {(r["method"], r["sparsity"]) for r in rows if r["status"] == "failed"}
-    header = ["method", "granularity", *[f"{s:g}" for s in sp], "runs"]
+    header = ["method", "granularity", "fine-tune", "0 (dense)", *[f"{s:g}" for s in sp], "runs"]
+
+    def fmt(vals: list[float] | None) -> str:
+        if not vals:
+            return "-"
+        mu, sd = mean_std(vals)
+        return f"{mu:.4f} ± {sd:.4f}" if len(vals) > 1 else f"{mu:.4f}"
+
     body = []
-    for m in methods_in(rows):
+    one_shot_dense_done = False
+    for m in ordered_methods(rows):
         mine = [r for r in rows if r["method"] == m]
-        gran = next((r["granularity"] for r in mine if r.get("granularity")), "-")
-        cols = sp if m != "dense" else [0.0]
-        cells = []
-        for s in cols:
-            vals = acc.get((m, s))
-            if vals:
-                mu, sd = mean_std(vals)
-                cells.append(f"{mu:.4f} ± {sd:.4f}" if len(vals) > 1 else f"{mu:.4f}")
-            else:
-                cells.append("failed" if (m, s) in failed else "-")
-        if m == "dense":
-            cells = [f"{cells[0]} (sparsity 0)"] + [""] * (len(sp) - 1)
         n_ok = sum(1 for r in mine if r["status"] == "ok")
-        body.append([m, "-" if m == "dense" else gran, *cells, f"{n_ok}/{len(mine)}"])
+        if m == "dense":
+            body.append(
+                [
+                    "dense",
+                    "-",
+                    _ft_label(mine),
+                    fmt(acc.get(("dense", 0.0))),
+                    *[""] * len(sp),
+                    f"{n_ok}/{len(mine)}",
+                ]
+            )
+            continue
+        if all(claims.setting(r) == "one-shot" for r in mine) and not one_shot_dense_done:
+            # The one-shot rows' reference: the dense model before any fine-tuning.
+            firsts = {}
+            for r in ok(rows):
+                if claims.setting(r) == "one-shot" and r.get("accuracy_dense") is not None:
+                    firsts.setdefault(r["seed"], float(r["accuracy_dense"]))
+            if firsts:
+                body.append(
+                    [
+                        "dense, not fine-tuned",
+                        "-",
+                        "none (one-shot)",
+                        fmt(list(firsts.values())),
+                        *[""] * len(sp),
+                        "-",
+                    ]
+                )
+            one_shot_dense_done = True
+        gran = gran_of(mine) or "-"
+        cells = []
+        for s in sp:
+            vals = acc.get((m, s))
+            cells.append(fmt(vals) if vals else ("failed" if (m, s) in failed else "-"))
+        body.append([m, gran, _ft_label(mine), "", *cells, f"{n_ok}/{len(mine)}"])
     return header, body
-
-
-def _rank(
-    table: dict[tuple[str, float], list[float]], method: str, s: float, higher: bool = True
-) -> tuple[int, int] | None:
-    """(rank, number of methods) of ``method`` at sparsity ``s`` by mean value; rank =
-    1 + the number of methods strictly better, so ties share the best rank. The worst
-    rank is reported as the count when no method is strictly worse."""
-    here = {m: statistics.fmean(v) for (m, sp), v in table.items() if sp == s and m != "dense"}
-    if method not in here:
-        return None
-    sign = 1 if higher else -1
-    better = sum(sign * v > sign * here[method] for v in here.values())
-    worse = sum(sign * v < sign * here[method] for v in here.values())
-    return (len(here) if worse == 0 and better > 0 else better + 1), len(here)
 
 
 def _fmt_sp(values: list[float]) -> str:
     return ", ".join(f"{s:g}" for s in values)
 
 
+def _fmt_cost(axis: str, x: float) -> str:
+    if axis == "measured speed-up":
+        return f"{x:.2f}x"
+    unit = "nonzero parameters" if axis == "parameter count" else "MACs"
+    return f"{x:,.0f} {unit}"
+
+
+def _group_of(rows: list[Row], m: str) -> tuple[str, str]:
+    mine = [r for r in rows if r["method"] == m]
+    one_shot = all(claims.setting(r) == "one-shot" for r in mine)
+    return claims.level(gran_of(mine)), "one-shot" if one_shot else "fine-tuned"
+
+
+def _what(group: tuple[str, str]) -> str:
+    lvl, setting = group
+    return f"{lvl}-level method" + (" without fine-tuning" if setting == "one-shot" else "")
+
+
+def rankings(rows: list[Row], key: str = "accuracy") -> dict[str, dict[str, list[float]]]:
+    """Per method, the sparsities where it is: 'best' (alone at the top, the gap to every
+    other method of its level and setting beyond noise), 'tied' (in the top group, gaps
+    within noise), 'worst' (alone at the bottom, beyond noise; levels of 3+ methods)."""
+    est = claims.estimates(rows, key)
+    labels = [m for m in methods_in(rows) if m != "dense"]
+    groups = {m: _group_of(rows, m) for m in labels}
+    out: dict[str, dict[str, list[float]]] = {
+        m: {"best": [], "tied": [], "worst": []} for m in labels
+    }
+    for g in set(groups.values()):
+        members = [m for m in labels if groups[m] == g]
+        for s in sorted({sp for (mm, sp) in est if mm in members}):
+            vals = {m: est[(m, s)] for m in members if (m, s) in est}
+            if len(vals) < 2 or any(v.se is None for v in vals.values()):
+                continue  # one method, or an uncertainty not recorded: no ranking claim
+            top = claims.top_group(vals)
+            if len(top) == 1:
+                out[top[0]]["best"].append(s)
+            else:
+                for m in top:
+                    out[m]["tied"].append(s)
+            bottom = claims.top_group(vals, higher=False)
+            if len(vals) > 2 and len(bottom) == 1:
+                out[bottom[0]]["worst"].append(s)
+    return out
+
+
+def _dense_reference(rows: list[Row], m: str, setting: str) -> float | None:
+    """Fine-tuned rows: the dense row (trained for the same total epochs). One-shot rows:
+    the dense model they were pruned from, before any fine-tuning (``accuracy_dense``)."""
+    if setting == "fine-tuned":
+        return dense_value(rows, "accuracy")
+    vals = [
+        float(r["accuracy_dense"])
+        for r in ok(rows)
+        if r["method"] == m and r.get("accuracy_dense") is not None
+    ]
+    return statistics.fmean(vals) if vals else None
+
+
 def method_notes(rows: list[Row]) -> dict[str, dict[str, Any]]:
-    """Per method: strengths, weaknesses (lists of sentences) and key figures."""
+    """Per method: strengths, weaknesses (lists of sentences) and key figures. Rankings
+    and speed-ups are stated only beyond their measured noise (see ``claims``)."""
     acc = by_cell(rows, "accuracy")
-    rob = by_cell(rows, "accuracy_corrupted_mean")
     wall = by_cell(rows, "wall_seconds")
-    dense_acc = dense_value(rows, "accuracy")
     dense_lat = dense_latency_b1(rows)
     per_method_wall = {
         m: statistics.fmean([x for (mm, _), v in wall.items() if mm == m for x in v])
@@ -142,20 +243,38 @@ def method_notes(rows: list[Row]) -> dict[str, dict[str, Any]]:
         if m != "dense" and any(mm == m for mm, _ in wall)
     }
     median_wall = statistics.median(per_method_wall.values()) if per_method_wall else None
+    ranks = rankings(rows, "accuracy")
+    rob = rankings(rows, "accuracy_corrupted_mean")
+    labels = [m for m in methods_in(rows) if m != "dense"]
+    groups = {m: _group_of(rows, m) for m in labels}
+    neuron_ft = [m for m in labels if groups[m] == ("neuron", "fine-tuned")]
+    at_cost: dict[str, list[str]] = {m: [] for m in labels}
+    if len(neuron_ft) > 1:
+        for axis in claims.COST_AXES:
+            for entry in claims.equal_cost(rows, neuron_ft, axis):
+                where = f"{_fmt_cost(axis, entry['cost'])} (target {entry['target']:g})"
+                # Ties at equal cost are shown in the report's tables (marked *), not here.
+                if len(entry["top"]) == 1:
+                    at_cost[entry["top"][0]].append(f"equal {axis}, {where}")
     notes: dict[str, dict[str, Any]] = {}
-    for m in methods_in(rows):
-        if m == "dense":
-            continue
+    for m in labels:
         good: list[str] = []
         bad: list[str] = []
         mine = [r for r in rows if r["method"] == m]
+        what = _what(groups[m])
         sps = sorted({s for (mm, s) in acc if mm == m})
-        best = [s for s in sps if (rk := _rank(acc, m, s)) and rk[0] == 1 and rk[1] > 1]
-        worst = [s for s in sps if (rk := _rank(acc, m, s)) and rk[0] == rk[1] and rk[1] > 2]
-        if best:
-            good.append(f"most accurate of all methods at sparsity {_fmt_sp(best)}")
-        if worst:
-            bad.append(f"least accurate of all methods at sparsity {_fmt_sp(worst)}")
+        rk = ranks[m]
+        if rk["best"]:
+            good.append(f"most accurate {what} at sparsity {_fmt_sp(rk['best'])} (beyond noise)")
+        if rk["tied"]:
+            good.append(
+                f"tied for most accurate {what} at sparsity {_fmt_sp(rk['tied'])} (within noise)"
+            )
+        if rk["worst"]:
+            bad.append(f"least accurate {what} at sparsity {_fmt_sp(rk['worst'])} (beyond noise)")
+        for text in at_cost[m]:
+            good.append(f"most accurate {what} at {text} (beyond noise)")
+        dense_acc = _dense_reference(rows, m, groups[m][1])
         if dense_acc is not None and sps:
             keeps = [s for s in sps if statistics.fmean(acc[(m, s)]) >= dense_acc - TOLERANCE]
             upto = None
@@ -163,34 +282,34 @@ def method_notes(rows: list[Row]) -> dict[str, dict[str, Any]]:
                 if s not in keeps:
                     break
                 upto = s
+            ref = "dense" if groups[m][1] == "fine-tuned" else "the dense model it was pruned from"
             if upto is not None:
-                good.append(
-                    f"within {TOLERANCE * 100:g} point of dense accuracy up to sparsity {upto:g}"
-                )
+                acc_of = "dense accuracy" if ref == "dense" else f"the accuracy of {ref}"
+                good.append(f"within {TOLERANCE * 100:g} point of {acc_of} up to sparsity {upto:g}")
             else:
                 drop = dense_acc - statistics.fmean(acc[(m, sps[0])])
-                bad.append(f"already {drop * 100:.1f} points below dense at sparsity {sps[0]:g}")
+                bad.append(f"already {drop * 100:.1f} points below {ref} at sparsity {sps[0]:g}")
             top = sps[-1]
             drop_top = dense_acc - statistics.fmean(acc[(m, top)])
             if drop_top > 0.05:
                 bad.append(f"loses {drop_top * 100:.1f} points at sparsity {top:g}")
-        rob_best = [s for s in sps if (rk := _rank(rob, m, s)) and rk[0] == 1 and rk[1] > 1]
-        rob_worst = [s for s in sps if (rk := _rank(rob, m, s)) and rk[0] == rk[1] and rk[1] > 2]
-        if rob_best:
-            good.append(f"most accurate under input noise at sparsity {_fmt_sp(rob_best)}")
-        if rob_worst:
-            bad.append(f"least accurate under input noise at sparsity {_fmt_sp(rob_worst)}")
-        ups = [(r["sparsity"], v) for r in ok(mine) if (v := speedup_b1(r, dense_lat)) is not None]
+        if rob[m]["best"]:
+            good.append(f"most accurate under input noise at sparsity {_fmt_sp(rob[m]['best'])}")
+        if rob[m]["worst"]:
+            bad.append(f"least accurate under input noise at sparsity {_fmt_sp(rob[m]['worst'])}")
+        ups = [(r["sparsity"], u) for r in ok(mine) if (u := claims.speedup(r, dense_lat))]
         if ups:
-            s_fast, best_up = max(ups, key=lambda t: t[1])
-            if best_up > 1.25:
-                good.append(
-                    f"real speed-up: batch-1 forward {best_up:.2f}x faster than dense "
-                    f"at sparsity {s_fast:g}"
-                )
+            faster = [(s, u) for s, u in ups if u.verdict == "faster"]
+            if faster:
+                s_fast, best = max(faster, key=lambda t: t[1].value)
+                good.append(f"real speed-up at sparsity {s_fast:g}: batch-1 forward {best.text()}")
             else:
-                why = ": zeros keep the dense shapes" if gran_of(mine) == "weight" else ""
-                bad.append(f"no real speed-up (best batch-1 speed-up {best_up:.2f}x){why}")
+                s_fast, best = max(ups, key=lambda t: t[1].value)
+                why = ": zeros keep the dense shapes" if groups[m][0] == "weight" else ""
+                bad.append(
+                    f"no speed-up beyond timing noise (best batch-1 at sparsity {s_fast:g}: "
+                    f"{best.text()}){why}"
+                )
         if m in per_method_wall and median_wall:
             ratio = per_method_wall[m] / median_wall
             text = f"{per_method_wall[m]:.1f} s per run ({ratio:.1f}x the median method)"
@@ -207,5 +326,7 @@ def method_notes(rows: list[Row]) -> dict[str, dict[str, Any]]:
             "weaknesses": bad,
             "wall_seconds": per_method_wall.get(m),
             "granularity": gran_of(mine),
+            "level": groups[m][0],
+            "setting": groups[m][1],
         }
     return notes

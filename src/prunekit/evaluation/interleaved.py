@@ -1,0 +1,148 @@
+"""A pruned model timed beside its dense model, with the spread of the timings and the
+machine load while they ran, so that a report can tell a speed-up from noise.
+
+Every repeat times the pruned model and the dense model once, back to back, in
+alternating order (a fixed order biases the ratio); the per-repeat ratio ``r_i = dense_i / pruned_i`` therefore sees the same machine load in
+numerator and denominator. The speed-up is ``median(dense) / median(pruned)`` (the
+figure ``compare_latency`` gives) and its spread is the interquartile range and the
+extremes of the ``r_i``: a speed-up is a claim only where that range excludes 1.
+
+Busy machine: the 1-minute load average is read before and after the loop and the
+dense model's median of the first half of the repeats is compared with that of the
+second half (``dense_drift``, relative change). The timings are flagged ``busy`` when
+the load from *other* work (load average minus this process's torch threads) reaches
+half the cores, or when the dense timing drifted by more than ``DRIFT_LIMIT``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .cost import _check_shape, _example, eval_mode
+from .latency import _check, _num_threads, _time_once
+
+#: Relative change of the dense median between the two halves of the repeats above
+#: which the machine's speed moved during the measurement.
+DRIFT_LIMIT = 0.25
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float]:
+    """(first, third) quartile, inclusive method; a single value is its own range."""
+    if len(values) < 2:
+        return float(values[0]), float(values[0])
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # not available on this platform
+        return None
+
+
+def cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def interleaved_samples(
+    models: dict[str, nn.Module],
+    input_shape: tuple[int, ...],
+    batch_size: int,
+    *,
+    repeats: int = 30,
+    warmup: int = 5,
+    threads: int | None = None,
+) -> dict[str, list[float]]:
+    """Milliseconds of every timed forward of each candidate, in repeat order, timed
+    interleaved (one forward of each model per repeat, the order alternating)."""
+    _check([batch_size], repeats, warmup, threads, 0.0)
+    shape = _check_shape(input_shape)
+    inputs = {name: _example(m, shape, batch_size) for name, m in models.items()}
+    samples: dict[str, list[float]] = {name: [] for name in models}
+    names = list(models)
+    with _num_threads(threads), eval_mode(*models.values()), torch.no_grad():
+        for i in range(warmup + repeats):
+            # Alternate who goes first: a fixed order biases the ratio (cache state).
+            for name in names if i % 2 == 0 else names[::-1]:
+                t = _time_once(models[name], inputs[name], 0.0)
+                if i >= warmup:
+                    samples[name].append(1000.0 * t)
+    return samples
+
+
+def drift(samples: Sequence[float]) -> float:
+    """Relative change of the median from the first half of ``samples`` to the second."""
+    half = len(samples) // 2
+    if half < 1:
+        return 0.0
+    a, b = statistics.median(samples[:half]), statistics.median(samples[half:])
+    return (b - a) / a if a > 0 else 0.0
+
+
+def busy(load: list[float] | None, threads: int, dense_drift: float, n_cpus: int) -> bool:
+    """True when other work held at least half the cores, or the dense timing drifted."""
+    other = max(0.0, load[0] - threads) if load else 0.0
+    return other >= n_cpus / 2 or abs(dense_drift) > DRIFT_LIMIT
+
+
+def speedup_with_spread(
+    model: nn.Module,
+    reference: nn.Module,
+    input_shape: tuple[int, ...],
+    batch_sizes: Sequence[int],
+    *,
+    repeats: int = 30,
+    warmup: int = 5,
+) -> dict[str, Any]:
+    """``latency_ms``, ``latency_ms_dense``, ``speedup`` (per batch size, medians) and
+    ``timing``: per batch size the IQR and min/max of the per-repeat ratios and of both
+    latencies, the load average before and after, the dense drift and the busy flag."""
+    before = loadavg()
+    pruned, dense, speedup, spread = {}, {}, {}, {}
+    drifts = []
+    for b in batch_sizes:
+        s = interleaved_samples(
+            {"pruned": model, "dense": reference}, input_shape, b, repeats=repeats, warmup=warmup
+        )
+        key = str(b)
+        pruned[key] = statistics.median(s["pruned"])
+        dense[key] = statistics.median(s["dense"])
+        speedup[key] = dense[key] / pruned[key]
+        ratios = [d / p for d, p in zip(s["dense"], s["pruned"], strict=True)]
+        drifts.append(drift(s["dense"]))
+        spread[key] = {
+            "speedup_iqr": list(quartiles(ratios)),
+            "speedup_min_max": [min(ratios), max(ratios)],
+            "latency_ms_iqr": list(quartiles(s["pruned"])),
+            "latency_ms_dense_iqr": list(quartiles(s["dense"])),
+            "dense_drift": drifts[-1],
+        }
+    after = loadavg()
+    worst = max((x for x in (before, after) if x), key=lambda x: x[0], default=None)
+    n_cpus, threads = cpus(), torch.get_num_threads()
+    dense_drift = max(drifts, key=abs) if drifts else 0.0
+    return {
+        "latency_ms": pruned,
+        "latency_ms_dense": dense,
+        "speedup": speedup,
+        "timing": {
+            "repeats": repeats,
+            "spread": spread,
+            "loadavg_before": before,
+            "loadavg_after": after,
+            "cpus": n_cpus,
+            "threads": threads,
+            "dense_drift": dense_drift,
+            "busy": busy(worst, threads, dense_drift, n_cpus),
+        },
+    }
