@@ -203,7 +203,8 @@ def units_kept(result: Result) -> dict[str, tuple[int, int]]:
     if arch and orig:
         return {n: (int(arch.get(n, 0)), int(u)) for n, u in orig.items()}
     layers = result.get("layers") or {}
-    return {n: (int(v["units_alive"]), int(v["units"])) for n, v in layers.items()}
+    # A layer record without units_alive (a shrunk layer) has every unit alive.
+    return {n: (int(v.get("units_alive", v["units"])), int(v["units"])) for n, v in layers.items()}
 
 
 def units_kept_figure(results: Mapping[str, Result]):

@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .pictures import PICTURES, make_pictures
-from .store import read_configs, read_rows
 from . import claims
+from .pictures import PICTURES, make_pictures
 from .store import planned_cells, read_configs, read_rows
 from .summary import (
     Row,

@@ -13,6 +13,7 @@ KeyboardInterrupt (and a kill) stop it, and a rerun resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -101,10 +102,8 @@ class _Cache:
         if self.directory is None:
             return
         result = {"train_seconds": seconds, "key": [str(k) for k in _dense_key(r)]}
-        try:
+        with contextlib.suppress(OSError):  # a cache: the comparison goes on without it
             save_run(self.directory / dense_id(r), result, model, arch)
-        except OSError:  # a cache: the comparison goes on without it
-            pass
 
     def prepare(self, r: RunConfig) -> None:
         """Load the data and the dense model of ``r``'s group now (errors are raised
