@@ -82,6 +82,8 @@ def save_model(out: Path, model: nn.Module, arch: dict[str, Any]) -> None:
         "input_shape": list(arch.get("input_shape", [])),
         "shapes": {k: list(v.shape) for k, v in tensors.items()},
     }
+    if arch.get("identity"):  # depth pruning: residual blocks replaced by nn.Identity
+        spec["identity"] = list(arch["identity"])
     atomic_write_json(out / "model.json", spec)
 
 
@@ -143,6 +145,14 @@ def load(run_dir: str | Path) -> nn.Module:
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise PrunekitError(f"{weights} is corrupted or truncated: {e}") from None
     model = create_model(spec["name"], **spec.get("kwargs", {}))
+    for name in spec.get("identity", []):  # blocks removed by depth pruning
+        parent, _, child = str(name).rpartition(".")
+        try:
+            setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
+        except AttributeError:
+            raise PrunekitError(
+                f"{run_dir / 'model.json'} removes unknown block {name!r}"
+            ) from None
     _resize(model, spec.get("shapes", {}))
     try:
         model.load_state_dict(state, strict=True)
