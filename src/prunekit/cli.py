@@ -452,8 +452,30 @@ def export_cmd(
             "normalization, move ReLU after max-pool.",
         ),
     ] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Write an int8 ONNX model (onnxruntime static quantization, calibrated on "
+            "512 validation images; BN and normalization folded first).",
+        ),
+    ] = False,
+    int8_linear: Annotated[
+        str, typer.Option(help="With --int8: Linear layers 'static' or 'dynamic'.")
+    ] = "static",
 ) -> None:
     """Export a saved run to ONNX (dead units removed), checked in onnxruntime (atol 1e-4)."""
+    if int8:
+        from .latency.quantize import export_int8_run
+
+        q = export_int8_run(run_dir, onnx, linear=int8_linear)
+        out_console.print(
+            f"wrote {q['path']} (int8, {q['bytes_int8_onnx']:,} bytes; float ONNX "
+            f"{q['bytes_float_onnx']:,}); test accuracy int8 {q['accuracy_int8']:.4f} vs torch "
+            f"{q['accuracy_torch']:.4f}; same class as torch on "
+            f"{100 * q['agreement_int8_vs_torch']:.2f} % of test images; recorded in result.json"
+        )
+        return
     if deploy:
         from .deploy import export_deployed
 
