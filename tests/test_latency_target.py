@@ -52,17 +52,21 @@ def test_cache_is_keyed_and_survives_corruption(tmp_path):
     assert key["torch"] == torch.__version__ and key["runtime"] == "eager"
 
 
-def test_table_measured_once_then_cached(tmp_path):
+@pytest.mark.parametrize("runtime", ["eager", pytest.param("onnxruntime", marks=pytest.mark.slow)])
+def test_table_measured_once_then_cached(tmp_path, runtime):
+    if runtime == "onnxruntime":
+        pytest.importorskip("onnxruntime")
     m = tiny()
-    lm = LatencyModel(m, (1, 8, 8), batch_size=2, cache_dir=tmp_path, repeats=1)
+    lm = LatencyModel(m, (1, 8, 8), runtime=runtime, batch_size=2, cache_dir=tmp_path, repeats=1)
     assert [g.producers for g in lm.groups] == [["0"], ["3"]]
     assert [(layer.name, layer.fan) for layer in lm.layers] == [("0", 1), ("3", 1), ("6", 16)]
     # conv0: 1 x 8 widths, conv3: 8 x grid(12)=3, linear: 3 x 1
     assert lm.measure_table() == 8 + 8 * 3 + 3
-    again = LatencyModel(m, (1, 8, 8), batch_size=2, cache_dir=tmp_path, repeats=1)
+    again = LatencyModel(m, (1, 8, 8), runtime=runtime, batch_size=2, cache_dir=tmp_path, repeats=1)
     assert again.measure_table() == 0
     data = json.loads(lm.cache.path.read_text())
-    assert data["key"]["batch_size"] == 2 and len(data["entries"]) == 35
+    assert data["key"]["batch_size"] == 2 and data["key"]["runtime"] == runtime
+    assert len(data["entries"]) == 35 and lm.cache.path.name.startswith(runtime)
     report = lm.calibrate(n_random=2)
     assert set(report["measured"]) == {"dense", "half", "min", "random0", "random1"}
     assert math.isfinite(lm.predict(lm.full)) and lm.predict(lm.full) > 0
