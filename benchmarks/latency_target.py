@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -54,7 +55,7 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 TARGETS = (1.5, 2.0, 3.0)
 BUDGETS = {  # training examples, dense epochs, fine-tune epochs
     "lenet5": dict(limit=10000, epochs=3, finetune_epochs=1),
-    "resnet20": dict(limit=4000, epochs=3, finetune_epochs=1),
+    "resnet20": dict(limit=3000, epochs=3, finetune_epochs=1),
 }
 
 
@@ -116,6 +117,8 @@ def three_way(lm, models: dict[str, nn.Module], times=3, repeats=9) -> dict:
         s = [r["dense"] / r[k] for r in runs]
         out[k] = {"median": statistics.median(s), "min": min(s), "max": max(s)}
     out["dense_ms"] = statistics.median(r["dense"] * r["ref_ms"] for r in runs)
+    wall = lm.measure(models, repeats=repeats, clock="wall")  # for reference: load-dependent
+    out["wall"] = {k: wall["dense"] / wall[k] for k in models if k != "dense"}
     return out
 
 
@@ -310,7 +313,7 @@ def render(files: list[Path], out: Path, command: str) -> None:
             "",
             "measured = dense / pruned latency at the end of `run_target` (15 interleaved "
             "repeats); recheck = median [min-max] of 3 further interleaved measurements of "
-            "dense, ours and TP together; TP = Torch-Pruning uniform ratio bisected to our "
+            "dense, ours and TP together (wall = one wall-clock measurement); TP = Torch-Pruning uniform ratio bisected to our "
             "measured speed-up, then fine-tuned identically; pred. err. = predicted / "
             "measured latency - 1.",
             "",
@@ -337,8 +340,10 @@ def render(files: list[Path], out: Path, command: str) -> None:
                 d = r["acc_ours"] - r["acc_tp"]
                 gaps.setdefault(r["target"], []).append(d)
                 rest = (
-                    f"{rc['ours']['median']:.2f}x [{rc['ours']['min']:.2f}-{rc['ours']['max']:.2f}] | "
-                    f"{rc['tp']['median']:.2f}x [{rc['tp']['min']:.2f}-{rc['tp']['max']:.2f}] | "
+                    f"{rc['ours']['median']:.2f}x [{rc['ours']['min']:.2f}-{rc['ours']['max']:.2f}]"
+                    f" (wall {rc['wall']['ours']:.2f}x) | "
+                    f"{rc['tp']['median']:.2f}x [{rc['tp']['min']:.2f}-{rc['tp']['max']:.2f}]"
+                    f" (wall {rc['wall']['tp']:.2f}x) | "
                     f"{r['acc_dense']:.4f} | {r['acc_ours']:.4f} | {r['acc_tp']:.4f} | "
                     f"{100 * d:+.1f} pt"
                 )
@@ -430,8 +435,41 @@ def render(files: list[Path], out: Path, command: str) -> None:
                     f"{100 * r['agreement_int8_vs_torch']:.2f} % | "
                     f"{lat['float']:.3f} / {lat['int8']:.3f} |"
                 )
+            lines += ["", *equal_bytes(q)]
         lines.append("")
     out.write_text("\n".join(lines) + "\n")
+
+
+def equal_bytes(q: list[dict]) -> list[str]:
+    """Pruning alone vs int8 alone vs both near the bytes of int8 alone, per seed."""
+    out = [
+        "Equal bytes (the seed's question): int8 alone = the dense model in int8; pruning "
+        "alone = the float32 pruned model whose bytes are closest to that; both = the "
+        "pruned int8 model closest to 0.1x dense float32 bytes.",
+        "",
+        "| seed | variant | model | bytes x dense fp32 | accuracy | - dense fp32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for seed in sorted({r["seed"] for r in q}):
+        rs = [r for r in q if r["seed"] == seed]
+        dense = next(r for r in rs if r["model_key"] == "dense")
+        db = dense["bytes_float_onnx"]
+        goal = dense["bytes_int8_onnx"]
+        pruned = [r for r in rs if r["model_key"] != "dense"]
+        if not pruned:
+            continue
+        alone = min(pruned, key=lambda r: abs(math.log(r["bytes_float_onnx"] / goal)))
+        both = min(pruned, key=lambda r: abs(math.log(r["bytes_int8_onnx"] / (0.1 * db))))
+        for variant, r, b, acc in [
+            ("int8 alone", dense, dense["bytes_int8_onnx"], dense["accuracy_int8"]),
+            ("pruning alone", alone, alone["bytes_float_onnx"], alone["accuracy_torch"]),
+            ("pruning + int8", both, both["bytes_int8_onnx"], both["accuracy_int8"]),
+        ]:
+            out.append(
+                f"| {seed} | {variant} | {r['model_key']} | {b / db:.3f}x | {acc:.4f} | "
+                f"{100 * (acc - dense['accuracy_torch']):+.1f} pt |"
+            )
+    return out
 
 
 def main() -> None:

@@ -131,13 +131,13 @@ def predict(sess: Any, x: torch.Tensor, batch: int = 256) -> np.ndarray:
 
 
 class OrtModule(nn.Module):
-    """An onnxruntime session timed like a module (for compare_latency)."""
+    """An onnxruntime session timed like a module (for table.compare)."""
 
     def __init__(self, data: bytes, threads: int = 1) -> None:
         super().__init__()
         self.sess = session(data, threads)
         self.name = self.sess.get_inputs()[0].name
-        self.dummy = nn.Parameter(torch.zeros(1))  # compare_latency's input dtype/device
+        self.dummy = nn.Parameter(torch.zeros(1))  # the timer's input dtype/device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.sess.run(None, {self.name: x.numpy()})[0])
@@ -153,12 +153,13 @@ def int8_report(
     linear: str = "static",
     batch_sizes: tuple[int, ...] = (1, 64),
     repeats: int = 15,
+    clock: str = "thread",
 ) -> tuple[bytes, dict[str, Any]]:
     """The int8 bytes and its figures: bytes (float and int8 ONNX), test accuracy of
     PyTorch / float ONNX / int8 ONNX, the fraction of test images where int8 and
     PyTorch predict the same class, and ORT latency (float vs int8, interleaved, one
-    thread) per batch size."""
-    from ..evaluation.latency import compare_latency
+    thread, ``clock`` as in :mod:`.table`) per batch size."""
+    from .table import compare
 
     fp32, int8 = int8_onnx(model, input_shape, calibration, linear=linear)
     model = model.eval()
@@ -170,18 +171,18 @@ def int8_report(
     y = test_y.numpy()
     latency = {}
     for b in batch_sizes:
-        ms = compare_latency(
+        ms = compare(
             {"float": OrtModule(fp32), "int8": OrtModule(int8)},
             tuple(input_shape),
             b,
+            clock=clock,
             repeats=repeats,
-            warmup=3,
             threads=1,
-            min_time_s=0.005,
         )
         latency[str(b)] = ms
     return int8, {
         "linear": linear,
+        "clock": clock,
         "bytes_float_onnx": len(fp32),
         "bytes_int8_onnx": len(int8),
         "accuracy_torch": float((torch_pred == y).mean()),

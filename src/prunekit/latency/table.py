@@ -29,6 +29,13 @@ Grid widths of a group of ``n`` units: every width when ``n <= 8``, else the mul
 ``s = 4 * ceil(n / 64)`` (at most ~16 points, SIMD-friendly) and ``n`` itself. Only grid
 widths are ever chosen, so every prediction is a sum of measured entries.
 
+Clock: ``clock="thread"`` (default) times with the CPU time of the calling thread
+(``time.thread_time``). With one thread (eager torch with ``set_num_threads(1)``,
+onnxruntime with one intra-op thread) all the work runs on that thread, so on an idle
+machine thread time equals wall-clock latency; on a shared one it leaves out the time
+other processes hold the core (wall-clock medians moved 1.5x between two runs of the
+same model here, at load 15-20 on 2 cores). ``clock="wall"`` is plain wall-clock.
+
 Load normalization: this machine is shared, and its load moves every timing by up to
 2-3x within minutes. Every timing (table entries, whole models) is therefore taken
 interleaved with a fixed *reference* layer (a 16->16 3x3 conv on 16x16 inputs, same
@@ -57,12 +64,58 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from ..evaluation.latency import compare_latency
+from ..evaluation.cost import _example, eval_mode
+from ..evaluation.latency import _num_threads, compare_latency
 from ..registry import PrunekitError
 from ..saving import atomic_write_json
 from ..surgery.groups import UnitGroup, analyze
 
 TABLE_RUNTIMES = ("eager", "compile", "onnxruntime")
+CLOCKS = ("thread", "wall")
+
+
+def compare(
+    models: dict[str, nn.Module],
+    input_shape: Sequence[int],
+    batch_size: int,
+    *,
+    clock: str = "thread",
+    repeats: int = 15,
+    warmup: int = 3,
+    threads: int = 1,
+    min_time_s: float = 0.005,
+) -> dict[str, float]:
+    """Median ms per forward of each model, interleaved (every repeat times each model
+    once in turn), with ``clock`` (module docstring)."""
+    if clock == "wall":
+        return compare_latency(
+            models,
+            tuple(input_shape),
+            batch_size,
+            repeats=repeats,
+            warmup=warmup,
+            threads=threads,
+            min_time_s=min_time_s,
+        )
+    if clock != "thread":
+        raise PrunekitError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    import time
+
+    inputs = {k: _example(m, tuple(input_shape), batch_size) for k, m in models.items()}
+    samples: dict[str, list[float]] = {k: [] for k in models}
+    with _num_threads(threads), eval_mode(*models.values()), torch.no_grad():
+        for i in range(warmup + repeats):
+            for k, m in models.items():
+                n, start = 0, time.thread_time()
+                while True:
+                    m(inputs[k])
+                    n += 1
+                    elapsed = time.thread_time() - start
+                    if elapsed >= min_time_s:
+                        break
+                if i >= warmup:
+                    samples[k].append(elapsed / n)
+    return {k: 1000.0 * statistics.median(v) for k, v in samples.items()}
 
 
 def cpu_name() -> str:
@@ -76,9 +129,11 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def table_key(runtime: str, batch_size: int, threads: int) -> dict[str, Any]:
-    """What a measured entry depends on: machine, torch, runtime, batch size, threads."""
+def table_key(runtime: str, batch_size: int, threads: int, clock: str = "thread") -> dict[str, Any]:
+    """What a measured entry depends on: machine, torch, runtime, batch size, threads
+    (and the clock it was timed with)."""
     return {
+        "clock": clock,
         "machine": platform.machine(),
         "cpu": cpu_name(),
         "cpus": os.cpu_count(),
@@ -261,8 +316,12 @@ class LatencyModel:
         threads: int = 1,
         cache_dir: str | Path | None = None,
         repeats: int = 7,
+        clock: str = "thread",
     ) -> None:
         check_runtime(runtime)
+        if clock not in CLOCKS:
+            raise PrunekitError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+        self.clock = clock
         self.model = model
         self.input_shape = tuple(input_shape)
         self.runtime, self.batch_size, self.threads = runtime, batch_size, threads
@@ -271,7 +330,7 @@ class LatencyModel:
         self.layers = _layers(model, self.groups, self.input_shape)
         self.full = [g.size for g in self.groups]
         self.grids = [grid(n) for n in self.full]
-        self.cache = TableCache(table_key(runtime, batch_size, threads), cache_dir)
+        self.cache = TableCache(table_key(runtime, batch_size, threads, clock), cache_dir)
         self.rest: tuple[float, float] | None = None
         self.ref = reference(runtime, batch_size, threads)
 
@@ -319,7 +378,9 @@ class LatencyModel:
                 shapes[sig] = shape
             built[REF] = self.ref
             shapes[REF] = (16, 16, 16)
-            for sig, ms in _time_each(built, shapes, self.batch_size, self.threads, self.repeats):
+            for sig, ms in _time_each(
+                built, shapes, self.batch_size, self.threads, self.repeats, self.clock
+            ):
                 out[sig] = ms
         return out
 
@@ -396,7 +457,9 @@ class LatencyModel:
             "ref_ms": measured["ref_ms"],
         }
 
-    def measure(self, models: dict[str, nn.Module], repeats: int = 15) -> dict[str, float]:
+    def measure(
+        self, models: dict[str, nn.Module], repeats: int = 15, clock: str | None = None
+    ) -> dict[str, float]:
         """Whole models deployed in the runtime, in reference units, plus ``"ref_ms"``."""
         ms = measure_deployed(
             models,
@@ -406,6 +469,7 @@ class LatencyModel:
             self.threads,
             repeats=repeats,
             extra={REF: self.ref},
+            clock=clock or self.clock,
         )
         ref = ms.pop(REF)
         return {**{k: v / ref for k, v in ms.items()}, "ref_ms": ref}
@@ -454,12 +518,13 @@ def _time_each(
     batch: int,
     threads: int,
     repeats: int,
+    clock: str = "thread",
 ) -> list[tuple[str, float]]:
     """Median ms of each callable, interleaved; inputs differ in shape per entry, so
     each is timed through a wrapper that owns its input."""
     wrappers = {sig: _Fixed(fn, shapes[sig], batch) for sig, fn in built.items()}
-    ms = compare_latency(
-        wrappers, (1,), 1, repeats=repeats, warmup=2, threads=threads, min_time_s=0.002
+    ms = compare(
+        wrappers, (1,), 1, clock=clock, repeats=repeats, warmup=2, threads=threads, min_time_s=0.002
     )
     ref = ms.pop(REF)
     return [(sig, v / ref) for sig, v in ms.items()]
@@ -498,6 +563,7 @@ def measure_deployed(
     *,
     repeats: int = 15,
     extra: dict[str, nn.Module] | None = None,
+    clock: str = "thread",
 ) -> dict[str, float]:
     """Median ms per batch of each model deployed in ``runtime`` (BN folded, exact
     rewrites; :func:`prunekit.deploy.deploy`), timed interleaved with ``threads``;
@@ -512,8 +578,15 @@ def measure_deployed(
             for k, m in models.items()
         }
     deployed.update(extra or {})
-    return compare_latency(
-        deployed, shape, batch_size, repeats=repeats, warmup=3, threads=threads, min_time_s=0.005
+    return compare(
+        deployed,
+        shape,
+        batch_size,
+        clock=clock,
+        repeats=repeats,
+        warmup=3,
+        threads=threads,
+        min_time_s=0.005,
     )
 
 

@@ -58,6 +58,7 @@ class Target:
     depth: str = "none"
     threads: int = 1
     cache_dir: str | None = None
+    clock: str = "thread"  # see prunekit.latency.table
 
     def check(self) -> None:
         if (self.speedup is None) == (self.latency_ms is None):
@@ -148,6 +149,7 @@ def prepare(
         batch_size=target.batch_size,
         threads=target.threads,
         cache_dir=target.cache_dir,
+        clock=target.clock,
     )
     blocks = removable_blocks(model)
     if target.depth == "none" and not lm.groups:
@@ -303,6 +305,7 @@ def run_target(
         "runtime": target.runtime,
         "batch_size": target.batch_size,
         "threads": target.threads,
+        "clock": target.clock,
         "depth": target.depth,
         "target_speedup": target.speedup,
         "target_latency_ms": target.latency_ms,
