@@ -180,3 +180,15 @@ def test_depth_pruned_model_saves_and_loads(tmp_path):
     back = load(tmp_path)
     x = torch.rand(2, 1, 8, 8)
     torch.testing.assert_close(back(x), small.eval()(x))
+
+
+def test_thread_clock_times_and_rejects_unknown_clocks():
+    from prunekit.latency.table import compare
+
+    m = nn.Linear(64, 64)
+    ms = compare({"a": m, "b": nn.Linear(64, 8)}, (64,), 4, repeats=2, min_time_s=0.001)
+    assert set(ms) == {"a", "b"} and all(v > 0 for v in ms.values())
+    with pytest.raises(PrunekitError, match="clock must be one of thread, wall"):
+        compare({"a": m}, (64,), 1, clock="cpu")
+    with pytest.raises(PrunekitError, match="clock must be one of"):
+        LatencyModel(tiny(), (1, 8, 8), clock="gpu")
