@@ -32,7 +32,7 @@ def test_int8_export_agrees_with_torch(pruned_lenet5, tmp_path, linear, capsys):
     q = json.loads((pruned_lenet5 / "result.json").read_text())["int8"]
     assert q["linear"] == linear and q["bytes_int8_onnx"] == f.stat().st_size
     assert q["bytes_int8_onnx"] < 0.35 * q["bytes_float_onnx"]  # int8 weights, fp32 scales
-    assert q["agreement_int8_vs_torch"] >= 0.99
+    assert q["agreement_int8_vs_torch"] >= 0.99 and q["float_head"] is True
     assert abs(q["accuracy_int8"] - q["accuracy_torch"]) <= 0.01
     assert set(q["latency_ms_onnxruntime"]) == {"1", "64"}
     assert "same class as torch" in capsys.readouterr().out

@@ -192,3 +192,12 @@ def test_thread_clock_times_and_rejects_unknown_clocks():
         compare({"a": m}, (64,), 1, clock="cpu")
     with pytest.raises(PrunekitError, match="clock must be one of"):
         LatencyModel(tiny(), (1, 8, 8), clock="gpu")
+
+
+def test_fill_gives_back_what_fits_under_the_budget():
+    from prunekit.latency.allocate import fill
+
+    lm = FakeLM([10.0, 1.0])
+    scores = [torch.ones(4), torch.ones(4)]
+    # group 0 cannot grow (2 -> 3 would be 32 > 30); group 1 grows to full width
+    assert fill(lm, scores, [2, 2], 30.0) == ([2, 4], 24.0)

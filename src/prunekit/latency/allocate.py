@@ -18,7 +18,10 @@ single move -- one group to a lower grid width -- with the smallest importance l
 millisecond saved, ``(J(w) - J(w')) / (T(w) - T(w'))``, until ``T(w) <= T_target``.
 Every lower grid width of a group is a candidate move (not only the next one), so a
 width that measures slower than a narrower one is skipped over: widths end on the
-measured fast shapes.
+measured fast shapes. A last *fill* pass gives back what the greedy removal overshot:
+while some group can grow to a higher grid width with ``T(w') <= T_target``, the move
+with the largest importance regained per millisecond added (any move that adds none
+first) is taken, so the allocation ends just under the budget.
 """
 
 from __future__ import annotations
@@ -95,8 +98,41 @@ def allocate(
         steps += 1
     if t > target:
         raise PrunekitError("unreachable")  # callers check reachability first
+    widths, t = fill(lm, scores, widths, target, removed)
     j = sum(log_kept(s, w) for s, w in zip(scores, widths, strict=True))
     return Allocation(widths, t, j, steps)
+
+
+def fill(
+    lm: LatencyModel,
+    scores: Sequence[torch.Tensor],
+    widths: list[int],
+    target: float,
+    removed: Sequence[str] = (),
+) -> tuple[list[int], float]:
+    """Grow widths while the prediction stays within ``target`` (module docstring)."""
+    widths = list(widths)
+    t = lm.predict(widths, removed)
+    while True:
+        best = None
+        for g, grid in enumerate(lm.grids):
+            for w in grid:
+                if w <= widths[g]:
+                    continue
+                trial = widths.copy()
+                trial[g] = w
+                t_new = lm.predict(trial, removed)
+                if t_new > target:
+                    continue
+                gain = log_kept(scores[g], w) - log_kept(scores[g], widths[g])
+                added = t_new - t
+                rate = math.inf if added <= 0 else gain / added
+                if gain > 0 and (best is None or (rate, gain) > best[0]):
+                    best = ((rate, gain), g, w, t_new)
+        if best is None:
+            return widths, t
+        _, g, w, t = best
+        widths[g] = w
 
 
 def uniform(lm: LatencyModel, target: float) -> list[int]:

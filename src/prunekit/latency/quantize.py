@@ -9,7 +9,12 @@ onnxruntime's post-training quantization (Jacob et al. 2018):
   are the min/max observed on the calibration images;
 - ``linear="dynamic"``: Convs static as above, Linear layers dynamic (activation range
   computed per batch at run time, int8 weights) -- what onnxruntime recommends for
-  Linear-heavy models.
+  Linear-heavy models;
+- ``float_head=True`` (default): the last Gemm/MatMul (the classifier, whose outputs
+  decide the class) stays float32. Measured on LeNet-5 / Fashion-MNIST (2000 test
+  images): int8 and PyTorch predicted the same class on 99.05 % with it quantized
+  (MinMax; Percentile 99.15 %, Entropy 99.05 %) and 99.80 % with it float, for 3 % more
+  bytes (classes x fan-in x 4).
 
 ``x_int8 = round(x / s) + z``; the model's float weights become ``int8`` tensors with
 one float scale per channel, so the file is ~4x smaller than float32.
@@ -49,6 +54,7 @@ def int8_onnx(
     *,
     linear: str = "static",
     batch: int = 64,
+    float_head: bool = True,
 ) -> tuple[bytes, bytes]:
     """``(float_onnx, int8_onnx)`` of ``model`` (module docstring); ``calibration``:
     images ``(N, *input_shape)`` in the model's input range."""
@@ -78,6 +84,7 @@ def int8_onnx(
             return next(self.batches, None)
 
     convs = ["Conv"] if linear == "dynamic" else ["Conv", "Gemm", "MatMul"]
+    exclude = _last_linear(fp32) if float_head else []
     # onnxruntime's quantizer logs advice ("consider pre-processing") on the root logger
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         src, mid, dst = (Path(tmp) / n for n in ("f.onnx", "s.onnx", "q.onnx"))
@@ -88,6 +95,7 @@ def int8_onnx(
             Reader(),
             quant_format=q.QuantFormat.QDQ,
             op_types_to_quantize=convs,
+            nodes_to_exclude=exclude,
             per_channel=True,
             activation_type=q.QuantType.QUInt8,
             weight_type=q.QuantType.QInt8,
@@ -97,11 +105,20 @@ def int8_onnx(
                 str(mid),
                 str(dst),
                 op_types_to_quantize=["Gemm", "MatMul"],
+                nodes_to_exclude=exclude,
                 weight_type=q.QuantType.QInt8,
             )
         else:
             dst = mid
         return fp32, dst.read_bytes()
+
+
+def _last_linear(model: bytes) -> list[str]:
+    import onnx
+
+    nodes = onnx.load_from_string(model).graph.node
+    names = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")]
+    return names[-1:]
 
 
 @contextmanager
@@ -151,6 +168,7 @@ def int8_report(
     test_y: torch.Tensor,
     *,
     linear: str = "static",
+    float_head: bool = True,
     batch_sizes: tuple[int, ...] = (1, 64),
     repeats: int = 15,
     clock: str = "thread",
@@ -161,7 +179,7 @@ def int8_report(
     thread, ``clock`` as in :mod:`.table`) per batch size."""
     from .table import compare
 
-    fp32, int8 = int8_onnx(model, input_shape, calibration, linear=linear)
+    fp32, int8 = int8_onnx(model, input_shape, calibration, linear=linear, float_head=float_head)
     model = model.eval()
     with torch.no_grad():
         torch_pred = torch.cat([model(test_x[i : i + 256]) for i in range(0, len(test_x), 256)])
@@ -182,6 +200,7 @@ def int8_report(
         latency[str(b)] = ms
     return int8, {
         "linear": linear,
+        "float_head": float_head,
         "clock": clock,
         "bytes_float_onnx": len(fp32),
         "bytes_int8_onnx": len(int8),
