@@ -239,6 +239,102 @@ def run_model(name: str, seeds, out_json: Path, skip_b1: bool = False) -> None:
     save()
 
 
+def run_part(part: str, name: str, seeds, out_json: Path) -> None:
+    """Smaller separate runs when the machine is too loaded for the full grid:
+    ``depth`` (ResNet-20: width vs depth vs depth + width at 1.5x, one process) and
+    ``int8`` (dense and Torch-Pruning-uniform models, int8 with the float head)."""
+    rows: list[dict] = []
+    started = time.time()
+    budget = PART_BUDGETS[part]
+
+    def save():
+        out_json.write_text(
+            json.dumps({"model": name, "part": part, "budget": budget, "rows": rows}, indent=1)
+        )
+
+    for seed in seeds:
+        cfg = RunConfig(
+            model=name,
+            dataset="fashion-mnist",
+            method="l1-filter",
+            sparsity=0.0,
+            seed=seed,
+            test_limit=2000,
+            latency_repeats=3,
+            latency_batch_sizes=[64],
+            noise_sigmas=[],
+            noise_densities=[],
+            data_dir=FASHION,
+            **budget,
+        )
+        data = dataset_for(cfg)
+        shape = tuple(data.input_shape)
+        dense, _, dense_s = train_dense(cfg, data)
+        dense.eval()
+        acc_dense = accuracy(dense, data.test.x, data.test.y)
+        print(f"[{part} {name} s{seed}] dense {acc_dense:.4f}", flush=True)
+        if part == "depth":
+            lm64 = LatencyModel(dense, shape, batch_size=64)
+            for k in (1.5,):
+                for mode in ("none", "only", "with"):
+                    t0 = time.time()
+                    try:
+                        r = run_target(
+                            cfg,
+                            Target(speedup=k, batch_size=64, depth=mode),
+                            dense=(dense, dense_s),
+                            data=data,
+                        )
+                    except PrunekitError as e:
+                        rows.append(
+                            {"kind": f"depth-{mode}", "seed": seed, "target": k, "error": str(e)}
+                        )
+                        save()
+                        continue
+                    s = r.result["latency_target"]
+                    again = three_way(lm64, {"dense": dense, "m": r.model.eval()}, times=2)
+                    rows.append(
+                        {
+                            "kind": f"depth-{mode}",
+                            "seed": seed,
+                            "batch": 64,
+                            "target": k,
+                            "predicted_speedup": s["predicted_speedup"],
+                            "measured_speedup": s["measured_speedup"],
+                            "prediction_error": s["prediction_error"],
+                            "removed_blocks": s["removed_blocks"],
+                            "widths": s["widths"],
+                            "acc_dense": acc_dense,
+                            "acc_ours": r.result["accuracy"],
+                            "recheck": again,
+                            "seconds": time.time() - t0,
+                        }
+                    )
+                    save()
+                    print(f"[depth s{seed}] {mode} {k}x done", flush=True)
+        else:
+            calib = data.val.x[:512]
+            models = {"dense": dense}
+            for ratio in (0.5, 0.6):
+                m = tp_uniform(dense, ratio, shape)
+                finetune(m, cfg, data)
+                models[f"tp-uniform {ratio:g}"] = m
+            for key, m in models.items():
+                _, q = int8_report(m, shape, calib, data.test.x, data.test.y)
+                q.update(kind="int8", seed=seed, model_key=key, acc_dense=acc_dense)
+                rows.append(q)
+                save()
+            print(f"[int8 s{seed}] done", flush=True)
+    rows.append({"kind": "meta", "seconds": time.time() - started})
+    save()
+
+
+PART_BUDGETS = {
+    "depth": dict(limit=1500, epochs=3, finetune_epochs=1),
+    "int8": dict(limit=10000, epochs=3, finetune_epochs=1),
+}
+
+
 def batch1(name, cfg, dense, shape, data, seed, rows):
     t = Target(speedup=TARGETS[0], batch_size=1)
     lm, _, cal = prepare(clone(dense), shape, t, name)
@@ -481,10 +577,14 @@ def main() -> None:
     p.add_argument("--render", type=Path, nargs="+")
     p.add_argument("--out", type=Path)
     p.add_argument("--command", default="")
+    p.add_argument("--part", choices=sorted(PART_BUDGETS))
     a = p.parse_args()
     torch.set_num_threads(1)
     if a.render:
         render(a.render, a.out, a.command or " ".join(sys.argv))
+        return
+    if a.part:
+        run_part(a.part, a.model, a.seeds, a.json)
         return
     run_model(a.model, a.seeds, a.json, a.skip_b1)
 
