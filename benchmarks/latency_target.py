@@ -392,20 +392,39 @@ def render(files: list[Path], out: Path, command: str) -> None:
         "BN folded, exact rewrites).",
         "",
     ]
+    groups: dict[tuple[str, str], dict] = {}
     for f in files:
         data = json.loads(Path(f).read_text())
-        name, rows = data["model"], data["rows"]
-        b = BUDGETS[name]
+        key = (data["model"], data.get("part", "main"))
+        g = groups.setdefault(key, {"rows": [], "budget": data.get("budget"), "files": []})
+        g["rows"] += data["rows"]
+        g["files"].append(Path(f).name)
+    for (name, part), g in groups.items():
+        rows = g["rows"]
+        b = g["budget"] or BUDGETS[name]
         meta = [r for r in rows if r["kind"] == "meta"]
+        seeds = sorted({r["seed"] for r in rows if "seed" in r})
+        title = {"main": "", "depth": ", depth part", "int8": ", int8 part"}[part]
         lines += [
-            f"## {name}",
+            f"## {name}{title}",
             "",
             f"Budget: Fashion-MNIST, {b['limit']} training images, {b['epochs']} dense epochs, "
             f"{b['finetune_epochs']} fine-tune epoch for every pruned model (ours and "
-            "Torch-Pruning alike), 2000 test images"
-            + (f"; {meta[0]['seconds'] / 60:.0f} min in all." if meta else "."),
+            f"Torch-Pruning alike), 2000 test images; seeds {', '.join(map(str, seeds))}"
+            + (
+                "; " + ", ".join(f"{m['seconds'] / 60:.0f}" for m in meta) + " min per process."
+                if meta
+                else " (process stopped before the end: the rows it finished)."
+            ),
             "",
-            "### Width pruning to a measured speed-up (batch 64 fine-tuned; batch 1 latency only)",
+            *(
+                [
+                    "### Width pruning to a measured speed-up (batch 64 fine-tuned; batch 1 "
+                    "latency only)"
+                ]
+                if any(r["kind"] == "width" for r in rows)
+                else []
+            ),
             "",
             "measured = dense / pruned latency at the end of `run_target` (15 interleaved "
             "repeats); recheck = median [min-max] of 3 further interleaved measurements of "
@@ -488,6 +507,8 @@ def render(files: list[Path], out: Path, command: str) -> None:
             }
             for r in sorted(depth, key=lambda r: (r["target"], r["seed"], r["kind"])):
                 wr = widthrows.get((r["seed"], r["target"]))
+                if r["kind"] == "depth-none":
+                    r = {**r, "kind": "width"}
                 if wr and r["kind"] == "depth-only":
                     lines.append(
                         f"| {r['seed']} | {r['target']:g}x | width | "
