@@ -380,7 +380,7 @@ def pct(x):
     return f"{100 * x:+.1f} %"
 
 
-def render(files: list[Path], out: Path, command: str) -> None:
+def render(files: list[Path], out: Path, command: str, note: str = "") -> None:
     lines = [
         "# Latency-targeted pruning, depth pruning and pruning + int8",
         "",
@@ -389,7 +389,11 @@ def render(files: list[Path], out: Path, command: str) -> None:
         f"{tp.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs "
         f"({platform.machine()}), shared with other jobs (load average at render: "
         f"{os.getloadavg()[0]:.1f}). One thread for every timing; eager runtime (deployed: "
-        "BN folded, exact rewrites).",
+        "BN folded, exact rewrites). Clock: CPU time of the single compute thread "
+        "(`time.thread_time`), which on an idle machine is the wall-clock latency; "
+        "wall-clock medians of one model moved 1.5x between runs at this load, so "
+        "wall-clock speed-ups are only a recheck ('wall').",
+        *([f"Note: {note}", ""] if note else []),
         "",
     ]
     groups: dict[tuple[str, str], dict] = {}
@@ -491,6 +495,9 @@ def render(files: list[Path], out: Path, command: str) -> None:
                 f"Predictor calibration (least squares over 8 whole-model measurements per "
                 f"table): worst fit error {100 * worst:.0f} %.",
             ]
+        if not any(r["kind"] == "width" for r in rows):  # a part file: no width grid
+            i = max(j for j, line in enumerate(lines) if line.startswith("## "))
+            del lines[i + 4 :]
         depth = [r for r in rows if r["kind"].startswith("depth")]
         if depth:
             lines += [
@@ -598,11 +605,12 @@ def main() -> None:
     p.add_argument("--render", type=Path, nargs="+")
     p.add_argument("--out", type=Path)
     p.add_argument("--command", default="")
+    p.add_argument("--note", default="")
     p.add_argument("--part", choices=sorted(PART_BUDGETS))
     a = p.parse_args()
     torch.set_num_threads(1)
     if a.render:
-        render(a.render, a.out, a.command or " ".join(sys.argv))
+        render(a.render, a.out, a.command or " ".join(sys.argv), a.note)
         return
     if a.part:
         run_part(a.part, a.model, a.seeds, a.json)
