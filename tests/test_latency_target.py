@@ -201,3 +201,12 @@ def test_fill_gives_back_what_fits_under_the_budget():
     scores = [torch.ones(4), torch.ones(4)]
     # group 0 cannot grow (2 -> 3 would be 32 > 30); group 1 grows to full width
     assert fill(lm, scores, [2, 2], 30.0) == ([2, 4], 24.0)
+
+
+def test_layer_weighting_protects_groups_tied_across_layers():
+    lm = FakeLM([1.0, 1.0])
+    scores = [torch.ones(4), torch.ones(4)]
+    # equal cost and scores: unweighted, the log objective splits the cut evenly
+    assert allocate(lm, scores, target=6.0).widths == [3, 3]
+    # group 0 produced by 3 tied layers: removing its units costs 3x, group 1 goes instead
+    assert allocate(lm, scores, target=6.0, weights=[3, 1]).widths == [4, 2]

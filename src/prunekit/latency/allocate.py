@@ -7,6 +7,9 @@ widths ``w_g`` (each group keeps its ``w_g`` best units) to
 
     maximize  J(w) = sum_g log( K_g(w_g) / K_g(n_g) )   subject to  T(w) <= T_target
 
+(optionally ``sum_g m_g * log(...)`` with ``m_g`` the number of layers producing the
+group's units, ``weighting="layers"``: a residual stream tied across 4 convs then
+counts 4 times, once per layer that loses those channels),
 where ``K_g(w)`` is the sum of the ``w`` largest scores of group ``g``: the log of the
 *fraction of each group's importance that is kept*, summed. Normalizing per group makes
 criteria with different scales per layer comparable, and the log makes emptying any
@@ -65,6 +68,7 @@ def allocate(
     *,
     start: Sequence[int] | None = None,
     removed: Sequence[str] = (),
+    weights: Sequence[float] | None = None,
 ) -> Allocation:
     """Greedy allocation (module docstring); ``target`` in the predictor's units.
 
@@ -72,6 +76,7 @@ def allocate(
     ``target`` (naming the best reachable speed-up)."""
     if len(scores) != len(lm.groups):
         raise PrunekitError(f"need scores for {len(lm.groups)} groups, got {len(scores)}")
+    weights = list(weights) if weights is not None else [1.0] * len(scores)
     widths = list(start or lm.full)
     t = lm.predict(widths, removed)
     steps = 0
@@ -86,7 +91,7 @@ def allocate(
                 saved = t - lm.predict(trial, removed)
                 if saved <= 0:
                     continue
-                lost = log_kept(scores[g], widths[g]) - log_kept(scores[g], w)
+                lost = weights[g] * (log_kept(scores[g], widths[g]) - log_kept(scores[g], w))
                 ratio = lost / saved
                 if best is None or ratio < best[0]:
                     best = (ratio, g, w)
@@ -98,8 +103,8 @@ def allocate(
         steps += 1
     if t > target:
         raise PrunekitError("unreachable")  # callers check reachability first
-    widths, t = fill(lm, scores, widths, target, removed)
-    j = sum(log_kept(s, w) for s, w in zip(scores, widths, strict=True))
+    widths, t = fill(lm, scores, widths, target, removed, weights)
+    j = sum(m * log_kept(s, w) for m, s, w in zip(weights, scores, widths, strict=True))
     return Allocation(widths, t, j, steps)
 
 
@@ -109,8 +114,10 @@ def fill(
     widths: list[int],
     target: float,
     removed: Sequence[str] = (),
+    weights: Sequence[float] | None = None,
 ) -> tuple[list[int], float]:
     """Grow widths while the prediction stays within ``target`` (module docstring)."""
+    weights = list(weights) if weights is not None else [1.0] * len(scores)
     widths = list(widths)
     t = lm.predict(widths, removed)
     while True:
@@ -124,7 +131,7 @@ def fill(
                 t_new = lm.predict(trial, removed)
                 if t_new > target:
                     continue
-                gain = log_kept(scores[g], w) - log_kept(scores[g], widths[g])
+                gain = weights[g] * (log_kept(scores[g], w) - log_kept(scores[g], widths[g]))
                 added = t_new - t
                 rate = math.inf if added <= 0 else gain / added
                 if gain > 0 and (best is None or (rate, gain) > best[0]):

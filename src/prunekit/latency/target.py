@@ -59,6 +59,7 @@ class Target:
     threads: int = 1
     cache_dir: str | None = None
     clock: str = "thread"  # see prunekit.latency.table
+    weighting: str = "group"  # "group" | "layers": see prunekit.latency.allocate
 
     def check(self) -> None:
         if (self.speedup is None) == (self.latency_ms is None):
@@ -71,6 +72,8 @@ class Target:
             raise PrunekitError(
                 f"--depth must be one of {', '.join(DEPTH_MODES)}, got {self.depth!r}"
             )
+        if self.weighting not in ("group", "layers"):
+            raise PrunekitError(f"weighting must be 'group' or 'layers', got {self.weighting!r}")
         if self.batch_size < 1 or self.threads < 1:
             raise PrunekitError("latency batch size and threads must be >= 1")
         check_runtime(self.runtime)
@@ -106,6 +109,7 @@ def plan(
     budget: float,
     depth: str,
     importance: dict[str, float],
+    weighting: str = "group",
 ) -> tuple[list[int], list[str]]:
     """Widths and removed blocks for a budget in predictor units (module docstring)."""
     removed: list[str] = []
@@ -122,7 +126,8 @@ def plan(
         return list(lm.full), removed
     if lm.predict(lm.minimum(), removed) > budget:
         return lm.minimum(), removed
-    return allocate(lm, scores, budget, removed=removed).widths, removed
+    weights = [len(g.producers) if weighting == "layers" else 1 for g in lm.groups]
+    return allocate(lm, scores, budget, removed=removed, weights=weights).widths, removed
 
 
 def build(model: nn.Module, lm: LatencyModel, widths, removed, scores) -> nn.Module:
@@ -199,7 +204,7 @@ def search(
     attempts = []
     b = budget
     for _ in range(rounds + 1):
-        widths, removed = plan(lm, scores, b, target.depth, importance)
+        widths, removed = plan(lm, scores, b, target.depth, importance, target.weighting)
         small = build(model, lm, widths, removed, scores)
         ms = lm.measure({"dense": model, "pruned": small})
         measured = ms["dense"] / ms["pruned"]
@@ -307,6 +312,7 @@ def run_target(
         "threads": target.threads,
         "clock": target.clock,
         "depth": target.depth,
+        "weighting": target.weighting,
         "target_speedup": target.speedup,
         "target_latency_ms": target.latency_ms,
         "goal_speedup": found["goal_speedup"],
