@@ -273,7 +273,38 @@ def run_part(part: str, name: str, seeds, out_json: Path) -> None:
         dense.eval()
         acc_dense = accuracy(dense, data.test.x, data.test.y)
         print(f"[{part} {name} s{seed}] dense {acc_dense:.4f}", flush=True)
-        if part == "depth":
+        if part == "weighting":
+            lm64 = LatencyModel(dense, shape, batch_size=64)
+            for k in (2.0,):
+                for weighting in ("group", "layers"):
+                    t0 = time.time()
+                    r = run_target(
+                        cfg,
+                        Target(speedup=k, batch_size=64, weighting=weighting),
+                        dense=(dense, dense_s),
+                        data=data,
+                    )
+                    s = r.result["latency_target"]
+                    again = three_way(lm64, {"dense": dense, "m": r.model.eval()}, times=2)
+                    rows.append(
+                        {
+                            "kind": f"weighting-{weighting}",
+                            "seed": seed,
+                            "batch": 64,
+                            "target": k,
+                            "predicted_speedup": s["predicted_speedup"],
+                            "measured_speedup": s["measured_speedup"],
+                            "prediction_error": s["prediction_error"],
+                            "widths": s["widths"],
+                            "acc_dense": acc_dense,
+                            "acc_ours": r.result["accuracy"],
+                            "recheck": again,
+                            "seconds": time.time() - t0,
+                        }
+                    )
+                    save()
+                    print(f"[weighting s{seed}] {weighting} {k}x done", flush=True)
+        elif part == "depth":
             lm64 = LatencyModel(dense, shape, batch_size=64)
             for k in (1.5,):
                 for mode in ("none", "only", "with"):
@@ -330,6 +361,7 @@ def run_part(part: str, name: str, seeds, out_json: Path) -> None:
 
 
 PART_BUDGETS = {
+    "weighting": dict(limit=3000, epochs=3, finetune_epochs=1),
     "depth": dict(limit=1500, epochs=3, finetune_epochs=1),
     "int8": dict(limit=10000, epochs=3, finetune_epochs=1),
 }
@@ -408,7 +440,12 @@ def render(files: list[Path], out: Path, command: str, note: str = "") -> None:
         b = g["budget"] or BUDGETS[name]
         meta = [r for r in rows if r["kind"] == "meta"]
         seeds = sorted({r["seed"] for r in rows if "seed" in r})
-        title = {"main": "", "depth": ", depth part", "int8": ", int8 part"}[part]
+        title = {
+            "main": "",
+            "depth": ", depth part",
+            "int8": ", int8 part",
+            "weighting": ", allocation-weighting part",
+        }[part]
         lines += [
             f"## {name}{title}",
             "",
@@ -531,6 +568,22 @@ def render(files: list[Path], out: Path, command: str, note: str = "") -> None:
                     f"| {r['seed']} | {r['target']:g}x | {r['kind']} | {r['measured_speedup']:.2f}x | "
                     f"{r['recheck']['m']['median']:.2f}x | {pct(r['prediction_error'])} | "
                     f"{r['acc_ours']:.4f} | {', '.join(r['removed_blocks']) or '-'} |"
+                )
+        wt = [r for r in rows if r["kind"].startswith("weighting")]
+        if wt:
+            lines += [
+                "",
+                "### Allocation objective: per group vs per layer (weighting, batch 64)",
+                "",
+                "| seed | target | weighting | measured | recheck | acc | widths |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for r in wt:
+                w = ", ".join(f"{v[0]}/{v[1]}" for v in r["widths"].values())
+                lines.append(
+                    f"| {r['seed']} | {r['target']:g}x | {r['kind'].split('-')[1]} | "
+                    f"{r['measured_speedup']:.2f}x | {r['recheck']['m']['median']:.2f}x | "
+                    f"{r['acc_ours']:.4f} (dense {r['acc_dense']:.4f}) | {w} |"
                 )
         q = [r for r in rows if r["kind"] == "int8"]
         if q:
