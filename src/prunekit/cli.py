@@ -311,6 +311,28 @@ def prune(
             help="Re-estimate BatchNorm statistics on the calibration data after each pruning event [default: on].",
         ),
     ] = None,
+    target_speedup: Annotated[
+        float | None,
+        typer.Option(
+            help="Prune a structured method to this MEASURED speed-up (latency tables, "
+            "see prunekit.latency); --sparsity is then unused."
+        ),
+    ] = None,
+    target_latency_ms: Annotated[
+        float | None,
+        typer.Option(help="Like --target-speedup, as a latency in ms per batch."),
+    ] = None,
+    runtime: Annotated[
+        str,
+        typer.Option(help="Runtime the latency target holds in: eager | compile | onnxruntime."),
+    ] = "eager",
+    latency_batch: Annotated[
+        int, typer.Option(help="Batch size the latency target is measured at.")
+    ] = 64,
+    depth: Annotated[
+        str,
+        typer.Option(help="Residual blocks for a latency target: none | only | with (widths)."),
+    ] = "none",
     config: ConfigFile = None,
     out: Out = None,
     overwrite: Overwrite = False,
@@ -372,7 +394,42 @@ def prune(
         implied = implied_sparsity(gran, method_args)
         if implied is not None:
             values["sparsity"] = implied
+    if target_speedup is not None or target_latency_ms is not None:
+        _run_target(
+            values,
+            out,
+            overwrite,
+            quiet,
+            target_speedup,
+            target_latency_ms,
+            runtime,
+            latency_batch,
+            depth,
+        )
+        return
     _run_pipeline(values, out, overwrite, quiet)
+
+
+def _run_target(values, out, overwrite, quiet, speedup, latency_ms, runtime, batch, depth):
+    from .config import RunConfig
+    from .latency.target import Target, run_target
+
+    values.setdefault("method", "l1-filter")
+    values["sparsity"] = 0.0  # the latency target decides how much goes
+    target = Target(
+        speedup=speedup, latency_ms=latency_ms, runtime=runtime, batch_size=batch, depth=depth
+    )
+    target.check()  # one-line errors before the data is read
+    cfg = RunConfig.from_dict(values)
+    result = run_target(cfg, target, out=out, overwrite=overwrite, progress=not quiet).result
+    out_console.print(result_table(result, f"{cfg.model} / {cfg.dataset} / {result['method']}"))
+    s = result["latency_target"]
+    out_console.print(
+        f"latency target ({s['runtime']}, batch {s['batch_size']}): goal {s['goal_speedup']:.2f}x, "
+        f"predicted {s['predicted_speedup']:.2f}x, measured {s['measured_speedup']:.2f}x"
+    )
+    if out is not None:
+        out_console.print(f"saved to {out}")
 
 
 @app.command("eval")
@@ -445,8 +502,30 @@ def export_cmd(
             "normalization, move ReLU after max-pool.",
         ),
     ] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Write an int8 ONNX model (onnxruntime static quantization, calibrated on "
+            "512 validation images; BN and normalization folded first).",
+        ),
+    ] = False,
+    int8_linear: Annotated[
+        str, typer.Option(help="With --int8: Linear layers 'static' or 'dynamic'.")
+    ] = "static",
 ) -> None:
     """Export a saved run to ONNX (dead units removed), checked in onnxruntime (atol 1e-4)."""
+    if int8:
+        from .latency.quantize import export_int8_run
+
+        q = export_int8_run(run_dir, onnx, linear=int8_linear)
+        out_console.print(
+            f"wrote {q['path']} (int8, {q['bytes_int8_onnx']:,} bytes; float ONNX "
+            f"{q['bytes_float_onnx']:,}); test accuracy int8 {q['accuracy_int8']:.4f} vs torch "
+            f"{q['accuracy_torch']:.4f}; same class as torch on "
+            f"{100 * q['agreement_int8_vs_torch']:.2f} % of test images; recorded in result.json"
+        )
+        return
     if deploy:
         from .deploy import export_deployed
 

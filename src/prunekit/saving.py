@@ -218,6 +218,8 @@ def model_files(model: nn.Module, arch: dict[str, Any]) -> dict[str, bytes]:
         "input_shape": list(arch.get("input_shape", [])),
         "shapes": {k: list(v.shape) for k, v in tensors.items()},
     }
+    if arch.get("identity"):  # depth pruning: residual blocks replaced by nn.Identity
+        spec["identity"] = list(arch["identity"])
     return {
         "model.safetensors": save_safetensors(tensors, metadata={"format": FORMAT}),
         "model.json": json_bytes(spec),
@@ -350,6 +352,7 @@ def _read_spec(path: Path) -> dict[str, Any]:
         raise PrunekitError(f"{path} is not a {FORMAT} model description")
     Check("str")(f"{path}: name", spec["name"])
     Check("dict")(f"{path}: kwargs", spec.get("kwargs", {}))
+    Check("list", item=Check("str"))(f"{path}: identity", spec.get("identity", []))
     _SHAPE(f"{path}: input_shape", spec.get("input_shape", []))
     shapes = Check("dict")(f"{path}: shapes", spec.get("shapes", {}))
     for key, shape in shapes.items():
@@ -505,6 +508,14 @@ def load(run_dir: str | Path) -> nn.Module:
         raise PrunekitError(f"{weights} not found") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise PrunekitError(f"{weights} is corrupted or truncated: {e}") from None
+    for name in spec.get("identity", []):  # blocks removed by depth pruning
+        parent, _, child = name.rpartition(".")
+        try:
+            setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
+        except AttributeError:
+            raise PrunekitError(
+                f"{run_dir / 'model.json'} removes unknown block {name!r}"
+            ) from None
     _resize(model, spec.get("shapes", {}))
     check_state(state, model.state_dict(), str(weights))
     try:

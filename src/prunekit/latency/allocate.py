@@ -1,0 +1,163 @@
+"""Which widths to keep under a latency budget: greedy importance-per-millisecond.
+
+Given per-unit importance scores ``s_{g,i} >= 0`` of every prunable group ``g`` (any
+registered criterion, reduced to units and averaged over tied layers as the neuron
+granularity does) and the latency predictor ``T(w)`` (:mod:`.table`), choose grid
+widths ``w_g`` (each group keeps its ``w_g`` best units) to
+
+    maximize  J(w) = sum_g log( K_g(w_g) / K_g(n_g) )   subject to  T(w) <= T_target
+
+(optionally ``sum_g m_g * log(...)`` with ``m_g`` the number of layers producing the
+group's units, ``weighting="layers"``: a residual stream tied across 4 convs then
+counts 4 times, once per layer that loses those channels),
+where ``K_g(w)`` is the sum of the ``w`` largest scores of group ``g``: the log of the
+*fraction of each group's importance that is kept*, summed. Normalizing per group makes
+criteria with different scales per layer comparable, and the log makes emptying any
+one group ruinously expensive (a product of kept fractions).
+
+The search is the greedy ratio rule of NetAdapt (Yang et al. 2018) and of HALP's
+knapsack relaxation (Shen et al. 2022): from the dense widths, repeatedly take the
+single move -- one group to a lower grid width -- with the smallest importance lost per
+millisecond saved, ``(J(w) - J(w')) / (T(w) - T(w'))``, until ``T(w) <= T_target``.
+Every lower grid width of a group is a candidate move (not only the next one), so a
+width that measures slower than a narrower one is skipped over: widths end on the
+measured fast shapes. A last *fill* pass gives back what the greedy removal overshot:
+while some group can grow to a higher grid width with ``T(w') <= T_target``, the move
+with the largest importance regained per millisecond added (any move that adds none
+first) is taken, so the allocation ends just under the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..registry import PrunekitError
+from .table import LatencyModel
+
+
+@dataclass
+class Allocation:
+    widths: list[int]
+    predicted: float  # reference units (see table.py)
+    kept_importance: float  # J(w)
+    steps: int
+
+
+def kept(scores: torch.Tensor, w: int) -> float:
+    """Sum of the ``w`` largest scores (negative scores count as 0)."""
+    s = scores.clamp(min=0).sort(descending=True).values
+    return float(s[:w].sum())
+
+
+def log_kept(scores: torch.Tensor, w: int) -> float:
+    total = kept(scores, len(scores))
+    if total <= 0:  # an all-zero group: every unit is equally (un)important
+        return math.log(w / len(scores))
+    k = kept(scores, w)
+    return math.log(k / total) if k > 0 else -1e9
+
+
+def allocate(
+    lm: LatencyModel,
+    scores: Sequence[torch.Tensor],
+    target: float,
+    *,
+    start: Sequence[int] | None = None,
+    removed: Sequence[str] = (),
+    weights: Sequence[float] | None = None,
+) -> Allocation:
+    """Greedy allocation (module docstring); ``target`` in the predictor's units.
+
+    Raises :class:`PrunekitError` when even the narrowest widths predict above
+    ``target`` (naming the best reachable speed-up)."""
+    if len(scores) != len(lm.groups):
+        raise PrunekitError(f"need scores for {len(lm.groups)} groups, got {len(scores)}")
+    weights = list(weights) if weights is not None else [1.0] * len(scores)
+    widths = list(start or lm.full)
+    t = lm.predict(widths, removed)
+    steps = 0
+    while t > target:
+        best = None
+        for g, grid in enumerate(lm.grids):
+            for w in grid:
+                if w >= widths[g]:
+                    break
+                trial = widths.copy()
+                trial[g] = w
+                saved = t - lm.predict(trial, removed)
+                if saved <= 0:
+                    continue
+                lost = weights[g] * (log_kept(scores[g], widths[g]) - log_kept(scores[g], w))
+                ratio = lost / saved
+                if best is None or ratio < best[0]:
+                    best = (ratio, g, w)
+        if best is None:
+            break
+        _, g, w = best
+        widths[g] = w
+        t = lm.predict(widths, removed)
+        steps += 1
+    if t > target:
+        raise PrunekitError("unreachable")  # callers check reachability first
+    widths, t = fill(lm, scores, widths, target, removed, weights)
+    j = sum(m * log_kept(s, w) for m, s, w in zip(weights, scores, widths, strict=True))
+    return Allocation(widths, t, j, steps)
+
+
+def fill(
+    lm: LatencyModel,
+    scores: Sequence[torch.Tensor],
+    widths: list[int],
+    target: float,
+    removed: Sequence[str] = (),
+    weights: Sequence[float] | None = None,
+) -> tuple[list[int], float]:
+    """Grow widths while the prediction stays within ``target`` (module docstring)."""
+    weights = list(weights) if weights is not None else [1.0] * len(scores)
+    widths = list(widths)
+    t = lm.predict(widths, removed)
+    while True:
+        best = None
+        for g, grid in enumerate(lm.grids):
+            for w in grid:
+                if w <= widths[g]:
+                    continue
+                trial = widths.copy()
+                trial[g] = w
+                t_new = lm.predict(trial, removed)
+                if t_new > target:
+                    continue
+                gain = weights[g] * (log_kept(scores[g], w) - log_kept(scores[g], widths[g]))
+                added = t_new - t
+                rate = math.inf if added <= 0 else gain / added
+                if gain > 0 and (best is None or (rate, gain) > best[0]):
+                    best = ((rate, gain), g, w, t_new)
+        if best is None:
+            return widths, t
+        _, g, w, t = best
+        widths[g] = w
+
+
+def uniform(lm: LatencyModel, target: float) -> list[int]:
+    """The same fraction kept in every group (the largest fraction meeting ``target``),
+    each group's width snapped down to its grid: the uniform baseline."""
+    lo, hi = 0.0, 1.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        if lm.predict(_snap(lm, mid)) <= target:
+            lo = mid
+        else:
+            hi = mid
+    return _snap(lm, lo)
+
+
+def _snap(lm: LatencyModel, fraction: float) -> list[int]:
+    out = []
+    for grid, n in zip(lm.grids, lm.full, strict=True):
+        below = [w for w in grid if w <= fraction * n]
+        out.append(below[-1] if below else grid[0])
+    return out

@@ -1,0 +1,596 @@
+"""Latency tables: measured milliseconds per layer shape, and a predictor that sums them.
+
+A model's deployed latency (``prunekit.deploy``: BatchNorm folded, exact rewrites, then
+the runtime) is predicted as
+
+    T(w) = a * sum_l t_l(c_in_l(w), c_out_l(w)) + r0 + r1 * A(w) / A(w_dense)
+
+- ``w``: the width of every prunable dependency group (:func:`prunekit.surgery.analyze`);
+  a Conv/Linear layer ``l`` takes its input width from the group it consumes (times
+  ``fan`` after a flatten) and its output width from the group it produces (fixed
+  widths -- model input, classes -- stay);
+- ``t_l(i, o)``: the measured latency of that layer alone (a Conv2d/Linear with bias,
+  since BN is folded at deploy) at its input resolution and batch size, in the runtime,
+  for every pair of *grid* widths (below): the **table**;
+- ``r0 + r1 * A(w)/A(w_dense)``: everything that is not a Conv/Linear (ReLU, pooling,
+  residual adds, per-call overhead). ``A(w)`` is the number of output elements of all
+  layers (the activation volume those ops touch);
+- ``a, r0, r1``: least squares over whole-model measurements of a few configurations
+  (dense, half, narrowest, seeded random grid points). ``a`` is what isolated layer
+  timings miss inside a whole model (caches are cold between layers; measured up to
+  several x at batch 64 here). The fit's error on those configurations, and on fresh
+  random ones, is reported (``benchmarks/latency_target.py``).
+
+This is the per-layer lookup table of NetAdapt (Yang et al. 2018) and HALP (Shen et al.
+2022), measured here instead of assumed proportional to MACs (on this machine the CPU
+kernels lose MAC rate as layers narrow: benchmarks/results/structured_speedup.md).
+
+Grid widths of a group of ``n`` units: every width when ``n <= 8``, else the multiples of
+``s = 4 * ceil(n / 64)`` (at most ~16 points, SIMD-friendly) and ``n`` itself. Only grid
+widths are ever chosen, so every prediction is a sum of measured entries.
+
+Clock: ``clock="thread"`` (default) times with the CPU time of the calling thread
+(``time.thread_time``). With one thread (eager torch with ``set_num_threads(1)``,
+onnxruntime with one intra-op thread) all the work runs on that thread, so on an idle
+machine thread time equals wall-clock latency; on a shared one it leaves out the time
+other processes hold the core (wall-clock medians moved 1.5x between two runs of the
+same model here, at load 15-20 on 2 cores). ``clock="wall"`` is plain wall-clock.
+
+Load normalization: this machine is shared, and its load moves every timing by up to
+2-3x within minutes. Every timing (table entries, whole models) is therefore taken
+interleaved with a fixed *reference* layer (a 16->16 3x3 conv on 16x16 inputs, same
+runtime and batch size) and stored in units of it (``ms / ref_ms``): time slicing slows
+both alike, so ratios measured minutes apart stay comparable. Milliseconds are those
+units times the reference's latency measured next to the model being predicted.
+
+Entries are cached on disk (one JSON file per machine, torch version, runtime, batch
+size and thread count; written atomically) so a table is measured once per machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import statistics
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from ..evaluation.cost import _example, eval_mode
+from ..evaluation.latency import _num_threads, compare_latency
+from ..registry import PrunekitError
+from ..saving import atomic_write_json
+from ..surgery.groups import UnitGroup, analyze
+
+TABLE_RUNTIMES = ("eager", "compile", "onnxruntime")
+CLOCKS = ("thread", "wall")
+
+
+def compare(
+    models: dict[str, nn.Module],
+    input_shape: Sequence[int],
+    batch_size: int,
+    *,
+    clock: str = "thread",
+    repeats: int = 15,
+    warmup: int = 3,
+    threads: int = 1,
+    min_time_s: float = 0.005,
+) -> dict[str, float]:
+    """Median ms per forward of each model, interleaved (every repeat times each model
+    once in turn), with ``clock`` (module docstring)."""
+    if clock == "wall":
+        return compare_latency(
+            models,
+            tuple(input_shape),
+            batch_size,
+            repeats=repeats,
+            warmup=warmup,
+            threads=threads,
+            min_time_s=min_time_s,
+        )
+    if clock != "thread":
+        raise PrunekitError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    import time
+
+    inputs = {k: _example(m, tuple(input_shape), batch_size) for k, m in models.items()}
+    samples: dict[str, list[float]] = {k: [] for k in models}
+    with _num_threads(threads), eval_mode(*models.values()), torch.no_grad():
+        for i in range(warmup + repeats):
+            for k, m in models.items():
+                n, start = 0, time.thread_time()
+                while True:
+                    m(inputs[k])
+                    n += 1
+                    elapsed = time.thread_time() - start
+                    if elapsed >= min_time_s:
+                        break
+                if i >= warmup:
+                    samples[k].append(elapsed / n)
+    return {k: 1000.0 * statistics.median(v) for k, v in samples.items()}
+
+
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo``), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def table_key(runtime: str, batch_size: int, threads: int, clock: str = "thread") -> dict[str, Any]:
+    """What a measured entry depends on: machine, torch, runtime, batch size, threads
+    (and the clock it was timed with)."""
+    return {
+        "clock": clock,
+        "machine": platform.machine(),
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "system": platform.system(),
+        "torch": torch.__version__,
+        "runtime": runtime,
+        "batch_size": batch_size,
+        "threads": threads,
+    }
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("PRUNEKIT_CACHE")
+    base = Path(env) if env else Path.home() / ".cache" / "prunekit"
+    return base / "latency"
+
+
+def check_runtime(runtime: str) -> None:
+    """One-line errors for a runtime the tables cannot time here."""
+    from ..deploy import _available
+
+    if runtime not in TABLE_RUNTIMES:
+        raise PrunekitError(
+            f"unknown runtime {runtime!r} for a latency target; known: {', '.join(TABLE_RUNTIMES)}"
+        )
+    if not _available(runtime):
+        need = {
+            "onnxruntime": "onnxruntime is not installed: pip install 'prunekit[onnx]'",
+            "compile": "torch.compile needs a C++ compiler (g++) on PATH",
+        }[runtime]
+        raise PrunekitError(f"runtime {runtime!r} is not available: {need}")
+
+
+class TableCache:
+    """``{signature: ms}`` for one :func:`table_key`, in one JSON file."""
+
+    def __init__(self, key: dict[str, Any], cache_dir: str | Path | None = None) -> None:
+        self.key = key
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        self.path = Path(cache_dir or default_cache_dir()) / f"{key['runtime']}-{digest}.json"
+        self.entries: dict[str, float] = {}
+        if self.path.exists():
+            try:
+                data = json.loads(self.path.read_text())
+                if data.get("key") == key:
+                    self.entries = {str(k): float(v) for k, v in data["entries"].items()}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                self.entries = {}  # a corrupted cache is re-measured, not trusted
+
+    def save(self) -> None:
+        atomic_write_json(self.path, {"key": self.key, "entries": self.entries})
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A Conv2d/Linear of the model and where its widths come from."""
+
+    name: str
+    kind: str  # "conv" | "linear"
+    in_group: int | None  # index into LatencyModel.groups, None = fixed
+    in_fixed: int
+    fan: int  # inputs per unit of in_group (Linear after a flatten: H*W)
+    out_group: int | None
+    out_fixed: int
+    spatial: tuple[int, ...]  # input H, W of a conv
+    conv: tuple = ()  # kernel, stride, padding, dilation
+    out_spatial: int = 1  # output elements per channel (H_out * W_out)
+
+    def shape(self, widths: Sequence[int]) -> tuple[int, int]:
+        c_in = self.in_fixed if self.in_group is None else widths[self.in_group] * self.fan
+        c_out = self.out_fixed if self.out_group is None else widths[self.out_group]
+        return c_in, c_out
+
+    def signature(self, c_in: int, c_out: int) -> str:
+        if self.kind == "linear":
+            return f"linear|{c_in}x{c_out}"
+        k, s, p, d = self.conv
+        hw = "x".join(map(str, self.spatial))
+        return f"conv|k{k}s{s}p{p}d{d}|{hw}|{c_in}x{c_out}"
+
+    def module(self, c_in: int, c_out: int) -> nn.Module:
+        if self.kind == "linear":
+            return nn.Linear(c_in, c_out)
+        k, s, p, d = self.conv
+        return nn.Conv2d(c_in, c_out, k, stride=s, padding=p, dilation=d)
+
+    def input_shape(self, c_in: int) -> tuple[int, ...]:
+        return (c_in,) if self.kind == "linear" else (c_in, *self.spatial)
+
+
+def grid(n: int) -> list[int]:
+    """Grid widths of a group of ``n`` units (module docstring)."""
+    if n <= 8:
+        return list(range(1, n + 1))
+    step = 4 * math.ceil(n / 64)
+    return sorted({*range(step, n, step), n})
+
+
+def _layers(model: nn.Module, groups: list[UnitGroup], input_shape) -> list[Layer]:
+    out_of = {p: i for i, g in enumerate(groups) for p in g.producers}
+    in_of = {c: (i, fan) for i, g in enumerate(groups) for c, fan in g.consumers}
+    shapes: dict[str, tuple] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            hooks.append(
+                m.register_forward_hook(
+                    lambda mod, i, o, name=name: shapes.__setitem__(
+                        name, (tuple(i[0].shape[2:]), tuple(o.shape[2:]))
+                    )
+                )
+            )
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape)))
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    layers = []
+    for name, m in model.named_modules():
+        if name not in shapes:  # not a Conv2d/Linear, or not called
+            continue
+        if isinstance(m, nn.Conv2d) and m.groups != 1:
+            continue  # depthwise: a follower; its cost goes into the rest term
+        gi, fan = in_of.get(name, (None, 1))
+        go = out_of.get(name)
+        in_n = m.in_features if isinstance(m, nn.Linear) else m.in_channels
+        out_n = m.out_features if isinstance(m, nn.Linear) else m.out_channels
+        spatial, out_sp = shapes[name]
+        conv = ()
+        if isinstance(m, nn.Conv2d):
+            if isinstance(m.padding, str):
+                raise PrunekitError(f"latency tables need numeric padding ({name!r})")
+            conv = (m.kernel_size, m.stride, m.padding, m.dilation)
+        layers.append(
+            Layer(
+                name=name,
+                kind="linear" if isinstance(m, nn.Linear) else "conv",
+                in_group=gi,
+                in_fixed=in_n,
+                fan=fan,
+                out_group=go,
+                out_fixed=out_n,
+                spatial=spatial,
+                conv=conv,
+                out_spatial=math.prod(out_sp) if out_sp else 1,
+            )
+        )
+    return layers
+
+
+def build_runtime(module: nn.Module, runtime: str, example: torch.Tensor, threads: int) -> Any:
+    """``module`` (eval) as a callable in ``runtime`` (prunekit.deploy's builders)."""
+    from ..deploy import Deployed, _build
+
+    gm = fx.symbolic_trace(module.eval())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fn = _build(gm, runtime, example, threads)
+    return Deployed(gm, fn, runtime, {})
+
+
+class LatencyModel:
+    """Tables + predictor for one model architecture in one runtime / batch / threads.
+
+    ``model`` defines the architecture (its weights are irrelevant). ``widths`` are lists
+    indexed like :attr:`groups` (the prunable groups, in graph order).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_shape: Sequence[int],
+        *,
+        runtime: str = "eager",
+        batch_size: int = 64,
+        threads: int = 1,
+        cache_dir: str | Path | None = None,
+        repeats: int = 7,
+        clock: str = "thread",
+    ) -> None:
+        check_runtime(runtime)
+        if clock not in CLOCKS:
+            raise PrunekitError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+        self.clock = clock
+        self.model = model
+        self.input_shape = tuple(input_shape)
+        self.runtime, self.batch_size, self.threads = runtime, batch_size, threads
+        self.repeats = repeats
+        self.groups = [g for g in analyze(model) if g.fixed is None]
+        self.layers = _layers(model, self.groups, self.input_shape)
+        self.full = [g.size for g in self.groups]
+        self.grids = [grid(n) for n in self.full]
+        self.cache = TableCache(table_key(runtime, batch_size, threads, clock), cache_dir)
+        self.rest: tuple[float, float] | None = None
+        self.ref = reference(runtime, batch_size, threads)
+
+    # -- the table ----------------------------------------------------------------------
+    def _options(self, layer: Layer) -> list[tuple[int, int]]:
+        ins = (
+            [layer.in_fixed]
+            if layer.in_group is None
+            else [w * layer.fan for w in self.grids[layer.in_group]]
+        )
+        outs = [layer.out_fixed] if layer.out_group is None else self.grids[layer.out_group]
+        return [(i, o) for i in ins for o in outs]
+
+    def measure_table(self) -> int:
+        """Measure every missing grid entry of every layer; returns how many were new.
+        Entries of one layer are timed interleaved (one ``compare_latency`` call)."""
+        new = 0
+        for layer in self.layers:
+            todo = {}
+            for c_in, c_out in self._options(layer):
+                sig = layer.signature(c_in, c_out)
+                if sig not in self.cache.entries and sig not in todo:
+                    todo[sig] = (c_in, c_out)
+            if not todo:
+                continue
+            for sig, ms in self._time_layer(layer, todo).items():
+                self.cache.entries[sig] = ms
+                new += 1
+            self.cache.save()
+        return new
+
+    def _time_layer(self, layer: Layer, todo: dict[str, tuple[int, int]]) -> dict[str, float]:
+        out = {}
+        # ORT/compile entries each need a build; group them in chunks to bound memory.
+        items = list(todo.items())
+        chunk = 64
+        for start in range(0, len(items), chunk):
+            built, shapes = {}, {}
+            for sig, (c_in, c_out) in items[start : start + chunk]:
+                torch.manual_seed(0)
+                m = layer.module(c_in, c_out).eval()
+                shape = layer.input_shape(c_in)
+                x = torch.rand((self.batch_size, *shape))
+                built[sig] = build_runtime(m, self.runtime, x, self.threads)
+                shapes[sig] = shape
+            built[REF] = self.ref
+            shapes[REF] = (16, 16, 16)
+            for sig, ms in _time_each(
+                built, shapes, self.batch_size, self.threads, self.repeats, self.clock
+            ):
+                out[sig] = ms
+        return out
+
+    def _kept_layers(self, removed: Sequence[str]) -> list[Layer]:
+        prefixes = tuple(f"{b}." for b in removed)
+        return [layer for layer in self.layers if not layer.name.startswith(prefixes)]
+
+    def layer_ms(self, widths: Sequence[int], removed: Sequence[str] = ()) -> float:
+        total = 0.0
+        for layer in self._kept_layers(removed):
+            c_in, c_out = layer.shape(widths)
+            sig = layer.signature(c_in, c_out)
+            if sig not in self.cache.entries:
+                raise PrunekitError(
+                    f"no latency entry for {sig} (width not on the grid or table not measured)"
+                )
+            total += self.cache.entries[sig]
+        return total
+
+    def volume(self, widths: Sequence[int], removed: Sequence[str] = ()) -> int:
+        return sum(
+            layer.shape(widths)[1] * layer.out_spatial for layer in self._kept_layers(removed)
+        )
+
+    # -- calibration and prediction -----------------------------------------------------
+    def half(self) -> list[int]:
+        return [
+            min(g, key=lambda w, n=n: abs(w - n / 2))
+            for g, n in zip(self.grids, self.full, strict=True)
+        ]
+
+    def minimum(self) -> list[int]:
+        return [g[0] for g in self.grids]
+
+    def calibration_widths(self, n_random: int = 5, seed: int = 0) -> dict[str, list[int]]:
+        """The configurations the rest term is fitted on: dense, half, narrowest and
+        ``n_random`` seeded random grid points."""
+        gen = torch.Generator().manual_seed(seed)
+        out = {"dense": list(self.full), "half": self.half(), "min": self.minimum()}
+        for k in range(n_random):
+            pick = [g[int(torch.randint(len(g), (1,), generator=gen))] for g in self.grids]
+            out[f"random{k}"] = pick
+        return out
+
+    def calibrate(self, n_random: int = 5, seed: int = 0) -> dict[str, Any]:
+        """Fit ``T(w) = a * sum_l t_l(w) + r0 + r1 * A(w)/A_dense`` by least squares to
+        whole-model measurements (interleaved, reference units) of
+        :meth:`calibration_widths`. ``a`` absorbs what isolated layer timings miss in a
+        whole model (cold caches between layers: measured 1-4x here at batch 64)."""
+        self.measure_table()
+        configs = self.calibration_widths(n_random, seed)
+        models = {k: self.with_widths(self.model, w) for k, w in configs.items()}
+        measured = self.measure(models, repeats=max(self.repeats, 9))
+        rows = [
+            [self.layer_ms(w), self.volume(w) / self.volume(self.full), 1.0]
+            for w in configs.values()
+        ]
+        y = torch.tensor([measured[k] for k in configs], dtype=torch.float64)
+        a_mat = torch.tensor(rows, dtype=torch.float64)
+        coef = torch.linalg.lstsq(a_mat, y.unsqueeze(1)).solution.flatten()
+        if coef[0] <= 0:  # the layer sum must count: fall back to a pure scale of it
+            scale = float((y / a_mat[:, 0]).median())
+            coef = torch.tensor([scale, 0.0, 0.0], dtype=torch.float64)
+        self.coef = tuple(float(c) for c in coef)
+        self.rest = (self.coef[2], self.coef[1])
+        fitted = a_mat @ coef
+        errors = {k: float(fitted[i] / y[i] - 1) for i, k in enumerate(configs)}
+        return {
+            "scale": self.coef[0],
+            "r1": self.coef[1],
+            "r0": self.coef[2],
+            "measured": {k: measured[k] for k in configs},
+            "fit_error": errors,
+            "ref_ms": measured["ref_ms"],
+        }
+
+    def measure(
+        self, models: dict[str, nn.Module], repeats: int = 15, clock: str | None = None
+    ) -> dict[str, float]:
+        """Whole models deployed in the runtime, in reference units, plus ``"ref_ms"``."""
+        ms = measure_deployed(
+            models,
+            self.input_shape,
+            self.runtime,
+            self.batch_size,
+            self.threads,
+            repeats=repeats,
+            extra={REF: self.ref},
+            clock=clock or self.clock,
+        )
+        ref = ms.pop(REF)
+        return {**{k: v / ref for k, v in ms.items()}, "ref_ms": ref}
+
+    def predict(self, widths: Sequence[int], removed: Sequence[str] = ()) -> float:
+        """Predicted latency (reference units) of grid ``widths`` with the residual
+        blocks ``removed`` (their layers drop out of the sums; see :mod:`.depth`)."""
+        if self.rest is None:
+            raise PrunekitError("LatencyModel.calibrate() must run before predict()")
+        a, r1, r0 = self.coef
+        vol = self.volume(widths, removed) / self.volume(self.full)
+        return a * self.layer_ms(widths, removed) + r0 + r1 * vol
+
+    def with_widths(
+        self,
+        model: nn.Module,
+        widths: Sequence[int],
+        scores: Sequence[torch.Tensor] | None = None,
+    ) -> nn.Module:
+        """A physically narrower copy of ``model`` (same architecture as ``self.model``):
+        group ``g`` keeps its ``widths[g]`` best units by ``scores[g]`` (default: the first)."""
+        from ..pruning.masks import clone
+        from ..surgery.shrink import apply_plan
+
+        small = clone(model)
+        index = {p: i for i, g in enumerate(self.groups) for p in g.producers}
+        for g in (g for g in analyze(small) if g.fixed is None):
+            # after depth pruning a group may have lost members: match by its first producer
+            if g.producers[0] not in index:
+                raise PrunekitError(f"with_widths: group {g.name!r} is not in the table")
+            i = index[g.producers[0]]
+            w = widths[i]
+            if w == g.size:
+                continue
+            if scores is None:
+                idx = torch.arange(w)
+            else:
+                idx = torch.sort(torch.topk(scores[i], w).indices).values
+            apply_plan(small, g, idx)
+        return small
+
+
+def _time_each(
+    built: dict[str, nn.Module],
+    shapes: dict[str, tuple],
+    batch: int,
+    threads: int,
+    repeats: int,
+    clock: str = "thread",
+) -> list[tuple[str, float]]:
+    """Median ms of each callable, interleaved; inputs differ in shape per entry, so
+    each is timed through a wrapper that owns its input."""
+    wrappers = {sig: _Fixed(fn, shapes[sig], batch) for sig, fn in built.items()}
+    ms = compare(
+        wrappers, (1,), 1, clock=clock, repeats=repeats, warmup=2, threads=threads, min_time_s=0.002
+    )
+    ref = ms.pop(REF)
+    return [(sig, v / ref) for sig, v in ms.items()]
+
+
+REF = "__reference__"
+
+
+def reference(runtime: str, batch: int, threads: int) -> nn.Module:
+    """The fixed reference layer every timing is divided by (module docstring)."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 16, 3, padding=1).eval()
+    return _Fixed(
+        build_runtime(conv, runtime, torch.rand(batch, 16, 16, 16), threads), (16, 16, 16), batch
+    )
+
+
+class _Fixed(nn.Module):
+    """Calls ``fn`` on its own fixed input, whatever it is given (for compare_latency)."""
+
+    def __init__(self, fn: nn.Module, shape: tuple, batch: int) -> None:
+        super().__init__()
+        self.fn = fn
+        self.register_buffer("x", torch.rand((batch, *shape)))
+
+    def forward(self, _: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.x)
+
+
+def measure_deployed(
+    models: dict[str, nn.Module],
+    input_shape: Sequence[int],
+    runtime: str,
+    batch_size: int,
+    threads: int = 1,
+    *,
+    repeats: int = 15,
+    extra: dict[str, nn.Module] | None = None,
+    clock: str = "thread",
+) -> dict[str, float]:
+    """Median ms per batch of each model deployed in ``runtime`` (BN folded, exact
+    rewrites; :func:`prunekit.deploy.deploy`), timed interleaved with ``threads``;
+    ``extra``: modules timed alongside as they are (the reference layer)."""
+    from ..deploy import deploy
+
+    shape = tuple(input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        deployed = {
+            k: deploy(m, shape, runtime=runtime, batch_size=batch_size, threads=threads)
+            for k, m in models.items()
+        }
+    deployed.update(extra or {})
+    return compare(
+        deployed,
+        shape,
+        batch_size,
+        clock=clock,
+        repeats=repeats,
+        warmup=3,
+        threads=threads,
+        min_time_s=0.005,
+    )
+
+
+def relative_spread(samples: Sequence[float]) -> float:
+    """(max - min) / median of repeated measurements."""
+    med = statistics.median(samples)
+    return (max(samples) - min(samples)) / med if med else 0.0

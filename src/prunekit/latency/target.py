@@ -1,0 +1,389 @@
+"""Prune to a measured latency target: ``prunekit prune --target-speedup K``.
+
+1. Checks (one-line errors, before any data is read or any training starts): the method
+   is structured (neuron granularity), the runtime is available, the model has
+   prunable groups (or removable blocks for depth), and the target is reachable: the
+   narrowest grid widths (and every removable block gone, with ``depth``) are predicted
+   at least ``K`` times faster than the dense model, else the error names the best
+   reachable speed-up.
+2. Latency tables and predictor (:mod:`.table`) for the model, runtime, batch size and
+   one thread; cached per machine.
+3. Dense training, then the method's criterion scores every unit (``depth``: the block
+   importance of :mod:`.depth`).
+4. Allocation (:mod:`.allocate`): ``depth="only"`` removes blocks, lowest
+   ``I_b / dT_b`` (importance lost per predicted ms saved) first, until the target;
+   ``depth="with"`` removes blocks until ``sqrt(K)`` (half the speed-up, in log scale),
+   then widths take the rest; ``depth="none"``: widths only.
+5. Closed loop: the allocated architecture is measured against the dense one
+   (interleaved, in the runtime) *before* fine-tuning -- latency does not depend on the
+   weights -- and when the measured speed-up misses ``K`` by more than 3 %, the budget is
+   scaled by ``measured / K`` and the allocation redone (at most 3 times; the attempt
+   closest to ``K`` is kept). What the predictor said and what was measured are both
+   recorded.
+6. The kept units are sliced out (``surgery.apply_plan``; removed blocks become
+   identities), the smaller model is fine-tuned for ``finetune_epochs`` and evaluated;
+   ``result.json`` gets a ``latency_target`` section with predicted and measured figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import RunConfig
+from ..data import Dataset
+from ..pruning.criteria import CRITERIA, Context
+from ..pruning.granularity import unit_scores
+from ..pruning.masks import clone
+from ..registry import PrunekitError
+from .allocate import allocate
+from .depth import block_importance, removable_blocks, without_blocks
+from .table import LatencyModel, check_runtime
+
+DEPTH_MODES = ("none", "only", "with")
+
+
+@dataclass
+class Target:
+    speedup: float | None = None
+    latency_ms: float | None = None
+    runtime: str = "eager"
+    batch_size: int = 64
+    depth: str = "none"
+    threads: int = 1
+    cache_dir: str | None = None
+    clock: str = "thread"  # see prunekit.latency.table
+    weighting: str = "group"  # "group" | "layers": see prunekit.latency.allocate
+
+    def check(self) -> None:
+        if (self.speedup is None) == (self.latency_ms is None):
+            raise PrunekitError("give exactly one of --target-speedup and --target-latency-ms")
+        if self.speedup is not None and not self.speedup > 1.0:
+            raise PrunekitError(f"--target-speedup must be > 1, got {self.speedup}")
+        if self.latency_ms is not None and not self.latency_ms > 0:
+            raise PrunekitError(f"--target-latency-ms must be > 0, got {self.latency_ms}")
+        if self.depth not in DEPTH_MODES:
+            raise PrunekitError(
+                f"--depth must be one of {', '.join(DEPTH_MODES)}, got {self.depth!r}"
+            )
+        if self.weighting not in ("group", "layers"):
+            raise PrunekitError(f"weighting must be 'group' or 'layers', got {self.weighting!r}")
+        if self.batch_size < 1 or self.threads < 1:
+            raise PrunekitError("latency batch size and threads must be >= 1")
+        check_runtime(self.runtime)
+
+
+def group_scores(model: nn.Module, lm: LatencyModel, criterion: str, ctx: Context) -> list:
+    """One score per unit of every table group: the criterion's unit scores (mean over
+    a unit's weights), averaged over the group's tied producers."""
+    modules = {p: model.get_submodule(p) for g in lm.groups for p in g.producers}
+    raw = CRITERIA.get(criterion)(model, modules, ctx)
+    out = []
+    for g in lm.groups:
+        per = [unit_scores(modules[p], raw[p]) for p in g.producers]
+        s = torch.stack(per).mean(0)
+        out.append(torch.where(torch.isfinite(s), s, torch.zeros_like(s)))
+    return out
+
+
+def _depth_order(lm: LatencyModel, importance: dict[str, float]) -> list[str]:
+    """Blocks by importance lost per predicted unit saved (ascending)."""
+    base = lm.predict(lm.full)
+
+    def ratio(b: str) -> float:
+        saved = base - lm.predict(lm.full, [b])
+        return max(importance[b], 0.0) / saved if saved > 0 else math.inf
+
+    return sorted(importance, key=ratio)
+
+
+def plan(
+    lm: LatencyModel,
+    scores: list,
+    budget: float,
+    depth: str,
+    importance: dict[str, float],
+    weighting: str = "group",
+) -> tuple[list[int], list[str]]:
+    """Widths and removed blocks for a budget in predictor units (module docstring)."""
+    removed: list[str] = []
+    if depth != "none":
+        dense = lm.predict(lm.full)
+        depth_budget = budget if depth == "only" else dense / math.sqrt(dense / budget)
+        for b in _depth_order(lm, importance):
+            if lm.predict(lm.full, removed) <= depth_budget:
+                break
+            removed.append(b)
+        if depth == "only":
+            return list(lm.full), removed
+    if lm.predict(lm.full, removed) <= budget:
+        return list(lm.full), removed
+    if lm.predict(lm.minimum(), removed) > budget:
+        return lm.minimum(), removed
+    weights = [len(g.producers) if weighting == "layers" else 1 for g in lm.groups]
+    return allocate(lm, scores, budget, removed=removed, weights=weights).widths, removed
+
+
+def build(model: nn.Module, lm: LatencyModel, widths, removed, scores) -> nn.Module:
+    small = without_blocks(model, removed) if removed else clone(model)
+    return lm.with_widths(small, widths, scores)
+
+
+def best_reachable(lm: LatencyModel, depth: str, blocks: list[str]) -> float:
+    if depth == "only":
+        return lm.predict(lm.full, blocks)
+    return lm.predict(lm.minimum(), blocks if depth == "with" else [])
+
+
+def prepare(
+    model: nn.Module, input_shape: tuple[int, ...], target: Target, name: str
+) -> tuple[LatencyModel, float, dict[str, Any]]:
+    """Tables, calibration and the reachability check; returns the predictor, the
+    budget in its units and the calibration report. ``model`` only gives the shapes."""
+    target.check()
+    lm = LatencyModel(
+        model,
+        input_shape,
+        runtime=target.runtime,
+        batch_size=target.batch_size,
+        threads=target.threads,
+        cache_dir=target.cache_dir,
+        clock=target.clock,
+    )
+    blocks = removable_blocks(model)
+    if target.depth == "none" and not lm.groups:
+        raise PrunekitError(
+            f"{name} has no structured groups: every Linear/Conv feeds the model input or "
+            "output, so no unit can be removed for a latency target"
+        )
+    if target.depth != "none" and not blocks:
+        raise PrunekitError(
+            f"{name} has no residual blocks with an identity shortcut to remove (--depth)"
+        )
+    calibration = lm.calibrate()
+    dense_pred = lm.predict(lm.full)
+    if target.speedup is not None:
+        budget = dense_pred / target.speedup
+    else:
+        budget = target.latency_ms / calibration["ref_ms"]
+    best = best_reachable(lm, target.depth, blocks)
+    if best > budget:
+        what = (
+            f"--target-speedup {target.speedup:g}"
+            if target.speedup is not None
+            else f"--target-latency-ms {target.latency_ms:g}"
+        )
+        raise PrunekitError(
+            f"{what} cannot be reached for {name} ({target.runtime}, batch "
+            f"{target.batch_size}, {target.threads} thread(s), this machine): the best "
+            f"reachable is {dense_pred / best:.2f}x "
+            f"(~{best * calibration['ref_ms']:.3g} ms, predicted)"
+        )
+    return lm, budget, calibration
+
+
+def search(
+    model: nn.Module,
+    lm: LatencyModel,
+    scores: list,
+    budget: float,
+    target: Target,
+    importance: dict[str, float],
+    *,
+    rounds: int = 3,
+    tolerance: float = 0.03,
+) -> dict[str, Any]:
+    """Allocation with the closed-loop correction (module docstring, step 5)."""
+    goal = None
+    attempts = []
+    b = budget
+    for _ in range(rounds + 1):
+        widths, removed = plan(lm, scores, b, target.depth, importance, target.weighting)
+        small = build(model, lm, widths, removed, scores)
+        ms = lm.measure({"dense": model, "pruned": small})
+        measured = ms["dense"] / ms["pruned"]
+        if goal is None:
+            goal = target.speedup or ms["dense"] / budget
+        attempts.append(
+            {
+                "budget": b,
+                "widths": widths,
+                "removed": removed,
+                "predicted": lm.predict(widths, removed),
+                "predicted_speedup": lm.predict(lm.full) / lm.predict(widths, removed),
+                "measured_speedup": measured,
+                "measured": ms,
+            }
+        )
+        if abs(measured / goal - 1) <= tolerance:
+            break
+        b = b * measured / goal
+    best = min(attempts, key=lambda a: abs(a["measured_speedup"] / goal - 1))
+    return {"goal_speedup": goal, "attempts": attempts, "chosen": best}
+
+
+def run_target(
+    cfg: RunConfig,
+    target: Target,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    dense: tuple[nn.Module, float] | None = None,
+    data: Dataset | None = None,
+):
+    """The whole latency-targeted pipeline (module docstring); returns a pipeline Run."""
+    from ..evaluation import accuracy
+    from ..integrity import data_fingerprint
+    from ..models import create_model
+    from ..pipeline import (
+        architecture,
+        dataset_for,
+        evaluate,
+        settings_for,
+        train_dense,
+        validate,
+    )
+    from ..pruning.reconstruction.batchnorm import recalibrate_batchnorm
+    from ..record import RESULT_SCHEMA, Run, versions
+    from ..saving import check_out_dir, check_same_data, save_run
+    from ..training import fit, steps_per_epoch
+
+    method = validate(cfg)
+    if method.granularity != "neuron":
+        raise PrunekitError(
+            f"a latency target needs a structured method (neuron granularity); "
+            f"{method.name!r} prunes {method.granularity}s (try l1-filter)"
+        )
+    target.check()
+    run_id = target_hash(cfg, target)
+    if out is not None:
+        check_out_dir(Path(out), run_id, overwrite=overwrite)
+    data = data or dataset_for(cfg)
+    fingerprint = data_fingerprint(data)
+    if out is not None:  # same flags on other data: another run
+        check_same_data(Path(out), fingerprint, overwrite=overwrite)
+    arch = architecture(cfg, data)
+    shape = tuple(data.input_shape)
+    t0 = time.perf_counter()
+    lm, budget, calibration = prepare(
+        create_model(arch["name"], **arch["kwargs"]), shape, target, cfg.model
+    )
+    table_s = time.perf_counter() - t0
+    t_start = time.perf_counter()
+    if dense is None:
+        model, arch, dense_s = train_dense(cfg, data, progress=progress)
+    else:
+        model, dense_s = clone(dense[0]), dense[1]
+    model.eval()
+    accuracy_dense = accuracy(model, data.test.x, data.test.y)
+    calib = data.val if len(data.val) else data.train
+    cx, cy = calib.x[:512], calib.y[:512]
+    ctx = Context(
+        data=(cx, cy),
+        generator=torch.Generator().manual_seed(cfg.seed + 2),
+        options=dict(method.criterion_args),
+    )
+    scores = group_scores(model, lm, method.criterion, ctx)
+    importance = block_importance(model, cx, cy) if target.depth != "none" else {}
+    found = search(model, lm, scores, budget, target, importance)
+    chosen = found["chosen"]
+    small = build(model, lm, chosen["widths"], chosen["removed"], scores)
+    # The removed units and blocks shift every later BatchNorm's input statistics.
+    recalibrated = recalibrate_batchnorm(small, cx) if cfg.recalibrate_bn else 0
+    settings = settings_for(cfg, finetune=True)
+    t1 = time.perf_counter()
+    fit(
+        small,
+        data.train,
+        steps=cfg.finetune_epochs * steps_per_epoch(len(data.train), settings.batch_size),
+        settings=settings,
+        generator=torch.Generator().manual_seed(cfg.seed + 1),
+        progress=progress,
+        desc=f"finetune {target.speedup or target.latency_ms}",
+    )
+    finetune_s = time.perf_counter() - t1
+    small.eval()
+    final = lm.measure({"dense": model, "pruned": small}, repeats=15)
+    predicted = lm.predict(chosen["widths"], chosen["removed"])
+    section = {
+        "runtime": target.runtime,
+        "batch_size": target.batch_size,
+        "threads": target.threads,
+        "clock": target.clock,
+        "depth": target.depth,
+        "weighting": target.weighting,
+        "target_speedup": target.speedup,
+        "target_latency_ms": target.latency_ms,
+        "goal_speedup": found["goal_speedup"],
+        "predicted_speedup": lm.predict(lm.full) / predicted,
+        "measured_speedup": final["dense"] / final["pruned"],
+        "predicted_latency_ms": predicted * final["ref_ms"],
+        "measured_latency_ms": final["pruned"] * final["ref_ms"],
+        "measured_dense_latency_ms": final["dense"] * final["ref_ms"],
+        "prediction_error": predicted / final["pruned"] - 1,
+        "widths": {g.name: [w, g.size] for g, w in zip(lm.groups, chosen["widths"], strict=True)},
+        "removed_blocks": chosen["removed"],
+        "block_importance": importance,
+        "attempts": found["attempts"],
+        "calibration": calibration,
+        "table": {"path": str(lm.cache.path), "key": lm.cache.key},
+        "table_seconds": table_s,
+    }
+    metrics = evaluate(small, data, shape, cfg, reference=model)
+    arch = {**arch, "identity": list(chosen["removed"])}
+    result = {
+        "schema": RESULT_SCHEMA,
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "method": method.name,
+        "granularity": method.granularity,
+        "criterion": method.criterion,
+        **metrics,
+        "shrunk": True,
+        "accuracy_dense": accuracy_dense,
+        "latency_target": section,
+        "seed": cfg.seed,
+        "train_seconds": {
+            "dense": dense_s,
+            "finetune": finetune_s,
+            "total": time.perf_counter() - t_start,
+        },
+        "bn_recalibration": {
+            "enabled": cfg.recalibrate_bn,
+            "batchnorm_layers": recalibrated,
+            "events": int(recalibrated > 0),
+            "examples": int(cx.shape[0]),
+        },
+        "versions": versions(),
+        "data_fingerprint": fingerprint,
+        "config_hash": run_id,
+        "config": cfg.to_dict(),
+        "target": target_fields(target),
+    }
+    if out is not None:  # the whole directory at once: model files + result + checksums
+        result = save_run(Path(out), result, small, arch)
+    return Run(model=small, result=result, arch=arch)
+
+
+def target_fields(target: Target) -> dict[str, Any]:
+    """What a latency target asks for (not where its table cache lives)."""
+    fields = dataclasses.asdict(target)
+    fields.pop("cache_dir", None)
+    return fields
+
+
+def target_hash(cfg: RunConfig, target: Target) -> str:
+    """The run's identity: its config's hash and the target, so the same flags with
+    another target are another run (``--out`` refuses to mix them)."""
+    blob = json.dumps([cfg.hash(), target_fields(target)], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,229 @@
+"""Latency tables, the predictor, latency-targeted allocation and depth pruning."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from prunekit import RunConfig
+from prunekit.latency import LatencyModel, grid
+from prunekit.latency.allocate import allocate, kept, log_kept, uniform
+from prunekit.latency.depth import block_importance, removable_blocks, without_blocks
+from prunekit.latency.table import TableCache, table_key
+from prunekit.latency.target import Target, prepare, run_target
+from prunekit.models import create_model
+from prunekit.registry import PrunekitError
+from prunekit.saving import load, save_model
+
+
+def tiny() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 12, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(12 * 4 * 4, 10),
+    )
+
+
+def test_grid_widths():
+    assert grid(6) == [1, 2, 3, 4, 5, 6]
+    assert grid(20) == [4, 8, 12, 16, 20]
+    assert grid(50) == [4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 50]
+    assert grid(500)[:3] == [32, 64, 96] and grid(500)[-1] == 500 and len(grid(500)) == 16
+
+
+def test_cache_is_keyed_and_survives_corruption(tmp_path):
+    key = table_key("eager", 2, 1)
+    c = TableCache(key, tmp_path)
+    c.entries["x"] = 1.5
+    c.save()
+    assert TableCache(key, tmp_path).entries == {"x": 1.5}
+    assert TableCache(table_key("eager", 4, 1), tmp_path).entries == {}  # other batch size
+    c.path.write_text("{not json")
+    assert TableCache(key, tmp_path).entries == {}
+    assert key["torch"] == torch.__version__ and key["runtime"] == "eager"
+
+
+@pytest.mark.parametrize("runtime", ["eager", pytest.param("onnxruntime", marks=pytest.mark.slow)])
+def test_table_measured_once_then_cached(tmp_path, runtime):
+    if runtime == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    m = tiny()
+    lm = LatencyModel(m, (1, 8, 8), runtime=runtime, batch_size=2, cache_dir=tmp_path, repeats=1)
+    assert [g.producers for g in lm.groups] == [["0"], ["3"]]
+    assert [(layer.name, layer.fan) for layer in lm.layers] == [("0", 1), ("3", 1), ("6", 16)]
+    # conv0: 1 x 8 widths, conv3: 8 x grid(12)=3, linear: 3 x 1
+    assert lm.measure_table() == 8 + 8 * 3 + 3
+    again = LatencyModel(m, (1, 8, 8), runtime=runtime, batch_size=2, cache_dir=tmp_path, repeats=1)
+    assert again.measure_table() == 0
+    data = json.loads(lm.cache.path.read_text())
+    assert data["key"]["batch_size"] == 2 and data["key"]["runtime"] == runtime
+    assert len(data["entries"]) == 35 and lm.cache.path.name.startswith(runtime)
+    report = lm.calibrate(n_random=2)
+    assert set(report["measured"]) == {"dense", "half", "min", "random0", "random1"}
+    assert math.isfinite(lm.predict(lm.full)) and lm.predict(lm.full) > 0
+
+
+def test_with_widths_keeps_the_best_units_and_shapes(tmp_path):
+    m = tiny().eval()
+    lm = LatencyModel(m, (1, 8, 8), batch_size=2, cache_dir=tmp_path, repeats=1)
+    scores = [torch.arange(8.0), torch.arange(12.0)]
+    small = lm.with_widths(m, [3, 4], scores)
+    assert small[0].out_channels == 3 and small[3].in_channels == 3
+    assert small[3].out_channels == 4 and small[6].in_features == 4 * 16
+    # the top-3 units by score are 5, 6, 7
+    assert torch.equal(small[0].weight, m[0].weight[5:8])
+
+
+class FakeLM:
+    """Predicted latency = sum of widths times per-group unit costs (hand-checkable)."""
+
+    def __init__(self, cost):
+        self.cost = cost
+        self.grids = [[1, 2, 3, 4], [1, 2, 3, 4]]
+        self.full = [4, 4]
+        self.groups = [object(), object()]
+
+    def predict(self, w, removed=()):
+        return sum(c * x for c, x in zip(self.cost, w, strict=True))
+
+
+def test_kept_importance_formula():
+    s = torch.tensor([4.0, 1.0, 3.0, 2.0])
+    assert kept(s, 2) == 7.0
+    assert log_kept(s, 2) == pytest.approx(math.log(7 / 10))
+    assert log_kept(torch.zeros(4), 1) == pytest.approx(math.log(1 / 4))
+
+
+def test_allocation_prunes_where_latency_is_cheap_to_buy():
+    # group 0 costs 10 per unit, group 1 costs 1: same scores, so group 0 goes first
+    lm = FakeLM([10.0, 1.0])
+    scores = [torch.ones(4), torch.ones(4)]
+    a = allocate(lm, scores, target=30.0)
+    assert a.widths == [2, 4] and a.predicted == 24.0 <= 30.0
+    # uniform keeps the same fraction everywhere: 50 % -> 2 + 2 -> 22
+    assert uniform(lm, 30.0) == [2, 2]
+
+
+def test_allocation_protects_important_units():
+    lm = FakeLM([1.0, 1.0])
+    scores = [torch.tensor([10.0, 10.0, 10.0, 10.0]), torch.tensor([10.0, 10.0, 0.1, 0.1])]
+    a = allocate(lm, scores, target=6.0)
+    assert a.widths == [4, 2]  # group 1's two near-zero units go, nothing else
+
+
+def test_target_checks_are_one_line_errors(monkeypatch):
+    with pytest.raises(PrunekitError, match="exactly one"):
+        Target().check()
+    with pytest.raises(PrunekitError, match="must be > 1"):
+        Target(speedup=0.5).check()
+    with pytest.raises(PrunekitError, match="unknown runtime"):
+        Target(speedup=2, runtime="tensorrt").check()
+    import sys
+
+    monkeypatch.setattr(sys.modules["prunekit.deploy"], "_available", lambda r: r != "onnxruntime")
+    with pytest.raises(PrunekitError, match="onnxruntime is not installed"):
+        Target(speedup=2, runtime="onnxruntime").check()
+
+
+def test_no_structured_groups_and_unreachable_target(tmp_path):
+    head_only = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    with pytest.raises(PrunekitError, match="has no structured groups"):
+        prepare(head_only, (1, 4, 4), Target(speedup=2, batch_size=2, cache_dir=tmp_path), "m")
+    with pytest.raises(PrunekitError, match=r"cannot be reached .* best reachable is \d"):
+        prepare(tiny(), (1, 8, 8), Target(speedup=1000, batch_size=2, cache_dir=tmp_path), "m")
+
+
+def test_structured_method_required_before_training():
+    cfg = RunConfig(model="lenet5", dataset="synthetic", method="magnitude", sparsity=0.0)
+    with pytest.raises(PrunekitError, match="structured method"):
+        run_target(cfg, Target(speedup=2))
+
+
+def test_depth_blocks_exact_identity_and_importance():
+    m = create_model("resnet20", in_channels=1, input_size=8).eval()
+    names = removable_blocks(m)
+    assert names == ["layer1.0", "layer1.1", "layer1.2", "layer2.1", "layer2.2"] + [
+        "layer3.1",
+        "layer3.2",
+    ]
+    # a block whose branch outputs exactly zero (bn2 gamma = beta = 0) IS the identity
+    with torch.no_grad():
+        m.layer2.get_submodule("1").bn2.weight.zero_()
+        m.layer2.get_submodule("1").bn2.bias.zero_()
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    small = without_blocks(m, ["layer2.1"]).eval()
+    assert isinstance(small.layer2.get_submodule("1"), nn.Identity)
+    torch.testing.assert_close(small(x), m(x), rtol=0, atol=1e-6)
+    imp = block_importance(m, x, y)
+    assert set(imp) == set(names) and abs(imp["layer2.1"]) < 1e-6
+
+
+def test_depth_pruned_model_saves_and_loads(tmp_path):
+    m = create_model("resnet20", in_channels=1, input_size=8).eval()
+    small = without_blocks(m, ["layer3.2"])
+    arch = {
+        "name": "resnet20",
+        "kwargs": {"in_channels": 1, "input_size": 8},
+        "input_shape": [1, 8, 8],
+        "identity": ["layer3.2"],
+    }
+    save_model(tmp_path, small, arch)
+    back = load(tmp_path)
+    x = torch.rand(2, 1, 8, 8)
+    torch.testing.assert_close(back(x), small.eval()(x))
+
+
+def test_thread_clock_times_and_rejects_unknown_clocks():
+    from prunekit.latency.table import compare
+
+    m = nn.Linear(64, 64)
+    ms = compare({"a": m, "b": nn.Linear(64, 8)}, (64,), 4, repeats=2, min_time_s=0.001)
+    assert set(ms) == {"a", "b"} and all(v > 0 for v in ms.values())
+    with pytest.raises(PrunekitError, match="clock must be one of thread, wall"):
+        compare({"a": m}, (64,), 1, clock="cpu")
+    with pytest.raises(PrunekitError, match="clock must be one of"):
+        LatencyModel(tiny(), (1, 8, 8), clock="gpu")
+
+
+def test_fill_gives_back_what_fits_under_the_budget():
+    from prunekit.latency.allocate import fill
+
+    lm = FakeLM([10.0, 1.0])
+    scores = [torch.ones(4), torch.ones(4)]
+    # group 0 cannot grow (2 -> 3 would be 32 > 30); group 1 grows to full width
+    assert fill(lm, scores, [2, 2], 30.0) == ([2, 4], 24.0)
+
+
+def test_layer_weighting_protects_groups_tied_across_layers():
+    lm = FakeLM([1.0, 1.0])
+    scores = [torch.ones(4), torch.ones(4)]
+    # equal cost and scores: unweighted, the log objective splits the cut evenly
+    assert allocate(lm, scores, target=6.0).widths == [3, 3]
+    # group 0 produced by 3 tied layers: removing its units costs 3x, group 1 goes instead
+    assert allocate(lm, scores, target=6.0, weights=[3, 1]).widths == [4, 2]
+
+
+def test_the_target_is_part_of_the_run_identity() -> None:
+    """The same flags with another latency target are another run: ``--out`` then
+    refuses to replace one with the other (the hash goes into check_out_dir)."""
+    from prunekit.config import RunConfig
+    from prunekit.latency.target import Target, target_fields, target_hash
+
+    cfg = RunConfig(model="lenet5", method="l1-filter", sparsity=0.0)
+    two = target_hash(cfg, Target(speedup=2.0))
+    assert two == target_hash(cfg, Target(speedup=2.0, cache_dir="/elsewhere"))
+    assert two != target_hash(cfg, Target(speedup=3.0))
+    assert two != target_hash(cfg, Target(speedup=2.0, runtime="onnxruntime"))
+    assert two != target_hash(
+        RunConfig(model="lenet5", method="l1-filter", sparsity=0.0, seed=1), Target(speedup=2.0)
+    )
+    assert "cache_dir" not in target_fields(Target(speedup=2.0))
