@@ -17,9 +17,11 @@ import torch
 from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
+from ..pruning.masks import out_in, transposed_types
 from ..registry import PrunekitError
 
-#: Layers whose weights are "prunable": counted by sparsity, MACs and ``layers``.
+#: Layers whose weights are "prunable": counted by sparsity, MACs and ``layers``;
+#: transformers' ``Conv1D`` (a Linear with a transposed weight) too, when loaded.
 MEASURED_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -85,9 +87,11 @@ def param_counts(model: nn.Module) -> tuple[int, int]:
 
 
 def _measured(model: nn.Module) -> Iterator[tuple[str, nn.Module, Tensor]]:
+    types = MEASURED_TYPES + transposed_types()
     for name, module in model.named_modules():
-        if isinstance(module, MEASURED_TYPES):
-            yield name, module, _effective(module, "weight")
+        if isinstance(module, types):
+            # (out, in, *k) view, so that dim 0 is the output units for every layer type
+            yield name, module, out_in(module, _effective(module, "weight"))
 
 
 def layer_sparsity(model: nn.Module) -> dict[str, dict]:
@@ -173,7 +177,7 @@ def macs(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
     counts = [0, 0]
 
     def hook(module: nn.Module, _inp: tuple, out: Tensor) -> None:
-        w = _effective(module, "weight")
+        w = out_in(module, _effective(module, "weight"))
         per_unit = out.numel() // w.shape[0]  # batch is 1: output positions per unit
         counts[0] += per_unit * w.numel()
         counts[1] += per_unit * int(torch.count_nonzero(w))

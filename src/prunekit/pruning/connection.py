@@ -30,7 +30,8 @@ pruned, ties are broken by position, counts are exact.
     A group whose weights were already pruned keeps fewer than ``n`` nonzeros: masks
     only ever lose entries. ``m`` must divide every layer's input dimension, unless
     ``skip_indivisible=True``, which leaves such layers (e.g. a first conv with 1 or 3
-    input channels) dense.
+    input channels) dense. A transformers ``Conv1D`` (weight ``(in, out)``) is grouped
+    along its inputs too, i.e. down its weight's columns.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from torch import nn
 
 from ..registry import PrunekitError
 from .granularity import GRANULARITIES, _prepare, _select, check_sparsity
-from .masks import get_mask, original
+from .masks import from_out_in, get_mask, original, out_in
 
 
 def _weight_scores(name: str, module: nn.Module, score: torch.Tensor, what: str) -> torch.Tensor:
@@ -144,12 +145,13 @@ def nm_masks(
     check_nm_sparsity(check_sparsity(sparsity), n, m)
     masks = {}
     for name, module in modules.items():
-        fan_in = original(module).shape[1]
+        fan_in = out_in(module, original(module)).shape[1]
         if fan_in % m:
             if skip_indivisible:
                 continue
             raise _indivisible(n, m, fan_in, name)
-        keep = nm_keep(_weight_scores(name, module, scores[name], "nm"), n, m)
+        score = out_in(module, _weight_scores(name, module, scores[name], "nm"))
+        keep = from_out_in(module, nm_keep(score, n, m)).contiguous()
         old = get_mask(module)
         if old is not None:  # a group that already lost weights stays below n nonzeros
             keep &= old.cpu() != 0
@@ -189,6 +191,6 @@ def check_nm_run(method: Any, sparsity: float, model: nn.Module | None = None) -
         modules = target_modules(model, "nm")
         if not opts.get("skip_indivisible", False):
             for name, module in modules.items():
-                fan_in = original(module).shape[1]
+                fan_in = out_in(module, original(module)).shape[1]
                 if fan_in % m:
                     raise _indivisible(n, m, fan_in, name)

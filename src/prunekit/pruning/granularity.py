@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ..registry import PrunekitError, Registry
-from .masks import get_mask, original
+from .masks import from_out_in, get_mask, n_units, original, out_in
 
 GranularityFn = Callable[..., dict[str, torch.Tensor]]
 GRANULARITIES: Registry[GranularityFn] = Registry("granularity")
@@ -121,8 +121,9 @@ def weight_masks(
 def per_weight(module: nn.Module, score: torch.Tensor) -> torch.Tensor:
     """A 1-D per-unit score broadcast over the unit's weights; other scores unchanged."""
     w = original(module)
-    if score.dim() == 1 and w.dim() > 1 and score.numel() == w.shape[0]:
-        return score.view(-1, *([1] * (w.dim() - 1))).expand_as(w)
+    if score.dim() == 1 and w.dim() > 1 and score.numel() == n_units(module):
+        w = out_in(module, w)
+        return from_out_in(module, score.view(-1, *([1] * (w.dim() - 1))).expand_as(w))
     return score
 
 
@@ -132,9 +133,10 @@ def unit_scores(module: nn.Module, score: torch.Tensor) -> torch.Tensor:
     if score.dim() == 1:
         mask = get_mask(module)
         if mask is not None:  # units whose weights are all pruned stay pruned
-            dead = mask.flatten(1).sum(1).cpu() == 0
+            dead = out_in(module, mask).flatten(1).sum(1).cpu() == 0
             score = torch.where(dead, torch.tensor(float("-inf")), score)
         return score
+    score = out_in(module, score)
     finite = torch.where(torch.isinf(score), torch.zeros_like(score), score)
     per_unit = finite.flatten(1).mean(1)
     dead = torch.isinf(score).flatten(1).all(1)
@@ -174,8 +176,9 @@ def neuron_masks(
     for tie, (key, d) in zip(ties, drop.items(), strict=True):
         keep = (~_round_kept(d, groups[key], int(round_to))).float()
         for n in tie:
-            m, w = modules[n], original(modules[n])
-            masks[f"{n}.weight"] = keep.view(-1, *([1] * (w.dim() - 1))).expand_as(w).clone()
+            m, w = modules[n], out_in(modules[n], original(modules[n]))
+            unit = keep.view(-1, *([1] * (w.dim() - 1))).expand_as(w)
+            masks[f"{n}.weight"] = from_out_in(m, unit).contiguous()
             if hasattr(m, "bias_orig") or getattr(m, "bias", None) is not None:
                 masks[f"{n}.bias"] = keep.clone()
     return masks

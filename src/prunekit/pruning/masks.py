@@ -13,6 +13,7 @@ Masks only ever lose entries: re-pruning multiplies the new mask into the old on
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Iterable
 
 import torch
@@ -21,22 +22,82 @@ from torch.nn.utils import prune
 
 from ..registry import PrunekitError
 
+#: torch's prunable layer types; see :func:`prunable_types` for the full set.
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def transposed_types() -> tuple[type[nn.Module], ...]:
+    """transformers' ``Conv1D`` (GPT-2's linear layers: ``x @ W + b`` with ``W`` of
+    shape ``(in, out)``, a Linear stored transposed), when transformers is loaded.
+
+    Looked up in ``sys.modules`` rather than imported: transformers stays optional and
+    its import (seconds) is not paid by users without it; a model holding a ``Conv1D``
+    can only exist once transformers' module defining it has been imported.
+    """
+    mod = sys.modules.get("transformers.pytorch_utils")
+    conv1d = getattr(mod, "Conv1D", None)
+    return (conv1d,) if isinstance(conv1d, type) else ()
+
+
+def prunable_types() -> tuple[type[nn.Module], ...]:
+    """Linear, Conv1d, Conv2d and (when loaded) transformers' ``Conv1D``."""
+    return PRUNABLE_TYPES + transposed_types()
+
+
+def is_prunable(module: nn.Module) -> bool:
+    return isinstance(module, prunable_types())
+
+
+def unit_dim(module: nn.Module) -> int:
+    """The dim of ``module.weight`` that indexes output units: 1 for ``Conv1D``
+    (``(in, out)``), 0 for Linear/Conv (``(out, in, *k)``)."""
+    types = transposed_types()
+    return 1 if types and isinstance(module, types) else 0
+
+
+def out_in(module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    """A weight-shaped tensor of ``module`` as an ``(out, in, *k)`` view (``Conv1D``:
+    transposed; others: unchanged). Writes through the view reach ``t``."""
+    return t.t() if unit_dim(module) == 1 else t
+
+
+def from_out_in(module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`out_in`: an ``(out, in, *k)`` tensor in ``module``'s layout."""
+    return t.t() if unit_dim(module) == 1 else t
+
+
+def n_units(module: nn.Module) -> int:
+    """Output units (Linear rows, conv filters, ``Conv1D`` columns) of a prunable layer."""
+    return int(original(module).shape[unit_dim(module)])
+
+
+def _tied(model: nn.Module) -> set[int]:
+    """ids of parameters held by more than one module (tied embeddings / output layers)."""
+    seen: dict[int, int] = {}
+    for module in model.modules():
+        for p in module._parameters.values():
+            if p is not None:
+                seen[id(p)] = seen.get(id(p), 0) + 1
+    return {k for k, v in seen.items() if v > 1}
 
 
 def prunable_modules(
     model: nn.Module, *, exclude: Iterable[str] = (), include_last: bool = True
 ) -> dict[str, nn.Module]:
-    """Linear/Conv modules (by qualified name) whose ``weight`` may be pruned.
+    """Linear/Conv/``Conv1D`` modules (by qualified name) whose ``weight`` may be pruned.
 
+    A layer whose weight is tied to another module (a language model's output layer
+    sharing the token embedding) is left out: masking one user of a shared tensor would
+    silently leave the other dense. Embeddings are never prunable layers.
     ``include_last=False`` drops the last one in registration order (the classifier
     head) — removing output units of the head would remove classes.
     """
     excluded = set(exclude)
+    tied = _tied(model)
     found = {
         name: m
         for name, m in model.named_modules()
-        if isinstance(m, PRUNABLE_TYPES) and name not in excluded
+        if is_prunable(m) and name not in excluded and id(original(m)) not in tied
     }
     if not include_last and found:
         found.pop(list(found)[-1])
@@ -123,7 +184,7 @@ def sparsity(model: nn.Module) -> float:
     """
     total = zeros = 0
     for m in model.modules():
-        if isinstance(m, PRUNABLE_TYPES):
+        if is_prunable(m):
             w = effective(m)
             total += w.numel()
             zeros += int((w == 0).sum())

@@ -16,7 +16,7 @@ from torch import nn
 from ..registry import PrunekitError
 from .criteria import CRITERIA, Context
 from .granularity import check_sparsity, make_masks
-from .masks import apply_mask, get_mask, original, prunable_modules
+from .masks import apply_mask, get_mask, original, out_in, prunable_modules
 
 # Granularities that remove whole output units: the classifier head is left alone,
 # since removing its units would remove classes.
@@ -80,7 +80,7 @@ def _follower_masks(model: nn.Module, groups: list[Any], modules: dict[str, nn.M
     masks = {}
     for g in groups:
         first = next(p for p in g.producers if p in modules)
-        keep = get_mask(modules[first]).flatten(1).ne(0).any(1).float()
+        keep = out_in(modules[first], get_mask(modules[first])).flatten(1).ne(0).any(1).float()
         for name in g.followers:
             m = model.get_submodule(name)
             for param in ("weight", "bias"):

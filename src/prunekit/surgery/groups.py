@@ -6,9 +6,11 @@ Linear, the out-channels of a conv) is followed through the graph:
 ==============  ==============================================  ==========================
 role            modules / ops                                   what is sliced
 ==============  ==============================================  ==========================
-producer        Conv1d/Conv2d (groups=1), Linear                weight dim 0, bias
+producer        Conv1d/Conv2d (groups=1), Linear,               weight dim 0, bias
+                transformers' Conv1D                            (Conv1D: weight dim 1)
 follower        BatchNorm1d/2d, depthwise conv (groups=C)       weight, bias, running stats
-consumer        Conv1d/Conv2d, Linear                           weight dim 1; after a
+consumer        Conv1d/Conv2d, Linear, Conv1D                   weight dim 1 (Conv1D:
+                                                                dim 0); after a
                                                                 flatten, each channel is
                                                                 ``fan = in_features / C``
                                                                 consecutive inputs (its
@@ -36,6 +38,7 @@ from typing import Any
 
 from torch import fx, nn
 
+from ..pruning.masks import transposed_types, unit_dim
 from ..registry import PrunekitError
 from .rules import Walker, tracked
 from .spaces import Spaces, Val
@@ -67,7 +70,7 @@ def analyze(model: nn.Module) -> list[UnitGroup]:
     prunable unit reaches an operation the tables of :mod:`.rules` do not cover.
     """
     try:
-        gm = fx.symbolic_trace(model)
+        gm = fx.GraphModule(model, _Tracer().trace(model))
     except Exception as e:  # fx raises many types (TraceError, TypeError, ...)
         raise UnsupportedModel(
             f"{type(model).__name__} cannot be traced by torch.fx ({type(e).__name__}: {e}); "
@@ -94,6 +97,23 @@ def analyze(model: nn.Module) -> list[UnitGroup]:
     return _groups(a)
 
 
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, with transformers' ``Conv1D`` kept as one leaf module."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        types = transposed_types()
+        return bool(types) and isinstance(m, types) or super().is_leaf_module(m, qualname)
+
+
+def fan_in(m: nn.Module) -> int:
+    """Input features/channels of a Linear, conv or ``Conv1D``."""
+    if isinstance(m, nn.Linear):
+        return m.in_features
+    if unit_dim(m) == 1:
+        return int(m.weight.shape[0])
+    return m.in_channels
+
+
 def _groups(a: Spaces) -> list[UnitGroup]:
     order = {n: i for i, (n, _) in enumerate(a.gm.named_modules())}
     for info in a.info:  # members in registration order, not in order of discovery
@@ -108,22 +128,23 @@ def _groups(a: Spaces) -> list[UnitGroup]:
         consumers = []
         for name in info["consumers"]:
             m = a.gm.get_submodule(name)
-            fan_in = m.in_features if isinstance(m, nn.Linear) else m.in_channels
+            n_in = fan_in(m)
             if fixed:  # never sliced: no need to map (or check) its inputs
-                consumers.append((name, fan_in // size))
+                consumers.append((name, n_in // size))
                 continue
-            if fan_in % size:
+            if n_in % size:
                 raise UnsupportedModel(
                     f"cannot map the {size} units of {info['producers'][0]!r} onto the "
-                    f"{fan_in} inputs of {name!r}"
+                    f"{n_in} inputs of {name!r}"
                 )
-            consumers.append((name, fan_in // size))
+            consumers.append((name, n_in // size))
         for name in [] if fixed else info["producers"] + info["followers"]:
             m = a.gm.get_submodule(name)
             n = (
                 getattr(m, "out_channels", None)
                 or getattr(m, "out_features", None)
                 or getattr(m, "num_features", None)
+                or getattr(m, "nf", None)  # transformers' Conv1D
             )
             if n != size:
                 raise UnsupportedModel(f"{name!r} has {n} units, its group has {size}")

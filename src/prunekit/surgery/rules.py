@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ..pruning.masks import transposed_types
 from .spaces import KIND_WORDS, Spaces, Val
 
 
@@ -32,6 +33,12 @@ def _conv(a: Spaces, name: str, m: nn.Conv2d, v: Val) -> Val:
 def _linear(a: Spaces, name: str, m: nn.Linear, v: Val) -> Val:
     a.consume(v, name, ("feat", "flat"), "Linear")
     return a.produce(name, m.out_features, "feat")
+
+
+def _linear_transposed(a: Spaces, name: str, m: nn.Module, v: Val) -> Val:
+    """transformers' ``Conv1D``: a Linear with weight ``(in, out)``; ``nf`` outputs."""
+    a.consume(v, name, ("feat", "flat"), "Conv1D")
+    return a.produce(name, m.nf, "feat")
 
 
 def _batchnorm(a: Spaces, name: str, m: nn.Module, v: Val) -> Val:
@@ -165,6 +172,8 @@ class Walker:
         name = str(node.target)
         m = self.a.gm.get_submodule(name)
         rule = next((MODULE_RULES[t] for t in type(m).__mro__ if t in MODULE_RULES), None)
+        if rule is None and isinstance(m, transposed_types() or ()):
+            rule = _linear_transposed
         if not isinstance(v, Val):  # e.g. a layer applied to a constant
             return None
         if rule is None:

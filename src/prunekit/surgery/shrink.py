@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..evaluation.cost import eval_mode
-from ..pruning.masks import clone, finalize
+from ..pruning.masks import clone, finalize, is_prunable, out_in, unit_dim
 from ..registry import PrunekitError
 from .groups import UnitGroup, analyze
 
@@ -55,7 +55,7 @@ def alive_units(model: nn.Module, group: UnitGroup) -> torch.Tensor:
     alive = torch.zeros(group.size, dtype=torch.bool)
     for name in group.producers:
         m = model.get_submodule(name)
-        alive |= m.weight.detach().reshape(group.size, -1).ne(0).any(dim=1)
+        alive |= out_in(m, m.weight.detach()).reshape(group.size, -1).ne(0).any(dim=1)
         if m.bias is not None:
             alive |= m.bias.detach().ne(0)
     for name in group.followers:
@@ -114,10 +114,12 @@ def apply_plan(model: nn.Module, group: UnitGroup, idx: torch.Tensor) -> None:
     k = idx.numel()
     for name in group.producers:
         m = model.get_submodule(name)
-        _set(m, "weight", _take(m.weight, 0, idx))
+        _set(m, "weight", _take(m.weight, unit_dim(m), idx))
         _set(m, "bias", _take(m.bias, 0, idx))
         if isinstance(m, nn.Linear):
             m.out_features = k
+        elif unit_dim(m) == 1:  # transformers' Conv1D
+            m.nf = k
         else:
             m.out_channels = k
     for name in group.followers:
@@ -132,19 +134,19 @@ def apply_plan(model: nn.Module, group: UnitGroup, idx: torch.Tensor) -> None:
             m.in_channels = m.out_channels = m.groups = k
     for name, fan in group.consumers:
         m = model.get_submodule(name)
-        _set(m, "weight", _take(m.weight, 1, _fan_index(idx, fan)))
+        _set(m, "weight", _take(m.weight, 1 - unit_dim(m), _fan_index(idx, fan)))
         if isinstance(m, nn.Linear):
             m.in_features = k * fan
-        else:
+        elif unit_dim(m) == 0:
             m.in_channels = k
 
 
 def units(model: nn.Module) -> dict[str, int]:
-    """Output units of every Linear/Conv layer: ``{"conv1": 16, ...}``."""
+    """Output units of every Linear/Conv/``Conv1D`` layer: ``{"conv1": 16, ...}``."""
     return {
-        n: int(m.weight.shape[0])
+        n: int(out_in(m, m.weight).shape[0])
         for n, m in model.named_modules()
-        if isinstance(m, nn.Linear | _CONV)
+        if isinstance(m, nn.Linear | _CONV) or is_prunable(m)
     }
 
 
