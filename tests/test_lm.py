@@ -284,3 +284,8 @@ def test_cli_lm_errors_one_line(tmp_path: Path, args: list[str], message: str) -
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0], p.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_capped_windows_are_spread_over_the_stream() -> None:
+    w = windows(torch.arange(101), 10, max_windows=3)
+    assert w[:, 0].tolist() == [0, 40, 90]

@@ -40,7 +40,8 @@ class LMConfig:
     ``owl_m``, ``percdamp``, ``blocksize``. ``train_steps``: dense AdamW steps of
     ``batch_size`` random windows (gpt-tiny; a ``hf:`` model is used as loaded).
     ``recovery_steps``: optional masked fine-tuning after pruning (0 = one-shot).
-    ``eval_windows``: cap on the windows scored per split (None = the whole split)."""
+    ``eval_windows``: windows scored per split, evenly spaced over it (200 x 128 =
+    25,600 tokens; None = the whole split)."""
 
     model: str = "gpt-tiny"
     dataset: str = "python-stdlib"
@@ -52,16 +53,16 @@ class LMConfig:
     exclude: list[str] = field(default_factory=list)
     seed: int = 0
     context: int = 128
-    train_steps: int = 1500
-    batch_size: int = 32
+    train_steps: int = 400
+    batch_size: int = 16
     lr: float = 3e-3
     weight_decay: float = 0.1
-    warmup_steps: int = 100
+    warmup_steps: int = 40
     calib_samples: int = 64
     calib_batch: int = 8
     recovery_steps: int = 0
     recovery_lr: float = 3e-4
-    eval_windows: int | None = None
+    eval_windows: int | None = 200
     blocks: int = 100
     val_fraction: float = 0.1
     test_fraction: float = 0.1

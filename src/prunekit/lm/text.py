@@ -214,9 +214,11 @@ def load_tokens(
 def windows(ids: torch.Tensor, context: int, max_windows: int | None = None) -> torch.Tensor:
     """Non-overlapping ``(n, context + 1)`` windows of a token stream (the last partial
     one dropped); window ``i`` starts at ``i * context``, so every token but the first is
-    predicted exactly once."""
+    predicted exactly once. ``max_windows``: that many of them, evenly spaced over the
+    stream (so a capped evaluation still samples every part of the split)."""
     n = (ids.numel() - 1) // context
-    if max_windows is not None:
-        n = min(n, max_windows)
-    idx = torch.arange(n).unsqueeze(1) * context + torch.arange(context + 1)
+    starts = torch.arange(n)
+    if max_windows is not None and max_windows < n:
+        starts = torch.linspace(0, n - 1, max_windows).round().long()
+    idx = starts.unsqueeze(1) * context + torch.arange(context + 1)
     return ids[idx]

@@ -1,0 +1,264 @@
+"""LM pruning benchmark: gpt-tiny on python-stdlib, magnitude / Wanda / SparseGPT at
+0.5 / 0.7 / 0.8 / 0.9 and 2:4 / 4:8, perplexity as a ratio to dense, per seed, next to
+the Wanda paper's LLaMA-2-7B ratios; OWL and a short masked recovery fine-tune for the
+targets; and the peak memory of pruning at two depths.
+
+    nice -n 5 python benchmarks/lm_pruning.py --seeds 0 1 --out benchmarks/results/lm_pruning.md
+
+``--memory-only`` runs just the memory part. Each memory cell runs in a fresh process
+(so peaks do not mix): it builds a randomly initialised gpt-tiny-shaped model of the
+given depth (width 512, MLP 2048, so the model's own memory is visible), records the
+resident memory (VmRSS), then prunes it while a thread samples VmRSS every 2 ms; the
+figure is peak minus the resident memory before pruning, i.e. what pruning needs beyond
+the dense model and its calibration tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from prunekit.lm import LMConfig, dense_for, run_lm
+
+# Wanda paper (Sun et al. 2023), Table 2/3: LLaMA-2-7B WikiText perplexity, dense 5.12.
+ANCHOR_DENSE = 5.12
+ANCHOR = {  # (method, setting) -> ratio to dense, as given in issue 17
+    ("magnitude", "0.5"): 2.91,
+    ("sparsegpt", "0.5"): 1.27,
+    ("wanda", "0.5"): 1.25,
+    ("magnitude", "2:4"): 10.7,
+    ("sparsegpt", "2:4"): 1.99,
+    ("wanda", "2:4"): 2.15,
+}
+METHODS = ("magnitude", "wanda", "sparsegpt")
+SETTINGS = ("0.5", "0.7", "0.8", "0.9", "2:4", "4:8")
+
+
+def setting_args(setting: str) -> dict:
+    if ":" in setting:
+        n, m = setting.split(":")
+        return {"granularity": "nm", "method_args": {"n": int(n), "m": int(m)}}
+    return {"sparsity": float(setting)}
+
+
+def quality(seeds: list[int], recovery_steps: int) -> tuple[dict, dict]:
+    rows: dict[tuple[str, str], list[float]] = {}
+    dense_info: dict[int, dict] = {}
+    torch.set_num_threads(1)
+    for seed in seeds:
+        base = LMConfig(seed=seed)
+        t0 = time.perf_counter()
+        dense = dense_for(base)
+        dense_info[seed] = {
+            "perplexity": dense[4]["perplexity"],
+            "val_perplexity": dense[4]["val_perplexity"],
+            "train_seconds": dense[3],
+            "params": dense[4]["params_total"],
+            "wall_seconds": time.perf_counter() - t0,
+        }
+        print(
+            f"seed {seed}: dense test ppl {dense[4]['perplexity']:.4f} ({dense[3]:.0f} s training)",
+            flush=True,
+        )
+        cells = [(m, s, {}) for m in METHODS for s in SETTINGS]
+        cells += [("sparsegpt", s, {"owl": True}) for s in ("0.7", "0.8", "0.9")]
+        cells += [("wanda", s, {"owl": True}) for s in ("0.7", "0.8", "0.9")]
+        cells += [("sparsegpt", s, {"owl": True, "recovery": True}) for s in ("0.8", "0.9")] + [
+            ("sparsegpt", "2:4", {"recovery": True})
+        ]
+        for method, setting, extra in cells:
+            args = setting_args(setting)
+            margs = dict(args.pop("method_args", {}))
+            if extra.get("owl"):
+                margs["owl"] = True
+            cfg = LMConfig(
+                **{
+                    **base.to_dict(),
+                    **args,
+                    "method": method,
+                    "method_args": margs,
+                    "recovery_steps": recovery_steps if extra.get("recovery") else 0,
+                }
+            )
+            r = run_lm(cfg, dense=dense).result
+            label = (
+                method
+                + (" + OWL" if extra.get("owl") else "")
+                + (f" + recovery {recovery_steps} steps" if extra.get("recovery") else "")
+            )
+            rows.setdefault((label, setting), []).append(r["perplexity_ratio"])
+            print(
+                f"  {label:36s} {setting:4s} ppl {r['perplexity']:.4f} ratio "
+                f"{r['perplexity_ratio']:.4f} sparsity {r['achieved_sparsity']:.4f} "
+                f"prune {r['train_seconds']['prune']:.1f} s",
+                flush=True,
+            )
+    return rows, dense_info
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def memory_cell(method: str, depth: int) -> dict:
+    """One (method, depth) cell, in this process (called in a fresh subprocess)."""
+    import gc
+
+    from prunekit.lm.models import gpt_tiny
+    from prunekit.lm.prune import LMPruneSpec, prune_lm
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = gpt_tiny(256, n_layer=depth, n_embd=512, n_head=8, n_inner=2048).eval()
+    calib = torch.randint(0, 256, (64, 128), generator=torch.Generator().manual_seed(0))
+    gc.collect()
+    before = _rss_mb()
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            time.sleep(0.002)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    t0 = time.perf_counter()
+    prune_lm(model, LMPruneSpec(method, 0.5), calib, batch_size=8)
+    seconds = time.perf_counter() - t0
+    done.set()
+    t.join()
+    params = sum(p.numel() for p in model.parameters())
+    return {
+        "method": method,
+        "depth": depth,
+        "params": params,
+        "model_mb": params * 4 / 2**20,
+        "rss_before_mb": before,
+        "extra_peak_mb": peak[0] - before,
+        "seconds": seconds,
+    }
+
+
+def memory(depths: list[int]) -> list[dict]:
+    out = []
+    for method in ("wanda", "sparsegpt"):
+        for depth in depths:
+            p = subprocess.run(
+                [sys.executable, __file__, "--memory-cell", method, str(depth)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            cell = json.loads(p.stdout.strip().splitlines()[-1])
+            print(
+                f"memory {method} depth {depth}: model {cell['model_mb']:.1f} MB, "
+                f"extra peak {cell['extra_peak_mb']:.1f} MB",
+                flush=True,
+            )
+            out.append(cell)
+    return out
+
+
+def fmt(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def report(rows: dict, dense_info: dict, mem: list[dict], args: argparse.Namespace) -> str:
+    cmd = "nice -n 5 python benchmarks/lm_pruning.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# LM pruning: gpt-tiny on python-stdlib (issue 17)",
+        "",
+        f"Command: `{cmd}` (1 thread). gpt-tiny: GPT-2, 4 blocks, width 128, byte "
+        "vocabulary, context 128, trained "
+        f"{LMConfig().train_steps} AdamW steps of {LMConfig().batch_size} windows; "
+        "calibration: 64 windows of 128 tokens from the training split; perplexity on "
+        f"{LMConfig().eval_windows} windows of the test split. Ratios are pruned / dense "
+        "test perplexity of the same seed's dense model; mean (min-max) over seeds "
+        f"{', '.join(map(str, dense_info))}.",
+        "",
+        "| seed | dense test ppl | dense val ppl | params | training s |",
+        "|---|---|---|---|---|",
+    ]
+    for seed, d in dense_info.items():
+        lines.append(
+            f"| {seed} | {d['perplexity']:.4f} | {d['val_perplexity']:.4f} | {d['params']:,} "
+            f"| {d['train_seconds']:.0f} |"
+        )
+    labels = list(dict.fromkeys(label for label, _ in rows))
+    lines += ["", "| method | " + " | ".join(SETTINGS) + " |", "|---|" + "---|" * len(SETTINGS)]
+    for label in labels:
+        cells = [fmt(rows[(label, s)]) if (label, s) in rows else "" for s in SETTINGS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", f"Anchor (Wanda paper, LLaMA-2-7B, WikiText, dense {ANCHOR_DENSE}):", ""]
+    lines += ["| method | 0.5 | 2:4 |", "|---|---|---|"]
+    for m in METHODS:
+        lines.append(f"| {m} | {ANCHOR[(m, '0.5')]} | {ANCHOR[(m, '2:4')]} |")
+    if mem:
+        lines += [
+            "",
+            "Peak memory of pruning beyond the dense model (VmRSS sampled every 2 ms, fresh "
+            "process per cell; width 512, MLP 2048, 64 x 128 calibration tokens, sparsity 0.5):",
+            "",
+            "| method | blocks | params | model MB (fp32) | extra peak MB | seconds |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in mem:
+            lines.append(
+                f"| {c['method']} | {c['depth']} | {c['params']:,} | {c['model_mb']:.1f} "
+                f"| {c['extra_peak_mb']:.1f} | {c['seconds']:.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--recovery-steps", type=int, default=60)
+    ap.add_argument("--depths", type=int, nargs="+", default=[4, 8])
+    ap.add_argument("--memory-only", action="store_true")
+    ap.add_argument("--memory-cell", nargs=2)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    if args.memory_cell:
+        print(json.dumps(memory_cell(args.memory_cell[0], int(args.memory_cell[1]))))
+        return
+    rows, dense_info = ({}, {}) if args.memory_only else quality(args.seeds, args.recovery_steps)
+    if args.out and rows:  # kept even if the memory part fails
+        args.out.with_suffix(".quality.json").write_text(
+            json.dumps(
+                {"rows": {f"{k[0]}|{k[1]}": v for k, v in rows.items()}, "dense": dense_info}
+            )
+        )
+    mem = memory(args.depths)
+    text = report(rows, dense_info, mem, args)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+        args.out.with_suffix(".json").write_text(
+            json.dumps(
+                {
+                    "rows": {f"{k[0]}|{k[1]}": v for k, v in rows.items()},
+                    "dense": dense_info,
+                    "memory": mem,
+                },
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
