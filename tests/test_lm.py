@@ -289,3 +289,38 @@ def test_cli_lm_errors_one_line(tmp_path: Path, args: list[str], message: str) -
 def test_capped_windows_are_spread_over_the_stream() -> None:
     w = windows(torch.arange(101), 10, max_windows=3)
     assert w[:, 0].tolist() == [0, 40, 90]
+
+
+def test_lm_comparison_trains_once_stores_rows_and_resumes(tmp_path: Path) -> None:
+    from prunekit.experiments.store import read_rows
+    from prunekit.lm.compare import LMCompareConfig, compare_lm
+
+    text = tmp_path / "c.txt"
+    text.write_text("".join(f"def g{i}(y):\n    return y + {i}\n" for i in range(400)))
+    base = dict(
+        model="gpt-tiny",
+        dataset=f"text:{text}",
+        model_args=TINY,
+        context=32,
+        train_steps=2,
+        batch_size=4,
+        calib_samples=4,
+        eval_windows=4,
+        throughput_repeats=1,
+        blocks=10,
+    )
+    cfg = LMCompareConfig(base=base, methods=["magnitude", "wanda+owl"], settings=["0.5", "2:4"])
+    logs: list[str] = []
+    outcome = compare_lm(cfg, tmp_path / "cmp", log=logs.append)
+    assert outcome["planned"] == outcome["ran"] == 3  # OWL has no N:M cell
+    assert sum("dense LM" in line for line in logs) == 1
+    rows = read_rows(tmp_path / "cmp")
+    assert sorted((r["method"], r["nm"] or str(r["target_sparsity"])) for r in rows) == [
+        ("magnitude", "0.5"),
+        ("magnitude", "2:4"),
+        ("wanda+owl", "0.5"),
+    ]
+    assert len({r["perplexity_dense"] for r in rows}) == 1
+    assert all(r["achieved_sparsity"] == pytest.approx(0.5, abs=0.01) for r in rows)
+    assert "| magnitude |" in (tmp_path / "cmp" / "lm_report.md").read_text()
+    assert compare_lm(cfg, tmp_path / "cmp", log=logs.append)["ran"] == 0
