@@ -5,9 +5,17 @@ targets; and the peak memory of pruning at two depths.
 
     nice -n 5 python benchmarks/lm_pruning.py --seeds 0 1 --out benchmarks/results/lm_pruning.md
 
+or in parts (one process per seed and one for memory, then merged):
+
+    python benchmarks/lm_pruning.py --part quality --seeds 0 --out /tmp/lm_seed0.json
+    python benchmarks/lm_pruning.py --part quality --seeds 1 --out /tmp/lm_seed1.json
+    python benchmarks/lm_pruning.py --part memory --out /tmp/lm_memory.json
+    python benchmarks/lm_pruning.py --merge /tmp/lm_seed0.json /tmp/lm_seed1.json \
+        /tmp/lm_memory.json --out benchmarks/results/lm_pruning.md
+
 ``--memory-only`` runs just the memory part. Each memory cell runs in a fresh process
 (so peaks do not mix): it builds a randomly initialised gpt-tiny-shaped model of the
-given depth (width 512, MLP 2048, so the model's own memory is visible), records the
+given depth (width 256, MLP 1024, so the model's own memory is visible), records the
 resident memory (VmRSS), then prunes it while a thread samples VmRSS every 2 ms; the
 figure is peak minus the resident memory before pruning, i.e. what pruning needs beyond
 the dense model and its calibration tokens.
@@ -69,8 +77,7 @@ def quality(seeds: list[int], recovery_steps: int) -> tuple[dict, dict]:
             flush=True,
         )
         cells = [(m, s, {}) for m in METHODS for s in SETTINGS]
-        cells += [("sparsegpt", s, {"owl": True}) for s in ("0.7", "0.8", "0.9")]
-        cells += [("wanda", s, {"owl": True}) for s in ("0.7", "0.8", "0.9")]
+        cells += [(m, s, {"owl": True}) for m in ("wanda", "sparsegpt") for s in ("0.8", "0.9")]
         cells += [("sparsegpt", s, {"owl": True, "recovery": True}) for s in ("0.8", "0.9")] + [
             ("sparsegpt", "2:4", {"recovery": True})
         ]
@@ -120,7 +127,7 @@ def memory_cell(method: str, depth: int) -> dict:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = gpt_tiny(256, n_layer=depth, n_embd=512, n_head=8, n_inner=2048).eval()
+    model = gpt_tiny(256, n_layer=depth, n_embd=256, n_head=4, n_inner=1024).eval()
     calib = torch.randint(0, 256, (64, 128), generator=torch.Generator().manual_seed(0))
     gc.collect()
     before = _rss_mb()
@@ -179,6 +186,16 @@ def fmt(values: list[float]) -> str:
 
 def report(rows: dict, dense_info: dict, mem: list[dict], args: argparse.Namespace) -> str:
     cmd = "nice -n 5 python benchmarks/lm_pruning.py " + " ".join(sys.argv[1:])
+    if args.merge:  # the parts ran as separate processes (the script's docstring)
+        cmd = "; ".join(
+            f"nice -n 5 python benchmarks/lm_pruning.py --part quality --seeds {s} "
+            f"--out /tmp/lm_seed{s}.json"
+            for s in dense_info
+        ) + (
+            "; nice -n 5 python benchmarks/lm_pruning.py --part memory --out /tmp/lm_memory.json"
+            if mem
+            else ""
+        ) + f"; python benchmarks/lm_pruning.py --merge ... --out {args.out}"
     lines = [
         "# LM pruning: gpt-tiny on python-stdlib (issue 17)",
         "",
@@ -211,7 +228,7 @@ def report(rows: dict, dense_info: dict, mem: list[dict], args: argparse.Namespa
         lines += [
             "",
             "Peak memory of pruning beyond the dense model (VmRSS sampled every 2 ms, fresh "
-            "process per cell; width 512, MLP 2048, 64 x 128 calibration tokens, sparsity 0.5):",
+            "process per cell; width 256, MLP 1024, 64 x 128 calibration tokens, sparsity 0.5):",
             "",
             "| method | blocks | params | model MB (fp32) | extra peak MB | seconds |",
             "|---|---|---|---|---|---|",
@@ -229,35 +246,38 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--recovery-steps", type=int, default=60)
     ap.add_argument("--depths", type=int, nargs="+", default=[4, 8])
-    ap.add_argument("--memory-only", action="store_true")
+    ap.add_argument("--part", choices=["all", "quality", "memory"], default="all")
+    ap.add_argument("--merge", type=Path, nargs="+", help="JSON parts to merge into --out")
     ap.add_argument("--memory-cell", nargs=2)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if args.memory_cell:
         print(json.dumps(memory_cell(args.memory_cell[0], int(args.memory_cell[1]))))
         return
-    rows, dense_info = ({}, {}) if args.memory_only else quality(args.seeds, args.recovery_steps)
-    if args.out and rows:  # kept even if the memory part fails
-        args.out.with_suffix(".quality.json").write_text(
-            json.dumps(
-                {"rows": {f"{k[0]}|{k[1]}": v for k, v in rows.items()}, "dense": dense_info}
-            )
-        )
-    mem = memory(args.depths)
+    rows: dict = {}
+    dense_info: dict = {}
+    mem: list = []
+    if args.merge:  # parts run as separate processes (one per seed, one for memory)
+        for part in args.merge:
+            data = json.loads(part.read_text())
+            for k, v in data.get("rows", {}).items():
+                rows.setdefault(tuple(k.split("|")), []).extend(v)
+            dense_info.update({int(k): v for k, v in data.get("dense", {}).items()})
+            mem += data.get("memory", [])
+    else:
+        if args.part in ("all", "quality"):
+            rows, dense_info = quality(args.seeds, args.recovery_steps)
+        if args.part in ("all", "memory"):
+            mem = memory(args.depths)
+    payload = {"rows": {f"{k[0]}|{k[1]}": v for k, v in rows.items()}, "dense": dense_info, "memory": mem}
+    if args.out and not args.merge and args.part != "all":
+        args.out.write_text(json.dumps(payload, indent=2))  # a part: JSON only
+        return
     text = report(rows, dense_info, mem, args)
     print(text)
     if args.out:
         args.out.write_text(text)
-        args.out.with_suffix(".json").write_text(
-            json.dumps(
-                {
-                    "rows": {f"{k[0]}|{k[1]}": v for k, v in rows.items()},
-                    "dense": dense_info,
-                    "memory": mem,
-                },
-                indent=2,
-            )
-        )
+        args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

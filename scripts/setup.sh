@@ -10,4 +10,4 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: the CPU build; an unpinned torch pulls a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[dev,ray]"
+.venv/bin/python -m pip install -q -e ".[dev,ray,lm]"

@@ -23,6 +23,8 @@ from prunekit.lm.prune import LMPruneSpec, prune_lm
 from prunekit.lm.text import ByteTokenizer, load_tokens, read_text, split_blocks, windows
 from prunekit.registry import PrunekitError
 
+pytest.importorskip("transformers")  # the optional `lm` extra
+
 TINY = dict(n_layer=2, n_embd=32, n_head=2, n_inner=64, n_positions=32)
 
 
@@ -324,3 +326,43 @@ def test_lm_comparison_trains_once_stores_rows_and_resumes(tmp_path: Path) -> No
     assert all(r["achieved_sparsity"] == pytest.approx(0.5, abs=0.01) for r in rows)
     assert "| magnitude |" in (tmp_path / "cmp" / "lm_report.md").read_text()
     assert compare_lm(cfg, tmp_path / "cmp", log=logs.append)["ran"] == 0
+
+
+def test_hf_directory_with_its_own_tokenizer(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    text = "".join(f"for i{k} in range({k}):\n    print(i{k})\n" for k in range(500))
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(text)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<eos>"],
+    )
+    bpe.train_from_iterator([text], trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<eos>")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), **TINY)).save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    cfg = LMConfig(
+        model=f"hf:{tmp_path / 'lm'}",
+        dataset=f"text:{corpus}",
+        method="wanda",
+        granularity="nm",
+        method_args={"n": 4, "m": 8},
+        context=32,
+        calib_samples=4,
+        eval_windows=4,
+        throughput_repeats=1,
+        blocks=10,
+    )
+    r = run_lm(cfg, out=tmp_path / "run").result
+    assert r["data"]["tokenizer"].startswith("hf:") and r["data"]["vocab_size"] == len(tok)
+    assert r["data"]["tokens"]["train"] < 0.8 * len(text)  # BPE merges: fewer tokens than bytes
+    assert r["achieved_sparsity"] == 0.5 and r["nm"] == "4:8"
+    assert (tmp_path / "run" / "hf" / "tokenizer.json").is_file()
+    assert reload(tmp_path / "run").config.vocab_size == len(tok)
