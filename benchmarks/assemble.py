@@ -23,6 +23,7 @@ SECTIONS = (  # (file, the issue it answers)
     ("csr_linear.md", 6),
     ("default_comparison.md", 7),
     ("ray_vs_local.md", 8),
+    ("lm_pruning.md", 17),
 )
 HEADER = """# Benchmarks
 

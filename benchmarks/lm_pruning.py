@@ -35,17 +35,8 @@ from pathlib import Path
 import torch
 
 from prunekit.lm import LMConfig, dense_for, run_lm
+from prunekit.lm.compare import ANCHOR, ANCHOR_DENSE
 
-# Wanda paper (Sun et al. 2023), Table 2/3: LLaMA-2-7B WikiText perplexity, dense 5.12.
-ANCHOR_DENSE = 5.12
-ANCHOR = {  # (method, setting) -> ratio to dense, as given in issue 17
-    ("magnitude", "0.5"): 2.91,
-    ("sparsegpt", "0.5"): 1.27,
-    ("wanda", "0.5"): 1.25,
-    ("magnitude", "2:4"): 10.7,
-    ("sparsegpt", "2:4"): 1.99,
-    ("wanda", "2:4"): 2.15,
-}
 METHODS = ("magnitude", "wanda", "sparsegpt")
 SETTINGS = ("0.5", "0.7", "0.8", "0.9", "2:4", "4:8")
 
@@ -184,18 +175,98 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
+def _mean(rows: dict, label: str, setting: str) -> float | None:
+    v = rows.get((label, setting))
+    return statistics.mean(v) if v else None
+
+
+def ordering(rows: dict) -> list[str]:
+    """The measured order of the three methods per setting beside the anchor's, and why
+    they can differ (the measured figures are inserted, not typed)."""
+    out = ["Ordering (best first, mean ratio over seeds):", ""]
+    out += ["| setting | measured | anchor |", "|---|---|---|"]
+    for s in SETTINGS:
+        got = sorted(
+            (m for m in METHODS if _mean(rows, m, s) is not None), key=lambda m: _mean(rows, m, s)
+        )
+        anchor = sorted((m for m in METHODS if (m, s) in ANCHOR), key=lambda m: ANCHOR[(m, s)])
+        out.append(
+            f"| {s} | "
+            + " < ".join(f"{m} {_mean(rows, m, s):.3f}" for m in got)
+            + " | "
+            + (" < ".join(f"{m} {ANCHOR[(m, s)]}" for m in anchor) or "-")
+            + " |"
+        )
+    out += [
+        "",
+        'Pairwise, per setting ("within the seed spread" when the per-seed ranges overlap):',
+        "",
+    ]
+    for s in SETTINGS:
+        parts = []
+        for a, b in (("wanda", "magnitude"), ("sparsegpt", "wanda")):
+            va, vb = rows.get((a, s)), rows.get((b, s))
+            if not va or not vb:
+                continue
+            if max(va) < min(vb):
+                parts.append(f"{a} ahead of {b}")
+            elif max(vb) < min(va):
+                parts.append(f"{b} ahead of {a}")
+            else:
+                parts.append(f"{a} and {b} within the seed spread")
+        out.append(f"- {s}: " + "; ".join(parts))
+    out += [
+        "",
+        "Where this differs from the anchor, and the likely reasons (hypotheses, not tested "
+        "here): Wanda's large margin over magnitude on LLaMA-2 comes from the few input "
+        "features of large LMs whose activations are orders of magnitude above the rest "
+        "(emergent outlier features, Dettmers et al. 2022, seen from billions of "
+        "parameters on): weighting |W_ij| by ||X_j|| keeps the weights that read them, "
+        "magnitude pruning removes some of them and the model breaks (2.91x at 0.5). A "
+        "0.84 M-parameter byte-level GPT-2 trained for minutes is not expected to have "
+        "such features, so "
+        "||X_j|| re-weights columns only mildly and Wanda stays close to magnitude where "
+        "little is removed; its activation weighting pays off only when most weights go. "
+        "SparseGPT changes the weights it keeps to reconstruct each layer's output on the "
+        "calibration inputs; with 128-512 inputs per layer and 8,192 calibration tokens "
+        "its Hessian is well determined, which may be why it is ahead of Wanda here while "
+        "the two tie at 0.5 on LLaMA-2.",
+    ]
+    return out
+
+
+TARGETS = (("0.9", 1.3), ("0.8", 1.1), ("2:4", 1.01))
+
+
+def targets(rows: dict) -> list[str]:
+    """Issue 17's targets: the best measured variant (any row) per setting."""
+    out = ["Targets (best of every row, mean over seeds):", ""]
+    for s, limit in TARGETS:
+        cands = [(statistics.mean(v), label) for (label, ss), v in rows.items() if ss == s]
+        if not cands:
+            continue
+        best, label = min(cands)
+        verdict = "met" if best <= limit else "NOT met"
+        out.append(f"- {s}: target <= {limit}x dense; best {label} {best:.3f}x: {verdict}")
+    return out
+
+
 def report(rows: dict, dense_info: dict, mem: list[dict], args: argparse.Namespace) -> str:
     cmd = "nice -n 5 python benchmarks/lm_pruning.py " + " ".join(sys.argv[1:])
     if args.merge:  # the parts ran as separate processes (the script's docstring)
-        cmd = "; ".join(
-            f"nice -n 5 python benchmarks/lm_pruning.py --part quality --seeds {s} "
-            f"--out /tmp/lm_seed{s}.json"
-            for s in dense_info
-        ) + (
-            "; nice -n 5 python benchmarks/lm_pruning.py --part memory --out /tmp/lm_memory.json"
-            if mem
-            else ""
-        ) + f"; python benchmarks/lm_pruning.py --merge ... --out {args.out}"
+        cmd = (
+            "; ".join(
+                f"nice -n 5 python benchmarks/lm_pruning.py --part quality --seeds {s} "
+                f"--out /tmp/lm_seed{s}.json"
+                for s in dense_info
+            )
+            + (
+                "; nice -n 5 python benchmarks/lm_pruning.py --part memory --out /tmp/lm_memory.json"
+                if mem
+                else ""
+            )
+            + f"; python benchmarks/lm_pruning.py --merge ... --out {args.out}"
+        )
     lines = [
         "# LM pruning: gpt-tiny on python-stdlib (issue 17)",
         "",
@@ -224,6 +295,8 @@ def report(rows: dict, dense_info: dict, mem: list[dict], args: argparse.Namespa
     lines += ["| method | 0.5 | 2:4 |", "|---|---|---|"]
     for m in METHODS:
         lines.append(f"| {m} | {ANCHOR[(m, '0.5')]} | {ANCHOR[(m, '2:4')]} |")
+    if rows:
+        lines += ["", *ordering(rows), "", *targets(rows)]
     if mem:
         lines += [
             "",
@@ -269,7 +342,11 @@ def main() -> None:
             rows, dense_info = quality(args.seeds, args.recovery_steps)
         if args.part in ("all", "memory"):
             mem = memory(args.depths)
-    payload = {"rows": {f"{k[0]}|{k[1]}": v for k, v in rows.items()}, "dense": dense_info, "memory": mem}
+    payload = {
+        "rows": {f"{k[0]}|{k[1]}": v for k, v in rows.items()},
+        "dense": dense_info,
+        "memory": mem,
+    }
     if args.out and not args.merge and args.part != "all":
         args.out.write_text(json.dumps(payload, indent=2))  # a part: JSON only
         return

@@ -23,6 +23,17 @@ from ..registry import PrunekitError
 from .run import LMConfig, dense_for, run_lm
 
 PACKAGED = Path(__file__).resolve().parent.parent / "configs" / "lm.yaml"
+# Wanda paper (Sun et al. 2023, arXiv:2306.11695), LLaMA-2-7B WikiText perplexity as a
+# ratio to dense 5.12, as quoted in issue 17: the reference the report sets beside ours.
+ANCHOR_DENSE = 5.12
+ANCHOR = {
+    ("magnitude", "0.5"): 2.91,
+    ("sparsegpt", "0.5"): 1.27,
+    ("wanda", "0.5"): 1.25,
+    ("magnitude", "2:4"): 10.7,
+    ("sparsegpt", "2:4"): 1.99,
+    ("wanda", "2:4"): 2.15,
+}
 
 
 @dataclass
@@ -215,6 +226,12 @@ def write_lm_report(out: Path) -> Path:
         vals = [table.get((label, s)) for s in settings]
         lines.append(
             f"| {label} | " + " | ".join(f"{sum(v) / len(v):.3f}" if v else "" for v in vals) + " |"
+        )
+    for method in ("magnitude", "wanda", "sparsegpt"):
+        lines.append(
+            f"| anchor: {method} (LLaMA-2-7B) | "
+            + " | ".join(str(ANCHOR.get((method, s), "")) for s in settings)
+            + " |"
         )
     md = out / "lm_report.md"
     try:
