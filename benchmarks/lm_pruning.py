@@ -48,7 +48,12 @@ def setting_args(setting: str) -> dict:
     return {"sparsity": float(setting)}
 
 
-def quality(seeds: list[int], recovery_steps: int) -> tuple[dict, dict]:
+def quality(
+    seeds: list[int], recovery_steps: int, cells_kind: str = "grid", partial: Path | None = None
+) -> tuple[dict, dict]:
+    """``cells_kind="grid"``: every method x setting, OWL rows, recovery rows;
+    ``"recovery"``: only uniform SparseGPT + recovery at 0.8 / 0.9 (a second process, run
+    after the grid showed that OWL's allocation hurts at this depth)."""
     rows: dict[tuple[str, str], list[float]] = {}
     dense_info: dict[int, dict] = {}
     torch.set_num_threads(1)
@@ -67,11 +72,13 @@ def quality(seeds: list[int], recovery_steps: int) -> tuple[dict, dict]:
             f"seed {seed}: dense test ppl {dense[4]['perplexity']:.4f} ({dense[3]:.0f} s training)",
             flush=True,
         )
-        cells = [(m, s, {}) for m in METHODS for s in SETTINGS]
-        cells += [(m, s, {"owl": True}) for m in ("wanda", "sparsegpt") for s in ("0.8", "0.9")]
-        cells += [("sparsegpt", s, {"owl": True, "recovery": True}) for s in ("0.8", "0.9")] + [
-            ("sparsegpt", "2:4", {"recovery": True})
-        ]
+        if cells_kind == "grid":
+            cells = [(m, s, {}) for m in METHODS for s in SETTINGS]
+            cells += [(m, s, {"owl": True}) for m in ("wanda", "sparsegpt") for s in ("0.8", "0.9")]
+            cells += [("sparsegpt", s, {"owl": True, "recovery": True}) for s in ("0.8", "0.9")]
+            cells += [("sparsegpt", "2:4", {"recovery": True})]
+        else:
+            cells = [("sparsegpt", s, {"recovery": True}) for s in ("0.8", "0.9")]
         for method, setting, extra in cells:
             args = setting_args(setting)
             margs = dict(args.pop("method_args", {}))
@@ -89,7 +96,7 @@ def quality(seeds: list[int], recovery_steps: int) -> tuple[dict, dict]:
             r = run_lm(cfg, dense=dense).result
             label = (
                 method
-                + (" + OWL" if extra.get("owl") else "")
+                + (f" + OWL λ={r['owl_lambda']:g}" if extra.get("owl") else "")
                 + (f" + recovery {recovery_steps} steps" if extra.get("recovery") else "")
             )
             rows.setdefault((label, setting), []).append(r["perplexity_ratio"])
@@ -99,6 +106,15 @@ def quality(seeds: list[int], recovery_steps: int) -> tuple[dict, dict]:
                 f"prune {r['train_seconds']['prune']:.1f} s",
                 flush=True,
             )
+            if partial is not None:  # every finished cell survives a later crash
+                partial.write_text(
+                    json.dumps(
+                        {
+                            "rows": {f"{k[0]}|{k[1]}": v for k, v in rows.items()},
+                            "dense": dense_info,
+                        }
+                    )
+                )
     return rows, dense_info
 
 
@@ -320,6 +336,7 @@ def main() -> None:
     ap.add_argument("--recovery-steps", type=int, default=60)
     ap.add_argument("--depths", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--part", choices=["all", "quality", "memory"], default="all")
+    ap.add_argument("--cells", choices=["grid", "recovery"], default="grid")
     ap.add_argument("--merge", type=Path, nargs="+", help="JSON parts to merge into --out")
     ap.add_argument("--memory-cell", nargs=2)
     ap.add_argument("--out", type=Path)
@@ -334,12 +351,15 @@ def main() -> None:
         for part in args.merge:
             data = json.loads(part.read_text())
             for k, v in data.get("rows", {}).items():
-                rows.setdefault(tuple(k.split("|")), []).extend(v)
+                label, setting = k.split("|")
+                if "+ OWL" in label and "λ" not in label:  # parts run before λ was in labels
+                    label = label.replace("+ OWL", "+ OWL λ=0.08")  # the default they used
+                rows.setdefault((label, setting), []).extend(v)
             dense_info.update({int(k): v for k, v in data.get("dense", {}).items()})
             mem += data.get("memory", [])
     else:
         if args.part in ("all", "quality"):
-            rows, dense_info = quality(args.seeds, args.recovery_steps)
+            rows, dense_info = quality(args.seeds, args.recovery_steps, args.cells, args.out)
         if args.part in ("all", "memory"):
             mem = memory(args.depths)
     payload = {

@@ -126,11 +126,23 @@ def test_owl_keeps_mean_sparsity_and_exact_layers() -> None:
     per_block = report["block_sparsity"]
     assert sum(per_block) / 3 == pytest.approx(0.7)
     assert max(per_block) - min(per_block) == pytest.approx(0.2)
+    assert report["owl_lambda"] == 0.1
     _, blocks = find_blocks(model)
     for i, block in enumerate(blocks):
         for name, m in block.named_modules():
             if type(m).__name__ == "Conv1D":
                 assert int((m.weight == 0).sum()) == round(per_block[i] * m.weight.numel()), name
+
+
+def test_owl_lambda_is_capped_so_block_sparsities_stay_below_one() -> None:
+    from prunekit.lm.prune import owl_lambda
+
+    assert owl_lambda(LMPruneSpec("wanda", 0.7, owl=True)) == 0.08
+    assert owl_lambda(LMPruneSpec("wanda", 0.9, owl=True)) == pytest.approx(0.05)
+    model = tiny_model(n_layer=4)
+    report = prune_lm(model, LMPruneSpec("sparsegpt", 0.9, owl=True), calib())
+    assert all(0 <= s < 1 for s in report["block_sparsity"])
+    assert sum(report["block_sparsity"]) / 4 == pytest.approx(0.9)
 
 
 def test_saved_run_reloads_with_from_pretrained_same_logits(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ sparsegpt   OBS pruning with weight updates from ``H = 2 X Xᵀ`` (Frantar & Ali
 through the dense blocks measures each block's outlier ratio ``D_b`` = share of its
 layers' Wanda scores ``|W_ij| ||X_j||`` above ``owl_m`` times their mean; block
 densities are then ``1 - s + 2λ (D̂_b - mean D̂)`` with ``D̂`` min-max normalised to
-[0, 1] and ``λ = owl_lambda``, so blocks rich in outliers keep more weights and the
+[0, 1] and ``λ = owl_lambda`` (capped, see :func:`owl_lambda`), so blocks rich in outliers keep more weights and the
 mean block sparsity stays ``s``. Unstructured only (N:M fixes every layer's sparsity).
 """
 
@@ -94,12 +94,16 @@ def check_spec(model: nn.Module, spec: LMPruneSpec) -> None:
                     f"N:M {spec.n}:{spec.m}: M={spec.m} does not divide the input size "
                     f"{fan_in} of layer {name!r}"
                 )
-    if spec.owl and not 0.0 <= spec.owl_lambda <= min(spec.sparsity, 1 - spec.sparsity):
-        raise PrunekitError(
-            f"owl_lambda must be in [0, min(s, 1 - s)] = [0, "
-            f"{min(spec.sparsity, 1 - spec.sparsity):g}] so block sparsities stay in [0, 1]; "
-            f"got {spec.owl_lambda}"
-        )
+    if spec.owl and spec.owl_lambda < 0:
+        raise PrunekitError(f"owl_lambda must be >= 0, got {spec.owl_lambda}")
+
+
+def owl_lambda(spec: LMPruneSpec) -> float:
+    """The λ OWL uses: ``owl_lambda`` capped at ``min(s, 1 - s) / 2``. Block densities
+    span ``2λ`` around their mean, and a skewed set of outlier ratios can put one block
+    the whole ``2λ`` from the mean, so this cap is what keeps every block sparsity in
+    [0, 1] (OWL's λ = 0.08 at s = 0.9 could ask a block for 102 %)."""
+    return min(spec.owl_lambda, min(spec.sparsity, 1 - spec.sparsity) / 2)
 
 
 def magnitude_prune_mask(w: torch.Tensor, spec: LMPruneSpec, sparsity: float) -> torch.Tensor:
@@ -167,7 +171,7 @@ def owl_sparsities(
     d = torch.tensor(ratios, dtype=torch.float64)
     spread = d.max() - d.min()
     normed = (d - d.min()) / spread if spread > 0 else torch.zeros_like(d)
-    density = normed * 2 * spec.owl_lambda
+    density = normed * 2 * owl_lambda(spec)
     density = density - density.mean() + (1 - spec.sparsity)
     return [float(1 - x) for x in density]
 
@@ -202,4 +206,8 @@ def prune_lm(
             stats.pop(n, None)  # free an in x in Hessian as soon as its layer is done
 
     sequential(model, None if data_free else calib, prune_block, batch_size=batch_size)
-    return {"block_sparsity": per_block, "blocks": f"{path}[0..{len(blocks) - 1}]"}
+    return {
+        "block_sparsity": per_block,
+        "blocks": f"{path}[0..{len(blocks) - 1}]",
+        "owl_lambda": owl_lambda(spec) if spec.owl else None,
+    }

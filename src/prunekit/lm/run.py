@@ -352,6 +352,7 @@ def run_lm(
         "perplexity_ratio": metrics["perplexity"] / dense_metrics["perplexity"],
         "tokens_per_s_dense": dense_metrics["tokens_per_s"],
         "block_sparsity": report["block_sparsity"],
+        "owl_lambda": report["owl_lambda"],
         "calibration": {"samples": cfg.calib_samples, "context": cfg.context, "split": "train"},
         "data": {
             "source": data.source,
