@@ -24,6 +24,7 @@ SECTIONS = (  # (file, the issue it answers)
     ("default_comparison.md", 7),
     ("ray_vs_local.md", 8),
     ("lm_pruning.md", 17),
+    ("lm_compare.md", 17),
 )
 HEADER = """# Benchmarks
 

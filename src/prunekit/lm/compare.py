@@ -204,7 +204,10 @@ def write_lm_report(out: Path) -> Path:
     """``lm_report.md``: mean perplexity ratio per method and setting, dense perplexity per
     seed, and ``lm_perplexity.png`` (perplexity vs sparsity, one line per method)."""
     rows = _rows(out)
-    settings = list(dict.fromkeys(r["nm"] or f"{r['target_sparsity']:g}" for r in rows))
+    settings = sorted(
+        dict.fromkeys(r["nm"] or f"{r['target_sparsity']:g}" for r in rows),
+        key=lambda s: (":" in s, s),  # sparsities ascending, then N:M patterns
+    )
     labels = list(dict.fromkeys(r["method"] for r in rows))
     table: dict[tuple[str, str], list[float]] = {}
     for r in rows:
