@@ -32,7 +32,7 @@ PIP=(.venv/bin/python -m pip install -q -c scripts/constraints-cpu.txt)
 # multi-GB CUDA build. A local wheel or mirror that has it wins, else PyTorch's CPU index.
 TORCH_INDEX=${PRUNEKIT_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
 "${PIP[@]}" torch 2>/dev/null || "${PIP[@]}" --extra-index-url "$TORCH_INDEX" torch
-"${PIP[@]}" -e ".[dev]"
+"${PIP[@]}" -e ".[dev]"  # every optional extra (ray, onnx, transformers, lm, ...) and the test tools
 
 # 3. What two optional tests need from the system (they skip, saying so, without it).
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||

@@ -218,3 +218,18 @@ def test_a_whole_layer_can_go() -> None:
     out, pruned = sparsegpt_prune(w, stats.hessian(), 1.0)
     assert pruned.all() and (out == 0).all()
     assert wanda_mask(w, stats.column_norms(), 1.0).all()
+
+
+def test_sparsegpt_takes_a_transposed_weight() -> None:
+    """GPT-2's Conv1D stores its weight (in, out): the (out, in) view SparseGPT gets is a
+    non-contiguous transpose, and must give what the contiguous copy gives."""
+    torch.manual_seed(0)
+    stored = torch.randn(12, 8)  # (in, out)
+    x = torch.randn(64, 12)
+    h = 2 * x.T @ x
+    w_view = stored.t()  # (out, in), not contiguous
+    assert not w_view.is_contiguous()
+    got, mask = sparsegpt_prune(w_view, h, sparsity=0.5, blocksize=4)
+    want, mask_c = sparsegpt_prune(w_view.contiguous(), h, sparsity=0.5, blocksize=4)
+    assert torch.equal(mask, mask_c) and torch.equal(got, want)
+    assert int(mask.sum()) == 48

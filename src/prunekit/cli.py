@@ -104,6 +104,12 @@ def result_table(result: dict[str, Any], title: str) -> Table:
     t.add_column("metric")
     t.add_column("value", justify="right")
     rows = [
+        ("perplexity (dense, test)", "perplexity_dense", "{:.4f}"),
+        ("perplexity (test)", "perplexity", "{:.4f}"),
+        ("perplexity (validation)", "val_perplexity", "{:.4f}"),
+        ("perplexity / dense", "perplexity_ratio", "{:.4f}"),
+        ("tokens per second (dense)", "tokens_per_s_dense", "{:,.0f}"),
+        ("tokens per second", "tokens_per_s", "{:,.0f}"),
         ("accuracy (dense)", "accuracy_dense", "{:.4f}"),
         ("accuracy", "accuracy", "{:.4f}"),
         ("target sparsity", "target_sparsity", "{:.4f}"),
@@ -148,6 +154,16 @@ def _run_pipeline(values: dict[str, Any], out: Path | None, overwrite: bool, qui
     out_console.print(result_table(result, f"{cfg.model} / {cfg.dataset} / {result['method']}"))
     if out is not None:
         out_console.print(f"saved to {out}")
+
+
+def _run_lm(values: dict[str, Any], out: Path | None, overwrite: bool, quiet: bool) -> None:
+    from .lm import LMConfig, run_lm
+
+    cfg = LMConfig.from_dict(values)
+    result = run_lm(cfg, out=out, overwrite=overwrite).result
+    out_console.print(result_table(result, f"{cfg.model} / {cfg.dataset} / {result['method']}"))
+    if out is not None:
+        out_console.print(f"saved to {out} (transformers format under {out / 'hf'})")
 
 
 Model = Annotated[str, typer.Option(help="Zoo model name (see `prunekit list`).")]
@@ -384,6 +400,11 @@ def prune(
         method_args.update(n=int(n_str), m=int(m_str))
     method_args.update(parse_options(option or []))
     values["method_args"] = method_args
+    from .lm import is_lm_config
+
+    if is_lm_config(values):  # gpt-tiny, hf:PATH or a text corpus: the LM run (prunekit.lm)
+        _run_lm(values, out, overwrite, quiet)
+        return
     if "sparsity" not in values:  # an N:M pattern fixes the sparsity at 1 - N/M
         from .pruning.connection import implied_sparsity
         from .pruning.methods import get_method
@@ -441,7 +462,12 @@ def evaluate_cmd(
     """Reload a saved run (safetensors + JSON only) and evaluate it again."""
     from .pipeline import evaluate_saved
 
-    result = evaluate_saved(run_dir, data_dir=data_dir)
+    if (run_dir / "hf" / "config.json").is_file():  # a language model (prunekit.lm)
+        from .lm.run import evaluate_saved_lm
+
+        result = evaluate_saved_lm(run_dir)
+    else:
+        result = evaluate_saved(run_dir, data_dir=data_dir)
     if as_json:
         print(json.dumps(result, indent=2))
     else:
@@ -565,6 +591,15 @@ def list_cmd() -> None:
         ("schedules", SCHEDULES),
     ):
         out_console.print(f"[bold]{title}[/bold]: {', '.join(reg.names())}")
+    from .lm.models import LM_MODELS
+    from .lm.prune import LM_METHODS
+    from .lm.text import CORPORA
+
+    out_console.print(
+        f"[bold]language models[/bold]: {', '.join(LM_MODELS)}, hf:PATH; "
+        f"[bold]text corpora[/bold]: {', '.join(CORPORA)}, text:PATH; "
+        f"[bold]LM methods[/bold]: {', '.join(LM_METHODS)}"
+    )
     t = Table(title="methods")
     for col in ("name", "criterion", "granularity", "objective", "schedule", "description"):
         t.add_column(col)

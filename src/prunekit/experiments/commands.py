@@ -105,8 +105,36 @@ def compare_cmd(
     gpus_per_run: Annotated[
         float | None, typer.Option(help="GPUs reserved per cell with --backend ray (default: 0).")
     ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="lm: the packaged language-model comparison (configs/lm.yaml); a --config "
+            "with `task: lm` is one too."
+        ),
+    ] = None,
 ) -> None:
     """Run every method on the same grid and budget; results in DIR/results.sqlite (resumable)."""
+    from ..lm.compare import is_lm_compare_file
+
+    if task not in (None, "lm", "vision"):
+        raise PrunekitError(f"--task takes lm or vision, got {task!r}")
+    if task == "lm" or is_lm_compare_file(config):  # prunekit.lm owns the LM grid
+        from ..lm.compare import compare_lm, load_lm_config
+
+        t_lm = time.perf_counter()
+        lm_cfg = load_lm_config(config)
+        if seeds is not None:
+            lm_cfg.seeds = _csv(seeds, int, "--seeds")
+        outcome = compare_lm(
+            lm_cfg, out or Path("runs/compare-lm"), log=lambda m: _err.print(m, highlight=False)
+        )
+        _out.print(outcome["report"].read_text(), highlight=False, markup=False)
+        _out.print(
+            f"{outcome['planned']} cells planned, {outcome['ran']} run now; report "
+            f"{outcome['report']}; wall time {time.perf_counter() - t_lm:.1f} s",
+            highlight=False,
+        )
+        return
     from .plan import load_config, plan, restrict
     from .report import write_report
     from .runner import compare

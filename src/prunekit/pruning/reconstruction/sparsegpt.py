@@ -79,7 +79,7 @@ def sparsegpt_prune(
             raise ValueError(f"N:M {n}:{m}: M={m} does not divide the input dimension {cols}")
         blocksize = max(m, blocksize - blocksize % m)
     dtype = hessian.dtype if hessian.dtype == torch.float64 else torch.float32
-    w = weight.detach().to(dtype).clone()
+    w = weight.detach().to(dtype).contiguous().clone()  # a Conv1D weight arrives transposed
     h = hessian.detach().to(dtype).clone()
     dead = torch.diag(h) == 0
     h[dead, dead] = 1.0
