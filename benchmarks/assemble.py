@@ -28,6 +28,7 @@ SECTIONS = (  # (file, the issue it answers)
     ("reconstruction.md", 15),
     ("rank_agreement.md", 15),
     ("rank_agreement_3p2.md", 15),
+    ("latency_target.md", 16),
     ("lm_pruning.md", 17),
     ("lm_compare.md", 17),
 )
