@@ -74,8 +74,10 @@ def test_default_config_plans_every_method_at_the_spec_sparsities():
     assert cfg.sparsities == (0.5, 0.8, 0.9, 0.95, 0.98) and cfg.dataset == "fashion-mnist"
     cells = plan(cfg)
     n_methods = len(METHODS) - 1 + len(PEER_NAMES)  # 'dense' is the baseline row
-    n_no_finetune = 1  # magnitude once more without fine-tuning (one-shot rows)
-    assert len(cells) == 1 + 5 * (n_methods + n_no_finetune)
+    # magnitude, wanda and sparsegpt once more without fine-tuning (one-shot rows)
+    one_shot = {c.label for c in cells if c.label.endswith("(no fine-tune)")}
+    assert {label.split(" ")[0] for label in one_shot} == {"magnitude", "wanda", "sparsegpt"}
+    assert len(cells) == 1 + 5 * (n_methods + len(one_shot))
     assert {c.run.finetune_epochs for c in cells if c.label.endswith("(no fine-tune)")} == {0}
     full = load_config(full=True)
     assert full.seeds == (0, 1, 2) and full.budget["epochs"] > cfg.budget["epochs"]

@@ -35,6 +35,7 @@ from .evaluation.cost import effective_tensors
 from .integrity import check_state
 from .models import create_model
 from .registry import PrunekitError
+from .resize import resize
 
 FORMAT = "prunekit.model/v1"
 RUN_FILES = ("model.safetensors", "model.json", "result.json")
@@ -448,38 +449,6 @@ def _build(spec: dict[str, Any], where: Path) -> nn.Module:
     return create_model(spec["name"], **spec.get("kwargs", {}))
 
 
-def _resize(model: nn.Module, shapes: dict[str, list[int]]) -> None:
-    """Replace every tensor whose saved shape differs by an empty one of that shape.
-
-    Linear/Conv/BatchNorm attributes (in/out features, channels) are updated too, so
-    ``repr`` and later surgery see the real sizes.
-    """
-    for key, shape in shapes.items():
-        mod_name, _, attr = key.rpartition(".")
-        try:
-            module = model.get_submodule(mod_name)
-        except AttributeError:
-            continue
-        cur = getattr(module, attr, None)
-        if not isinstance(cur, torch.Tensor) or list(cur.shape) == shape:
-            continue
-        new = torch.empty(shape, dtype=cur.dtype)
-        if isinstance(cur, nn.Parameter):
-            setattr(module, attr, nn.Parameter(new, requires_grad=cur.requires_grad))
-        else:
-            module.register_buffer(attr, new)
-        if attr == "weight" and isinstance(module, nn.Linear):
-            module.out_features, module.in_features = shape
-        elif attr == "weight" and isinstance(module, nn.modules.conv._ConvNd):
-            module.out_channels = shape[0]
-            module.in_channels = shape[1] * module.groups
-        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and attr in (
-            "weight",
-            "running_mean",
-        ):
-            module.num_features = shape[0]
-
-
 def load(run_dir: str | Path) -> nn.Module:
     """Rebuild the zoo model saved in the run directory ``run_dir`` (eval mode); no
     unpickling. ``prunekit.load`` (``userio.load``) also loads a user's own model."""
@@ -516,7 +485,7 @@ def load(run_dir: str | Path) -> nn.Module:
             raise PrunekitError(
                 f"{run_dir / 'model.json'} removes unknown block {name!r}"
             ) from None
-    _resize(model, spec.get("shapes", {}))
+    resize(model, spec.get("shapes", {}))
     check_state(state, model.state_dict(), str(weights))
     try:
         model.load_state_dict(state, strict=True)
