@@ -70,3 +70,18 @@ TINY_COMPARISON: dict = {
         "noise_densities": [],
     },
 }
+
+
+def cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``prunekit ARGS`` in this process, no interpreter start-up: (exit code, stdout,
+    stderr)."""
+    from prunekit.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

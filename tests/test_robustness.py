@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import cli
 from safetensors.torch import load_file
 from torch import nn
 
@@ -183,20 +184,6 @@ def test_gaussian_run_reports_robustness_and_exact_sparsity() -> None:
 
 
 # -- independent re-evaluation of a saved run ----------------------------------------------
-
-
-def cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``prunekit ARGS`` in this process (no interpreter start-up): (exit code, out, err)."""
-    from prunekit.cli import main
-
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_saved_gaussian_run_reevaluated_independently(tmp_path: Path, capsys) -> None:

@@ -12,23 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import cli
 
 from prunekit import RunConfig
 from prunekit.registry import PrunekitError
-
-
-def cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``prunekit ARGS`` in this process: (exit code, stdout, stderr)."""
-    from prunekit.cli import main
-
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_error_line(code: int, err: str) -> str:
