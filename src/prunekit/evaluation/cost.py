@@ -163,33 +163,74 @@ def _example(model: nn.Module, shape: tuple[int, ...], batch: int) -> Tensor:
     return torch.randn((batch, *shape), generator=gen).to(device=device, dtype=dtype)
 
 
-def macs(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(dense, effective)`` multiply-accumulates for ONE sample of shape ``input_shape``
-    (e.g. ``(C, H, W)``), measured with forward hooks on a real forward pass, so any
-    architecture (residual, shared layers called twice) is followed as it runs.
+def _sdpa_cpu_flops(query, key, value, *_args, out_shape=None, **_kwargs) -> int:
+    """FLOPs of CPU scaled-dot-product attention (shapes in, as FlopCounterMode passes
+    them), which torch's counter does not know: ``Q K^T`` and ``A V`` over the full
+    ``T x S`` score matrix (as the eager kernels compute it), 2 FLOPs per MAC."""
+    *lead, t, d = query
+    s, dv = key[-2], value[-1]
+    n = 1
+    for x in lead:
+        n *= x
+    return 2 * n * t * s * d + 2 * n * t * s * dv
 
-    - Conv: dense = prod(out spatial) * C_out * (C_in/groups) * prod(kernel)
-      (= H_out*W_out*numel(weight) for Conv2d); effective = prod(out spatial) * nnz(weight).
-    - Linear: dense = out*in * leading dims; effective = nnz(weight) * leading dims.
+
+def _flop_mapping() -> dict:
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    return {op: _sdpa_cpu_flops} if op is not None else {}
+
+
+def macs(
+    model: nn.Module,
+    input_shape: tuple[int, ...] | None = None,
+    *,
+    example_inputs: Tensor | tuple | None = None,
+) -> tuple[int, int]:
+    """``(dense, effective)`` multiply-accumulates of one forward, measured on a real
+    forward pass, so any architecture (residual, shared layers called twice) is followed
+    as it runs. The input is ONE sample of shape ``input_shape`` (e.g. ``(C, H, W)``,
+    random floats), or ``example_inputs`` as given (token ids for a language model: then
+    the figures are for that batch and sequence length).
+
+    - dense: every multiply-accumulate of a matrix product or convolution, from torch's
+      ``FlopCounterMode`` (FLOPs / 2): the Linear/Conv/``Conv1D`` layers and what no layer
+      holds, such as attention's ``Q K^T`` and ``A V`` products.
+    - effective: the same, with each prunable layer counting only its nonzero weights
+      (forward hooks): Conv: prod(out spatial) * nnz(weight); Linear: nnz(weight) *
+      leading dims. Attention products have no weights and stay dense.
     - BatchNorm, pooling, activations, additions, biases: counted as 0.
     """
-    shape = _check_shape(input_shape)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if example_inputs is None:
+        if input_shape is None:
+            raise PrunekitError("macs needs input_shape or example_inputs")
+        inputs: tuple = (_example(model, _check_shape(input_shape), 1),)
+    else:
+        inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     counts = [0, 0]
 
     def hook(module: nn.Module, _inp: tuple, out: Tensor) -> None:
         w = out_in(module, _effective(module, "weight"))
-        per_unit = out.numel() // w.shape[0]  # batch is 1: output positions per unit
+        per_unit = out.numel() // w.shape[0]  # output positions per unit (whole batch)
         counts[0] += per_unit * w.numel()
         counts[1] += per_unit * int(torch.count_nonzero(w))
 
     handles = [m.register_forward_hook(hook) for _, m, _ in _measured(model)]
     try:
-        with eval_mode(model), torch.no_grad():
-            model(_example(model, shape, 1))
+        with (
+            eval_mode(model),
+            torch.no_grad(),
+            FlopCounterMode(display=False, custom_mapping=_flop_mapping()) as counter,
+        ):
+            model(*inputs)
     finally:
         for h in handles:
             h.remove()
-    return counts[0], counts[1]
+    total = int(counter.get_total_flops()) // 2
+    if total < counts[0]:  # an op the counter does not know: the layers' count stands
+        return counts[0], counts[1]
+    return total, total - counts[0] + counts[1]
 
 
 def size_bytes(model: nn.Module) -> dict[str, int]:
