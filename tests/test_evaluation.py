@@ -303,3 +303,24 @@ def test_accuracy_bad_input() -> None:
         accuracy(model, torch.randn(4, 3), torch.zeros(3, dtype=torch.long))
     with pytest.raises(PrunekitError):
         predict(model, torch.randn(4, 3), batch_size=0)
+
+
+def test_one_interleaved_sampler_orders_and_clocks() -> None:
+    """The single timing loop: alternate reverses the order on odd rounds, warm-up rounds
+    are not recorded, and a sample is clock time per call (a fake clock: 1/1024 s a tick)."""
+    from prunekit.evaluation.latency import interleaved_samples
+
+    order: list[str] = []
+    ticks = iter(range(10_000))
+    ms = interleaved_samples(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+        repeats=2,
+        warmup=1,
+        alternate=True,
+        clock=lambda: next(ticks) / 1024,
+    )
+    assert order == ["a", "b", "b", "a", "a", "b"]
+    tick_ms = 1000 / 1024  # exact in binary: every sample is one tick
+    assert ms == {"a": [tick_ms, tick_ms], "b": [tick_ms, tick_ms]}
+    with pytest.raises(PrunekitError, match="at least one candidate"):
+        interleaved_samples({})

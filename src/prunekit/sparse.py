@@ -22,7 +22,6 @@ trainable parameters (its forward runs under ``torch.no_grad()``; it also works 
 from __future__ import annotations
 
 import statistics
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .evaluation.latency import interleaved_samples as _interleaved
 from .pruning.masks import clone, effective, finalize
 from .registry import PrunekitError
 
@@ -99,32 +99,12 @@ def interleaved_samples(
     min_time_s: float = 5e-4,
     threads: int | None = None,
 ) -> dict[str, list[float]]:
-    """Milliseconds per call of each candidate, ``repeats`` samples each, INTERLEAVED:
-    every round calls each candidate in turn, so machine-load drift hits all alike. A
-    sample loops the call until ``min_time_s`` seconds have elapsed and divides
-    (single-layer forwards take microseconds). ``warmup`` untimed rounds first."""
-    if repeats < 1 or warmup < 0 or min_time_s < 0:
-        raise PrunekitError("need repeats >= 1, warmup >= 0 and min_time_s >= 0")
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
-    try:
-        with torch.no_grad():
-            for i in range(warmup + repeats):
-                for name, fn in candidates.items():
-                    n, start = 0, time.perf_counter()
-                    while True:
-                        fn()
-                        n += 1
-                        elapsed = time.perf_counter() - start
-                        if elapsed >= min_time_s:
-                            break
-                    if i >= warmup:
-                        samples[name].append(1000.0 * elapsed / n)
-    finally:
-        torch.set_num_threads(before)
-    return samples
+    """Milliseconds per call of each candidate, timed interleaved
+    (:func:`prunekit.evaluation.latency.interleaved_samples`), with defaults for single
+    layers: a sample loops the call for at least 0.5 ms (a forward takes microseconds)."""
+    return _interleaved(
+        candidates, repeats=repeats, warmup=warmup, min_time_s=min_time_s, threads=threads
+    )
 
 
 def interleaved_timer(

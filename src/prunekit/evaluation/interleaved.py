@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .cost import _check_shape, _example, eval_mode
-from .latency import _check, _num_threads, _time_once
+from .cost import eval_mode
+from .latency import _check, forward_calls, interleaved_samples
 
 #: Relative change of the dense median between the two halves of the repeats above
 #: which the machine's speed moved during the measurement.
@@ -54,30 +54,20 @@ def cpus() -> int:
         return os.cpu_count() or 1
 
 
-def interleaved_samples(
+def model_samples(
     models: dict[str, nn.Module],
     input_shape: tuple[int, ...],
     batch_size: int,
     *,
     repeats: int = 30,
     warmup: int = 5,
-    threads: int | None = None,
 ) -> dict[str, list[float]]:
-    """Milliseconds of every timed forward of each candidate, in repeat order, timed
-    interleaved (one forward of each model per repeat, the order alternating)."""
-    _check([batch_size], repeats, warmup, threads, 0.0)
-    shape = _check_shape(input_shape)
-    inputs = {name: _example(m, shape, batch_size) for name, m in models.items()}
-    samples: dict[str, list[float]] = {name: [] for name in models}
-    names = list(models)
-    with _num_threads(threads), eval_mode(*models.values()), torch.no_grad():
-        for i in range(warmup + repeats):
-            # Alternate who goes first: a fixed order biases the ratio (cache state).
-            for name in names if i % 2 == 0 else names[::-1]:
-                t = _time_once(models[name], inputs[name], 0.0)
-                if i >= warmup:
-                    samples[name].append(1000.0 * t)
-    return samples
+    """Milliseconds of every timed forward of each model, in repeat order, timed
+    interleaved with the order alternating (:func:`~.latency.interleaved_samples`)."""
+    _check([batch_size], repeats, warmup, None, 0.0)
+    calls = forward_calls(models, input_shape, batch_size)
+    with eval_mode(*models.values()):
+        return interleaved_samples(calls, repeats=repeats, warmup=warmup, alternate=True)
 
 
 def drift(samples: Sequence[float]) -> float:
@@ -111,7 +101,7 @@ def speedup_with_spread(
     pruned, dense, speedup, spread = {}, {}, {}, {}
     drifts = []
     for b in batch_sizes:
-        s = interleaved_samples(
+        s = model_samples(
             {"pruned": model, "dense": reference}, input_shape, b, repeats=repeats, warmup=warmup
         )
         key = str(b)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from ..registry import PrunekitError
 from .cost import _check_shape, _example, eval_mode
@@ -41,18 +41,65 @@ def _num_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _time_once(model: nn.Module, x: Tensor, min_time_s: float) -> float:
-    """Seconds per forward: run at least once and until ``min_time_s`` has elapsed."""
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-    sync()
-    n, start = 0, time.perf_counter()
-    while True:
-        model(x)
-        n += 1
-        sync()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time_s:
-            return elapsed / n
+def interleaved_samples(
+    candidates: dict[str, Callable[[], object]],
+    *,
+    repeats: int = 30,
+    warmup: int = 5,
+    min_time_s: float = 0.0,
+    threads: int | None = None,
+    alternate: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
+    """Milliseconds per call of each candidate, ``repeats`` samples each, timed
+    INTERLEAVED: every round calls each candidate once in turn, so drift in machine load
+    hits all candidates alike; ``alternate`` reverses the order on odd rounds (a fixed
+    order biases a ratio of two candidates through cache state). A sample loops the call
+    until ``min_time_s`` seconds of ``clock`` have elapsed and divides (for calls below
+    the timer's resolution). ``warmup`` untimed rounds first; ``threads`` is set for the
+    duration (restored after); calls run under ``torch.no_grad()``. The one timing loop
+    of prunekit: model latency, the dense/pruned speed-up with its spread, the CSR
+    decision and the latency tables all go through it."""
+    _check([1], repeats, warmup, threads, min_time_s)
+    if not candidates:
+        raise PrunekitError("interleaved timing needs at least one candidate")
+    names = list(candidates)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    with _num_threads(threads), torch.no_grad():
+        for i in range(warmup + repeats):
+            for name in names[::-1] if alternate and i % 2 else names:
+                call = candidates[name]
+                n, start = 0, clock()
+                while True:
+                    call()
+                    n += 1
+                    elapsed = clock() - start
+                    if elapsed >= min_time_s:
+                        break
+                if i >= warmup:
+                    samples[name].append(1000.0 * elapsed / n)
+    return samples
+
+
+def forward_calls(
+    models: dict[str, nn.Module], input_shape: tuple[int, ...], batch_size: int
+) -> dict[str, Callable[[], object]]:
+    """One call per model: its forward on a fixed random ``(batch_size, *input_shape)``
+    batch on the model's device (CUDA synchronized, so a call is a finished forward)."""
+    shape = _check_shape(input_shape)
+
+    def call(model: nn.Module) -> Callable[[], object]:
+        x = _example(model, shape, batch_size)
+        if not x.is_cuda:
+            return lambda: model(x)
+
+        def synced() -> None:
+            model(x)
+            torch.cuda.synchronize()
+
+        return synced
+
+    return {name: call(m) for name, m in models.items()}
 
 
 def compare_latency(
@@ -66,23 +113,19 @@ def compare_latency(
     min_time_s: float = 0.0,
 ) -> dict[str, float]:
     """Median milliseconds per forward of a ``(batch_size, *input_shape)`` batch for each
-    candidate, timed INTERLEAVED: every repeat times each model once in turn, so drift
-    in machine load hits all candidates alike. ``min_time_s``: each sample loops the
-    forward until that long has elapsed and divides (for sub-timer-resolution models).
+    candidate, timed INTERLEAVED (:func:`interleaved_samples`). ``min_time_s``: each
+    sample loops the forward until that long has elapsed and divides (for
+    sub-timer-resolution models).
     """
     _check([batch_size], repeats, warmup, threads, min_time_s)
     if not models:
         raise PrunekitError("compare_latency needs at least one model")
-    shape = _check_shape(input_shape)
-    inputs = {name: _example(m, shape, batch_size) for name, m in models.items()}
-    samples: dict[str, list[float]] = {name: [] for name in models}
-    with _num_threads(threads), eval_mode(*models.values()), torch.no_grad():
-        for i in range(warmup + repeats):
-            for name, m in models.items():
-                t = _time_once(m, inputs[name], min_time_s)
-                if i >= warmup:
-                    samples[name].append(t)
-    return {name: 1000.0 * statistics.median(s) for name, s in samples.items()}
+    calls = forward_calls(models, input_shape, batch_size)
+    with eval_mode(*models.values()):
+        samples = interleaved_samples(
+            calls, repeats=repeats, warmup=warmup, min_time_s=min_time_s, threads=threads
+        )
+    return {name: statistics.median(s) for name, s in samples.items()}
 
 
 def measure_latency(

@@ -64,8 +64,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from ..evaluation.cost import _example, eval_mode
-from ..evaluation.latency import _num_threads, compare_latency
+from ..evaluation.cost import eval_mode
+from ..evaluation.latency import compare_latency, forward_calls, interleaved_samples
 from ..registry import PrunekitError
 from ..saving import atomic_write_json
 from ..surgery.groups import UnitGroup, analyze
@@ -101,21 +101,16 @@ def compare(
         raise PrunekitError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     import time
 
-    inputs = {k: _example(m, tuple(input_shape), batch_size) for k, m in models.items()}
-    samples: dict[str, list[float]] = {k: [] for k in models}
-    with _num_threads(threads), eval_mode(*models.values()), torch.no_grad():
-        for i in range(warmup + repeats):
-            for k, m in models.items():
-                n, start = 0, time.thread_time()
-                while True:
-                    m(inputs[k])
-                    n += 1
-                    elapsed = time.thread_time() - start
-                    if elapsed >= min_time_s:
-                        break
-                if i >= warmup:
-                    samples[k].append(elapsed / n)
-    return {k: 1000.0 * statistics.median(v) for k, v in samples.items()}
+    with eval_mode(*models.values()):
+        samples = interleaved_samples(
+            forward_calls(models, tuple(input_shape), batch_size),
+            repeats=repeats,
+            warmup=warmup,
+            min_time_s=min_time_s,
+            threads=threads,
+            clock=time.thread_time,
+        )
+    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def cpu_name() -> str:
