@@ -32,6 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 import torch_pruning as tp  # noqa: E402
+from _common import tp_uniform  # noqa: E402
 from torch import nn  # noqa: E402
 
 from prunekit import RunConfig  # noqa: E402
@@ -57,20 +58,6 @@ BUDGETS = {  # training examples, dense epochs, fine-tune epochs
     "lenet5": dict(limit=10000, epochs=3, finetune_epochs=1),
     "resnet20": dict(limit=3000, epochs=3, finetune_epochs=1),
 }
-
-
-def tp_uniform(model: nn.Module, ratio: float, shape) -> nn.Module:
-    m = clone(model)
-    head = [mod for mod in m.modules() if isinstance(mod, nn.Linear)][-1]
-    pruner = tp.pruner.MagnitudePruner(
-        m,
-        torch.rand(1, *shape),
-        importance=tp.importance.MagnitudeImportance(p=1),
-        pruning_ratio=ratio,
-        ignored_layers=[head],
-    )
-    pruner.step()
-    return m
 
 
 def measured_speedup(lm: LatencyModel, dense: nn.Module, m: nn.Module, repeats=9) -> float:

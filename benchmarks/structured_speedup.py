@@ -57,7 +57,7 @@ import warnings
 from importlib.metadata import version
 
 import torch
-import torch_pruning as tp
+from _common import tp_uniform
 from torch import nn
 
 import prunekit
@@ -70,20 +70,6 @@ MODELS = {"lenet5": (1, 28, 28), "resnet20": (3, 32, 32)}
 FRACTIONS = (0.25, 0.5, 0.75)
 RUNTIMES = ("eager", "jit-freeze", "jit", "compile", "onnxruntime")
 TARGET = 0.9
-
-
-def torch_pruning(model: nn.Module, ratio: float, shape: tuple[int, ...]) -> nn.Module:
-    m = clone(model)
-    head = [mod for mod in m.modules() if isinstance(mod, nn.Linear)][-1]
-    pruner = tp.pruner.MagnitudePruner(
-        m,
-        torch.rand(1, *shape),
-        importance=tp.importance.MagnitudeImportance(p=1),
-        pruning_ratio=ratio,
-        ignored_layers=[head],
-    )
-    pruner.step()
-    return m.eval()
 
 
 def random_bn(model: nn.Module) -> nn.Module:
@@ -105,7 +91,7 @@ def candidates(name: str, fraction: float) -> tuple[dict[str, nn.Module], dict[s
     dense_fold, folded = fold_batchnorm(dense)
     models = {
         "dense": dense,
-        "tp": torch_pruning(dense, fraction, shape),
+        "tp": tp_uniform(dense, fraction, shape).eval(),
         "ours": ours,
         "ours-r8": ours_r8,
     }
