@@ -50,23 +50,33 @@ def interleaved_samples(
     threads: int | None = None,
     alternate: bool = False,
     clock: Callable[[], float] = time.perf_counter,
+    warmup_s: float = 0.0,
 ) -> dict[str, list[float]]:
     """Milliseconds per call of each candidate, ``repeats`` samples each, timed
     INTERLEAVED: every round calls each candidate once in turn, so drift in machine load
     hits all candidates alike; ``alternate`` reverses the order on odd rounds (a fixed
     order biases a ratio of two candidates through cache state). A sample loops the call
     until ``min_time_s`` seconds of ``clock`` have elapsed and divides (for calls below
-    the timer's resolution). ``warmup`` untimed rounds first; ``threads`` is set for the
-    duration (restored after); calls run under ``torch.no_grad()``. The one timing loop
-    of prunekit: model latency, the dense/pruned speed-up with its spread, the CSR
-    decision and the latency tables all go through it."""
+    the timer's resolution). ``warmup`` untimed rounds first, and more untimed rounds
+    until ``warmup_s`` seconds of ``clock`` have passed: after training or a burst of
+    other work, single forwards of a small model ran 2-4x slower for the first
+    milliseconds (benchmarks/results/timing_bias.md), longer than a few warm-up calls,
+    and that transient hit whichever candidate the first timed rounds started with.
+    ``threads`` is set for the duration (restored after); calls run under
+    ``torch.no_grad()``. The one timing loop of prunekit: model latency, the
+    dense/pruned speed-up with its spread, the CSR decision and the latency tables all
+    go through it."""
     _check([1], repeats, warmup, threads, min_time_s)
+    if warmup_s < 0:
+        raise PrunekitError(f"warmup_s must be >= 0, got {warmup_s}")
     if not candidates:
         raise PrunekitError("interleaved timing needs at least one candidate")
     names = list(candidates)
     samples: dict[str, list[float]] = {name: [] for name in names}
     with _num_threads(threads), torch.no_grad():
-        for i in range(warmup + repeats):
+        began, i, timed = clock(), 0, 0
+        while timed < repeats:
+            warming = i < warmup or clock() - began < warmup_s
             for name in names[::-1] if alternate and i % 2 else names:
                 call = candidates[name]
                 n, start = 0, clock()
@@ -76,8 +86,10 @@ def interleaved_samples(
                     elapsed = clock() - start
                     if elapsed >= min_time_s:
                         break
-                if i >= warmup:
+                if not warming:
                     samples[name].append(1000.0 * elapsed / n)
+            i += 1
+            timed += not warming
     return samples
 
 
