@@ -44,7 +44,8 @@ def test_old_settings_reproduce_the_false_speedup():
     """Single-call samples after 5 warm-up calls: a 30 ms transient on the dense model
     makes an identical model look 3x faster, with an IQR far above 1."""
     dense, same = Fake(60e-6, slow_until=0.03), Fake(60e-6)
-    s = _speedup(dense, same, warmup=5, warmup_s=0.0, min_time_s=0.0, null_control=False)
+    old = dict(warmup_s=0.0, min_time_s=0.0, null_control=False, per_call_median=False)
+    s = _speedup(dense, same, warmup=5, **old)
     assert s.value == pytest.approx(3.0) and s.iqr[0] == pytest.approx(3.0)
     assert s.verdict == "faster"
 
@@ -92,3 +93,22 @@ def test_warmup_seconds_are_not_sampled():
     assert len(out["a"]) == 3 and len(seen) == 13  # 10 warm-up calls of 1 ms, then 3
     with pytest.raises(Exception, match="warmup_s"):
         interleaved_samples({"a": call}, repeats=1, warmup_s=-1.0, clock=clock)
+
+
+def test_per_call_median_ignores_a_preempted_call():
+    """One call of a 1 ms window descheduled for 5 ms: the window mean doubles, the
+    median of the single calls does not move."""
+    costs = iter([1e-4] * 4 + [5e-3] + [1e-4] * 100)
+
+    def call() -> None:
+        SIM["t"] += next(costs)
+
+    SIM["t"] = 0.0
+    med = interleaved_samples(
+        {"a": call}, repeats=1, warmup=0, min_time_s=1e-3, clock=clock, per_call_median=True
+    )
+    assert med["a"] == [pytest.approx(0.1)]
+    costs = iter([1e-4] * 4 + [5e-3] + [1e-4] * 100)
+    SIM["t"] = 0.0
+    mean = interleaved_samples({"a": call}, repeats=1, warmup=0, min_time_s=1e-3, clock=clock)
+    assert mean["a"] == [pytest.approx(1000 * (4e-4 + 5e-3) / 5)]  # the window: 5 calls

@@ -13,9 +13,10 @@ models that are the same computation. A masked (dense-shaped) model cannot be fa
 than its dense model, yet single 60-microsecond forwards of LeNet-300-100 reported
 1.06-1.18x with IQRs above 1: the first milliseconds after training ran 2-4x slower
 and single-call samples on two threads had 100x outliers (benchmarks/results/
-timing_bias.md). Hence a warm-up of ``WARMUP_S`` seconds, samples of at least
-``MIN_TIME_S`` seconds (many calls averaged), and the rule that a speed-up is stated
-only when its IQR also clears the null control's (``prunekit.experiments.claims``).
+timing_bias.md). Hence a warm-up of ``WARMUP_S`` seconds, samples that are the median
+of the single forwards within ``MIN_TIME_S`` seconds (robust to preemption, which a
+window mean is not), and the rule that a speed-up is stated only when its IQR also
+clears the null control's (``prunekit.experiments.claims``).
 
 Busy machine: the 1-minute load average is read before and after the loop and the
 dense model's median of the first half of the repeats is compared with that of the
@@ -43,8 +44,8 @@ from .latency import _check, forward_calls, interleaved_samples
 DRIFT_LIMIT = 0.25
 #: Untimed warm-up (seconds of interleaved rounds) before the first sample.
 WARMUP_S = 0.05
-#: Each sample loops a forward for at least this long and divides.
-MIN_TIME_S = 0.002
+#: Each sample times single forwards for at least this long and keeps their median.
+MIN_TIME_S = 0.001
 #: Name of the null-control candidate (a deep copy of the dense model).
 NULL = "dense_copy"
 
@@ -81,6 +82,7 @@ def model_samples(
     warmup_s: float = WARMUP_S,
     min_time_s: float = MIN_TIME_S,
     clock: Callable[[], float] = time.perf_counter,
+    per_call_median: bool = True,
 ) -> dict[str, list[float]]:
     """Milliseconds per forward of each model, one sample per repeat in repeat order,
     timed interleaved with the order alternating (:func:`~.latency.interleaved_samples`),
@@ -97,6 +99,7 @@ def model_samples(
             warmup_s=warmup_s,
             min_time_s=min_time_s,
             clock=clock,
+            per_call_median=per_call_median,
         )
 
 
@@ -127,6 +130,7 @@ def speedup_with_spread(
     min_time_s: float = MIN_TIME_S,
     null_control: bool = True,
     clock: Callable[[], float] = time.perf_counter,
+    per_call_median: bool = True,
 ) -> dict[str, Any]:
     """``latency_ms``, ``latency_ms_dense``, ``speedup`` (per batch size, medians) and
     ``timing``: per batch size the IQR and min/max of the per-repeat ratios and of both
@@ -151,6 +155,7 @@ def speedup_with_spread(
             warmup_s=warmup_s,
             min_time_s=min_time_s,
             clock=clock,
+            per_call_median=per_call_median,
         )
         key = str(b)
         pruned[key] = statistics.median(s["pruned"])

@@ -51,6 +51,7 @@ def interleaved_samples(
     alternate: bool = False,
     clock: Callable[[], float] = time.perf_counter,
     warmup_s: float = 0.0,
+    per_call_median: bool = False,
 ) -> dict[str, list[float]]:
     """Milliseconds per call of each candidate, ``repeats`` samples each, timed
     INTERLEAVED: every round calls each candidate once in turn, so drift in machine load
@@ -62,7 +63,11 @@ def interleaved_samples(
     other work, single forwards of a small model ran 2-4x slower for the first
     milliseconds (benchmarks/results/timing_bias.md), longer than a few warm-up calls,
     and that transient hit whichever candidate the first timed rounds started with.
-    ``threads`` is set for the duration (restored after); calls run under
+    ``per_call_median``: a sample is the median of the single calls' times within its
+    ``min_time_s`` window instead of window / calls -- on a machine with more runnable
+    threads than cores a wall-clock window of milliseconds is often cut by preemption
+    (ratios of 0.05-20x between identical models at load 13 on 2 cores), a single
+    call rarely is. ``threads`` is set for the duration (restored after); calls run under
     ``torch.no_grad()``. The one timing loop of prunekit: model latency, the
     dense/pruned speed-up with its spread, the CSR decision and the latency tables all
     go through it."""
@@ -79,15 +84,20 @@ def interleaved_samples(
             warming = i < warmup or clock() - began < warmup_s
             for name in names[::-1] if alternate and i % 2 else names:
                 call = candidates[name]
-                n, start = 0, clock()
+                n, start, times = 0, clock(), []
                 while True:
+                    t0 = clock() if per_call_median else 0.0
                     call()
                     n += 1
-                    elapsed = clock() - start
+                    now = clock()
+                    if per_call_median:
+                        times.append(now - t0)
+                    elapsed = now - start
                     if elapsed >= min_time_s:
                         break
                 if not warming:
-                    samples[name].append(1000.0 * elapsed / n)
+                    per_call = statistics.median(times) if per_call_median else elapsed / n
+                    samples[name].append(1000.0 * per_call)
             i += 1
             timed += not warming
     return samples
