@@ -112,3 +112,16 @@ def test_per_call_median_ignores_a_preempted_call():
     SIM["t"] = 0.0
     mean = interleaved_samples({"a": call}, repeats=1, warmup=0, min_time_s=1e-3, clock=clock)
     assert mean["a"] == [pytest.approx(1000 * (4e-4 + 5e-3) / 5)]  # the window: 5 calls
+
+
+def test_one_preempted_call_longer_than_the_window_is_outvoted():
+    costs = iter([5e-3] + [1e-4] * 100)
+
+    def call() -> None:
+        SIM["t"] += next(costs)
+
+    SIM["t"] = 0.0
+    out = interleaved_samples(
+        {"a": call}, repeats=1, warmup=0, min_time_s=1e-3, clock=clock, per_call_median=True
+    )
+    assert out["a"] == [pytest.approx(0.1)]  # median of 5 calls, not the 5 ms one

@@ -30,6 +30,10 @@ def _check(batch_sizes: Sequence[int], repeats: int, warmup: int, threads, min_t
         raise PrunekitError(f"min_time_s must be >= 0, got {min_time_s}")
 
 
+#: Fewest calls whose median makes a ``per_call_median`` sample.
+MEDIAN_CALLS = 5
+
+
 @contextmanager
 def _num_threads(threads: int | None) -> Iterator[None]:
     before = torch.get_num_threads()
@@ -64,7 +68,8 @@ def interleaved_samples(
     milliseconds (benchmarks/results/timing_bias.md), longer than a few warm-up calls,
     and that transient hit whichever candidate the first timed rounds started with.
     ``per_call_median``: a sample is the median of the single calls' times within its
-    ``min_time_s`` window instead of window / calls -- on a machine with more runnable
+    ``min_time_s`` window (and at least ``MEDIAN_CALLS`` calls, so that one preempted call
+    that outlasts the window is outvoted) instead of window / calls -- on a machine with more runnable
     threads than cores a wall-clock window of milliseconds is often cut by preemption
     (ratios of 0.05-20x between identical models at load 13 on 2 cores), a single
     call rarely is. ``threads`` is set for the duration (restored after); calls run under
@@ -93,7 +98,7 @@ def interleaved_samples(
                     if per_call_median:
                         times.append(now - t0)
                     elapsed = now - start
-                    if elapsed >= min_time_s:
+                    if elapsed >= min_time_s and n >= (MEDIAN_CALLS if per_call_median else 1):
                         break
                 if not warming:
                     per_call = statistics.median(times) if per_call_median else elapsed / n
