@@ -10,9 +10,10 @@ fine-tune (as in the comparison), the other right after it, alternating over cel
 
 - ``old``: 5 warm-up rounds, one forward per sample, no null control (the settings
   the comparison used);
-- ``new``: 5 warm-up rounds and at least 50 ms of them, each sample the median of the
-  single forwards within >= 1 ms, and a deep copy of the dense model in the same loop
-  (null control).
+- ``new``: 5 warm-up rounds and at least 50 ms of them, one forward per sample, and a
+  deep copy of the dense model in the same loop (null control). (Earlier replays with
+  samples of >= 2 ms windows, then medians of >= 5 forwards within >= 1 ms:
+  timing_bias_run1.md, timing_bias_run2.md.)
 
 A masked model is the same computation as its dense model, so any "faster" verdict
 (``prunekit.experiments.claims``) is a false claim. The raw samples of one old-style
