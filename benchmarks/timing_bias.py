@@ -54,7 +54,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--repeats", type=int, default=10)  # the default comparison's
+    p.add_argument("--db", type=Path, help="a stored comparison's results.sqlite to read")
+    p.add_argument("--only-db", action="store_true", help="append the --db table to --out")
     a = p.parse_args()
+    if a.only_db:
+        with a.out.open("a") as f:
+            f.write("\n".join(stored_claims(a.db)) + "\n")
+        return
     base = dict(
         model="lenet300",
         dataset="fashion-mnist",
@@ -123,11 +129,46 @@ def main() -> None:
                 }
             )
             print(rows[-1], flush=True)
-        render(a.out, rows, raw, time.time() - started, " ".join(sys.argv), a.repeats)
-    render(a.out, rows, raw, time.time() - started, " ".join(sys.argv), a.repeats)
+        render(a.out, rows, raw, time.time() - started, " ".join(sys.argv), a.repeats, a.db)
 
 
-def render(out: Path, rows, raw, seconds, command, repeats) -> None:
+def stored_claims(db: Path) -> list[str]:
+    """The weight-level cells of a stored comparison (``results.sqlite``) whose batch-1
+    timing was claimed 'faster' by the old rule (IQR above 1, >= 1.05x): both models'
+    latency quartiles and the dense drift, to see which model moved."""
+    import json
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "select method, sparsity, granularity, result_json from runs order by finished_at"
+    ).fetchall()
+    lines = [
+        "",
+        f"Weight-level cells of the stored comparison {db} that the old rule called faster "
+        "(batch 1; microseconds):",
+        "",
+        "| method | sparsity | speed-up | per-repeat IQR | dense IQR | masked IQR | dense drift | busy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for method, sp, gran, blob in rows:
+        r = json.loads(blob) if blob else {}
+        if gran != "weight" or "speedup" not in r:
+            continue
+        t = r["timing"]["spread"]["1"]
+        value, iqr = r["speedup"]["1"], t["speedup_iqr"]
+        if not (iqr[0] > 1.0 and value >= 1.05):
+            continue
+        d, m = t["latency_ms_dense_iqr"], t["latency_ms_iqr"]
+        lines.append(
+            f"| {method} | {sp:g} | {value:.2f}x | {iqr[0]:.2f}-{iqr[1]:.2f} | "
+            f"{1000 * d[0]:.0f}-{1000 * d[1]:.0f} | {1000 * m[0]:.0f}-{1000 * m[1]:.0f} | "
+            f"{t['dense_drift']:+.2f} | {r['timing']['busy']} |"
+        )
+    return lines
+
+
+def render(out: Path, rows, raw, seconds, command, repeats, db: Path | None = None) -> None:
     lines = [
         "# Timing bias of masked models (batch-1 speed-up of dense-shaped models)",
         "",
@@ -177,6 +218,8 @@ def render(out: Path, rows, raw, seconds, command, repeats) -> None:
             f"repeat order): dense {[round(1000 * x) for x in raw['dense']]}; pruned "
             f"{[round(1000 * x) for x in raw['pruned']]}.",
         ]
+    if db is not None:
+        lines += stored_claims(db)
     out.write_text("\n".join(lines) + "\n")
 
 
