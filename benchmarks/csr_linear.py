@@ -36,7 +36,7 @@ from torch import nn
 from prunekit import RunConfig, prune
 from prunekit.pipeline import dataset_for, train_dense
 from prunekit.pruning.masks import clone, finalize
-from prunekit.sparse import (
+from prunekit.inference.sparse import (
     SparseLinear,
     interleaved_samples,
     interleaved_timer,

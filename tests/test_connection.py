@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from prunekit import RunConfig, create_model, prune, run, sparsity
 from prunekit.cli import app
-from prunekit.pruning.connection import check_nm_run, implied_sparsity, kernel_scores, nm_keep
+from prunekit.pruning.granularity.nm import check_nm_run, implied_sparsity, kernel_scores, nm_keep
 from prunekit.pruning.granularity import make_masks
 from prunekit.pruning.masks import apply_mask, effective
 from prunekit.pruning.methods import get_method

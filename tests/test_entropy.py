@@ -16,7 +16,7 @@ from torch import nn
 
 from prunekit import PrunekitError, RunConfig, prune, run
 from prunekit.cli import main
-from prunekit.entropy import (
+from prunekit.pruning.entropy import (
     LOG_2PI_E,
     RunningMoments,
     batch_gaussian_entropy,

@@ -10,7 +10,7 @@ from torch import nn
 from prunekit import create_model, prune
 from prunekit.pruning.masks import effective
 from prunekit.registry import PrunekitError
-from prunekit.sparse import (
+from prunekit.inference.sparse import (
     SparseLinear,
     interleaved_samples,
     interleaved_timer,

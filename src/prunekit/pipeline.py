@@ -25,7 +25,7 @@ from .evaluation.robustness import robustness
 from .integrity import check_alive, data_fingerprint
 from .models import MODELS, create_model, default_recipe
 from .pruner import Pruner
-from .pruning.connection import check_nm_run
+from .pruning.granularity.nm import check_nm_run
 from .pruning.granularity import GRANULARITIES
 from .pruning.masks import clone, finalize
 from .pruning.methods import Method, get_method, with_method_args

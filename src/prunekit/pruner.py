@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .pruning.connection import check_nm_run
+from .pruning.granularity.nm import check_nm_run
 from .pruning.criteria import Context, needs_data
 from .pruning.granularity import GRANULARITIES, check_sparsity
 from .pruning.masks import apply_mask, original

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...entropy import DEFAULT_BATCH_SIZE, DEFAULT_BINS, unit_entropies
+from ..entropy import DEFAULT_BATCH_SIZE, DEFAULT_BINS, unit_entropies
 from ...registry import PrunekitError
 from . import CRITERIA, Context
 

@@ -47,7 +47,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...entropy import VAR_FLOOR, batch_gaussian_entropy, gaussian_entropy, tapped
+from ..entropy import VAR_FLOOR, batch_gaussian_entropy, gaussian_entropy, tapped
 from ...registry import PrunekitError
 from ..method_docs import MethodDoc, describe
 from ..methods import Method, register

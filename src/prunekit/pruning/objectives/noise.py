@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...noise import check_density, check_sigma, corrupt
+from ...evaluation.noise import check_density, check_sigma, corrupt
 from ...registry import PrunekitError
 from ..masks import effective
 from ..method_docs import MethodDoc, describe

@@ -76,7 +76,7 @@ def reconstruct(
         raise PrunekitError(f"{algorithm} needs calibration data (got 0 examples)")
     nm = granularity == "nm"
     if nm:
-        from ..connection import check_nm, check_nm_sparsity
+        from ..granularity.nm import check_nm, check_nm_sparsity
 
         n, m = check_nm(n, m)
         check_nm_sparsity(sparsity, n, m)

@@ -41,9 +41,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..registry import PrunekitError
-from .granularity import GRANULARITIES, _prepare, _select, check_sparsity
-from .masks import from_out_in, get_mask, original, out_in
+from ...registry import PrunekitError
+from .base import GRANULARITIES, _prepare, _select, check_sparsity
+from ..masks import from_out_in, get_mask, original, out_in
 
 
 def _weight_scores(name: str, module: nn.Module, score: torch.Tensor, what: str) -> torch.Tensor:
@@ -175,8 +175,8 @@ def check_nm_run(method: Any, sparsity: float, model: nn.Module | None = None) -
     given the model, that ``m`` divides the input dimension of every targeted layer."""
     if method.granularity != "nm":
         return
-    from .schedules import SCHEDULES
-    from .step import target_modules
+    from ..schedules import SCHEDULES
+    from ..step import target_modules
 
     opts = method.granularity_args
     n, m = check_nm(opts.get("n", 2), opts.get("m", 4))

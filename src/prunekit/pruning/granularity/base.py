@@ -39,8 +39,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..registry import PrunekitError, Registry
-from .masks import from_out_in, get_mask, n_units, original, out_in
+from ...registry import PrunekitError, Registry
+from ..masks import from_out_in, get_mask, n_units, original, out_in
 
 GranularityFn = Callable[..., dict[str, torch.Tensor]]
 GRANULARITIES: Registry[GranularityFn] = Registry("granularity")
