@@ -406,7 +406,7 @@ def prune(
         _run_lm(values, out, overwrite, quiet)
         return
     if "sparsity" not in values:  # an N:M pattern fixes the sparsity at 1 - N/M
-        from .pruning.granularity.nm import implied_sparsity
+        from .pruning.granularity import implied_sparsity
         from .pruning.methods import get_method
 
         gran = (

@@ -5,10 +5,9 @@ Importing this package registers every criterion, objective and granularity modu
 whatever is imported first.
 """
 
-from .granularity import nm  # noqa: F401  (registers the kernel and nm granularities)
-
 from . import (  # noqa: F401,E402
     criteria,
+    granularity,  # registers every granularity
     methods,  # noqa: F401  (defines METHODS before the modules that fill it)
     objectives,
 )

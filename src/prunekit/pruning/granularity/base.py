@@ -1,49 +1,84 @@
-"""Granularities: turn importance scores into masks, at an exact target sparsity.
+"""What every granularity shares: the ``Granularity`` base object, the registry, and
+the helpers that rank groups of scores at an exact count.
 
-A *criterion* gives each prunable module a score tensor (higher = more important),
-either weight-shaped or, for unit criteria, one score per output unit. A
-*granularity* groups those scores into units of removal and zeroes the lowest
-``round(sparsity * n_groups)`` groups:
-
-=========  ======================================  ===============================
-name       unit of removal                         group score
-=========  ======================================  ===============================
-weight     one weight                              the score itself
-neuron     an output unit (Linear row, conv        mean score over the unit's
-           filter; its bias entry goes with it;    weights (= L1 norm / fan-in),
-           ``prune_step`` adds the BatchNorm after  averaged over tied layers
-           it and ties residual partners)
-kernel     a kh x kw kernel W[o, i] (Linear: one   mean score over the kernel
-           weight); see ``connection.py``
-nm         the m-n lowest of every m consecutive   the score itself; sparsity is
-           inputs (N:M); see ``connection.py``     fixed at 1 - n/m
-=========  ======================================  ===============================
-
-The mean (not the sum) makes units of layers with different fan-in comparable
-under ``scope="global"``; within a layer both rank identically.
-
-Scope ``"layer"`` applies the sparsity to every module separately; ``"global"``
-ranks all groups of all modules together. Sparsity is always the fraction of
-*units of removal* (weights, kernels, neurons); already-pruned groups count
-towards it and always stay pruned (their score is forced to -inf), so masks
-only ever lose entries. Ties are broken by position (stable sort), so the count
-is exact.
-
-Masks are returned as ``{"<module>.weight": mask, "<module>.bias": mask}``.
+Conventions (every granularity follows them): scores are higher = keep; already-pruned
+weights score ``-inf`` and stay pruned, so masks only ever lose entries; ties are broken
+by position (stable sort), so the count is exact. Scope ``"layer"`` applies the
+sparsity to every module separately, ``"global"`` ranks all groups together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ...registry import PrunekitError, Registry
 from ..masks import from_out_in, get_mask, n_units, original, out_in
+from ..options import Options
 
-GranularityFn = Callable[..., dict[str, torch.Tensor]]
-GRANULARITIES: Registry[GranularityFn] = Registry("granularity")
+
+class Granularity:
+    """A unit of removal: how scores become masks, and what the unit implies.
+
+    Subclasses live one per file in this package and register one instance in
+    ``GRANULARITIES``; ``masks`` receives the options as an instance of ``Options``.
+    """
+
+    name: ClassVar[str]
+    #: Whole output units go (their bias, the BatchNorm after them): the classifier head
+    #: is left alone, units of tied layers go together and ``shrink`` can remove them.
+    removes_units: ClassVar[bool] = False
+    #: How the L1 / L0 objectives shape this unit: ``"weight"`` (one term or gate per
+    #: weight), ``"unit"`` (one per output unit), None (they do not apply).
+    regularized_as: ClassVar[str | None] = None
+    #: ``check_model`` has something to check (building the model up front pays).
+    checks_model: ClassVar[bool] = False
+    Options: ClassVar[type[Options]] = Options
+
+    def masks(
+        self,
+        modules: dict[str, nn.Module],
+        scores: dict[str, torch.Tensor],
+        sparsity: float,
+        scope: str,
+        options: Any,
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def options(self, values: dict[str, Any] | None = None) -> Any:
+        """The options dataclass filled from user values (checked, one-line errors)."""
+        return self.Options.parse(dict(values or {}), f"granularity {self.name!r}")
+
+    def implied_sparsity(self, options: Any) -> float | None:
+        """The sparsity the unit fixes by itself (N:M: ``1 - n/m``), else None."""
+        return None
+
+    def check_sparsity(self, sparsity: float, options: Any) -> float:
+        """A target this granularity can reach, else a one-line error."""
+        return check_sparsity(sparsity)
+
+    def check_model(self, modules: dict[str, nn.Module], options: Any) -> None:
+        """Refuse a model whose layers the unit does not fit (N:M: ``m`` divides fan-in)."""
+
+    def fixed_by(self, options: Any) -> str:
+        """What fixes the sparsity, for messages (``implied_sparsity`` is not None)."""
+        return f"granularity {self.name!r}"
+
+    def __call__(
+        self,
+        modules: dict[str, nn.Module],
+        scores: dict[str, torch.Tensor],
+        sparsity: float,
+        scope: str,
+        **options: Any,
+    ) -> dict[str, torch.Tensor]:
+        """``masks`` with options given as keywords (checked)."""
+        return self.masks(modules, scores, sparsity, scope, self.options(options))
+
+
+GRANULARITIES: Registry[Granularity] = Registry("granularity")
 
 
 def check_sparsity(sparsity: float) -> float:
@@ -100,24 +135,6 @@ def _prepare(module: nn.Module, score: torch.Tensor) -> torch.Tensor:
     return score
 
 
-@GRANULARITIES.register("weight")
-def weight_masks(
-    modules: dict[str, nn.Module], scores: dict[str, torch.Tensor], sparsity: float, scope: str
-) -> dict[str, torch.Tensor]:
-    """Unstructured: each weight is its own group. A unit criterion's score (one per
-    output unit, e.g. entropy) scores each weight through its unit: ``score(w_ij) = s_i``."""
-    s = check_sparsity(sparsity)
-    prepared = {n: _prepare(modules[n], per_weight(modules[n], scores[n])) for n in modules}
-    for n, sc in prepared.items():
-        if sc.shape != original(modules[n]).shape:
-            raise PrunekitError(
-                f"criterion gave layer {n!r} scores of shape {tuple(sc.shape)}; "
-                "weight granularity needs one score per weight"
-            )
-    drop = _select({n: sc.flatten() for n, sc in prepared.items()}, s, scope, keep_one=False)
-    return {f"{n}.weight": (~drop[n]).view(prepared[n].shape).float() for n in modules}
-
-
 def per_weight(module: nn.Module, score: torch.Tensor) -> torch.Tensor:
     """A 1-D per-unit score broadcast over the unit's weights; other scores unchanged."""
     w = original(module)
@@ -143,51 +160,6 @@ def unit_scores(module: nn.Module, score: torch.Tensor) -> torch.Tensor:
     return torch.where(dead, torch.tensor(float("-inf")), per_unit)
 
 
-@GRANULARITIES.register("neuron")
-def neuron_masks(
-    modules: dict[str, nn.Module],
-    scores: dict[str, torch.Tensor],
-    sparsity: float,
-    scope: str,
-    *,
-    round_to: int = 1,
-    ties: Sequence[Sequence[str]] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Structured: whole output units (rows of a Linear, filters of a conv).
-
-    ``ties``: groups of layers whose units go together (``prune_step`` passes the
-    surgery's dependency groups, e.g. the convs of a residual stage); a tied unit
-    scores the mean of its layers' unit scores, ``-inf`` only if dead in all of them.
-    Each group is one "layer" for ``scope="layer"``. Default: every layer alone.
-    ``round_to=k``: each group keeps a multiple of ``k`` units (capped at its size)
-    by keeping its best-scored extra units, so the pruned fraction can be lower.
-    """
-    s = check_sparsity(sparsity)
-    if int(round_to) < 1:
-        raise PrunekitError(f"round_to must be a whole number >= 1, got {round_to}")
-    ties = [list(t) for t in ties] if ties is not None else [[n] for n in modules]
-    groups = {}
-    for tie in ties:
-        per_layer = torch.stack([unit_scores(modules[n], scores[n]) for n in tie])
-        finite = torch.where(torch.isinf(per_layer), torch.nan, per_layer).nanmean(0)
-        groups[", ".join(tie)] = torch.where(torch.isinf(per_layer).all(0), -torch.inf, finite)
-    drop = _select(groups, s, scope, keep_one=True)
-    masks = {}
-    for tie, (key, d) in zip(ties, drop.items(), strict=True):
-        keep = (~_round_kept(d, groups[key], int(round_to))).float()
-        for n in tie:
-            m, w = modules[n], out_in(modules[n], original(modules[n]))
-            unit = keep.view(-1, *([1] * (w.dim() - 1))).expand_as(w)
-            masks[f"{n}.weight"] = from_out_in(m, unit).contiguous()
-            if hasattr(m, "bias_orig") or getattr(m, "bias", None) is not None:
-                masks[f"{n}.bias"] = keep.clone()
-    return masks
-
-
-# Routable user options (``-o round_to=8``); ``ties`` comes from prune_step, not users.
-neuron_masks.options = ("round_to",)  # type: ignore[attr-defined]
-
-
 def _round_kept(drop: torch.Tensor, score: torch.Tensor, k: int) -> torch.Tensor:
     """Un-drop the best-scored dropped units until the kept count is a multiple of
     ``k`` (or the group is whole); already-pruned (``-inf``) units stay dropped."""
@@ -198,17 +170,3 @@ def _round_kept(drop: torch.Tensor, score: torch.Tensor, k: int) -> torch.Tensor
     drop = drop.clone()
     drop[order[~torch.isinf(candidates[order])]] = False
     return drop
-
-
-def make_masks(
-    granularity: str,
-    modules: dict[str, nn.Module],
-    scores: dict[str, torch.Tensor],
-    sparsity: float,
-    scope: str = "global",
-    **kwargs: object,
-) -> dict[str, torch.Tensor]:
-    missing = [n for n in modules if n not in scores]
-    if missing:
-        raise PrunekitError(f"criterion gave no scores for layers {missing}")
-    return GRANULARITIES.get(granularity)(modules, scores, sparsity, scope, **kwargs)
