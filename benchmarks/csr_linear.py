@@ -34,8 +34,6 @@ import torch
 from torch import nn
 
 from prunekit import RunConfig, prune
-from prunekit.pipeline import dataset_for, train_dense
-from prunekit.pruning.masks import clone, finalize
 from prunekit.inference.sparse import (
     SparseLinear,
     interleaved_samples,
@@ -43,6 +41,8 @@ from prunekit.inference.sparse import (
     to_sparse_inference,
     weight_sparsity,
 )
+from prunekit.pipeline import dataset_for, train_dense
+from prunekit.pruning.masks import clone, finalize
 
 SHAPES = [(300, 784), (100, 300), (4096, 4096)]  # (out_features, in_features)
 SPARSITIES = [0.5, 0.8, 0.9, 0.95, 0.98, 0.99]

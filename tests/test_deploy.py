@@ -12,8 +12,8 @@ from torch import fx, nn
 
 import prunekit
 from prunekit import PrunekitError, create_model
-from prunekit.inference.deploy import RUNTIMES, Deployed, _have_cxx, deploy, rewrite
 from prunekit.evaluation import compare_latency
+from prunekit.inference.deploy import RUNTIMES, Deployed, _have_cxx, deploy, rewrite
 from prunekit.models.common import Normalize
 from prunekit.surgery import shrink
 

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..distributed import broadcast_masks
 from .criteria import Context
+from .masks import broadcast_masks
 from .methods import Method
 from .objectives import OBJECTIVES, Objective
 from .options import RunFacts
