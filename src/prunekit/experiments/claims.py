@@ -47,8 +47,8 @@ MIN_EFFECT = 0.05
 
 
 def level(granularity: str | None) -> str:
-    """"neuron" where the granularity removes whole units (the model shrinks and gets
-    faster), else "weight"; a name no granularity is registered under counts as weight."""
+    """The level: "neuron" where the granularity removes whole units (the model shrinks and
+    gets faster), else "weight"; a name no granularity is registered under is "weight"."""
     from ..pruning.granularity import GRANULARITIES
 
     units = granularity in GRANULARITIES and GRANULARITIES.get(granularity).removes_units

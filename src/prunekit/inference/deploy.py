@@ -421,8 +421,8 @@ def export_deployed(
     (:func:`rewrite`); checked in onnxruntime like :func:`prunekit.export.export_onnx`.
     Returns its dict plus ``units``, ``folded_batchnorm``, ``relu_maxpool_swapped`` and
     ``normalize_folded``."""
-    from .export import export_onnx, load_shrunk
     from ..surgery import fold_batchnorm
+    from .export import export_onnx, load_shrunk
 
     model, shape, units = load_shrunk(run_dir, round_to)
     model, folded = fold_batchnorm(model)
