@@ -254,7 +254,7 @@ def test_bad_input() -> None:
         OBJECTIVES.get("l0")(lam=-1.0)
     with pytest.raises(PrunekitError, match="needs --lambda"):
         OBJECTIVES.get("l0")(target_sparsity=None)
-    with pytest.raises(PrunekitError, match="per weight or per neuron"):
+    with pytest.raises(PrunekitError, match="gates exist per .neuron. or .weight. unit"):
         OBJECTIVES.get("l0")(RunFacts(granularity="kernel"))
     assert "lambda=0.25" in l0(lam=0.25).describe()
 

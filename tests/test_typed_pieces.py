@@ -131,3 +131,14 @@ def test_run_facts_reach_objectives_explicitly() -> None:
         PrunekitError, match=r"objective 'l1' does not take option\(s\) granularity"
     ):
         OBJECTIVES.get("l1")(granularity="neuron")
+
+
+def test_objectives_name_the_granularities_they_shape() -> None:
+    with pytest.raises(
+        PrunekitError, match=r"l1: granularity must be 'neuron' or 'weight', got 'nm'"
+    ):
+        OBJECTIVES.get("l1")(RunFacts("nm"))
+    with pytest.raises(
+        PrunekitError, match=r"gates exist per 'neuron' or 'weight' unit, not 'kernel'"
+    ):
+        OBJECTIVES.get("l0")(RunFacts("kernel"))

@@ -49,6 +49,7 @@ __all__ = [
     "get",
     "implied_sparsity",
     "make_masks",
+    "regularizable",
     "per_weight",
     "unit_scores",
 ]
@@ -64,6 +65,11 @@ def implied_sparsity(name: str, options: dict[str, Any]) -> float | None:
     gran = get(name)
     own = {k: v for k, v in options.items() if k in gran.Options.names()}
     return gran.implied_sparsity(gran.options(own))
+
+
+def regularizable() -> list[str]:
+    """Names of the granularities the L1 / L0 objectives can shape (``regularized_as``)."""
+    return [n for n in GRANULARITIES.names() if get(n).regularized_as is not None]
 
 
 def make_masks(

@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from ...registry import PrunekitError
 from ..granularity import get as get_granularity
+from ..granularity import regularizable
 from ..method_docs import MethodDoc, describe
 from ..methods import Method, register
 from ..options import Options, RunFacts, option
@@ -92,7 +93,8 @@ class L0Objective(HardConcreteGates, Objective):
             raise PrunekitError("l0 with a fixed lambda (target_sparsity=null) needs --lambda")
         form = get_granularity(granularity).regularized_as
         if form is None:
-            raise PrunekitError(f"l0: gates exist per weight or per neuron, not {granularity!r}")
+            known = " or ".join(repr(n) for n in regularizable())
+            raise PrunekitError(f"l0: gates exist per {known} unit, not {granularity!r}")
         # from_run without a run target: built bare (validation); attach refuses it
         self._pending = from_run and target_sparsity is None
         if self._pending:

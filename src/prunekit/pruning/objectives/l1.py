@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from ...registry import PrunekitError
 from ..granularity import get as get_granularity
+from ..granularity import regularizable
 from ..masks import effective, original, out_in
 from ..method_docs import MethodDoc, describe
 from ..methods import Method, register
@@ -85,9 +86,8 @@ class L1Objective(Objective):
             raise PrunekitError(f"l1: update must be 'proximal' or 'subgradient', got {update!r}")
         form = get_granularity(granularity).regularized_as
         if form is None:
-            raise PrunekitError(
-                f"l1: granularity must be 'weight' or 'neuron', got {granularity!r}"
-            )
+            known = " or ".join(repr(n) for n in regularizable())
+            raise PrunekitError(f"l1: granularity must be {known}, got {granularity!r}")
         self.lam, self.update, self.granularity = float(lam), update, granularity
         self.check_every = int(check_every)
         self.group = form == "unit"
