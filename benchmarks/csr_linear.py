@@ -1,6 +1,6 @@
 """Dense vs CSR Linear layers: where is the break-even sparsity?
 
-Part 1, single layers: ``nn.Linear`` (MKL sgemm) vs ``prunekit.sparse.SparseLinear``
+Part 1, single layers: ``nn.Linear`` (MKL sgemm) vs ``prunekit.inference.sparse.SparseLinear``
 (CSR @ dense) for the LeNet-300-100 shapes 784->300 and 300->100 and a large
 4096->4096 layer, with a uniformly random pattern of exactly ``round(s * out * in)``
 zero weights. For every (shape, batch, threads) ONE interleaved timing loop runs the

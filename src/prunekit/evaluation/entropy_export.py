@@ -4,7 +4,7 @@
 same calibration set the pipeline's criteria use (the first 512 validation images of
 the run's dataset and split; training images when there is no validation split) and
 measures ``H_j`` of every unit of every prunable layer but the classifier head, as
-defined in :mod:`prunekit.entropy`. Units the run pruned (all-zero weights and bias)
+defined in :mod:`prunekit.pruning.entropy`. Units the run pruned (all-zero weights and bias)
 read as constants and are listed under ``"pruned"``.
 """
 

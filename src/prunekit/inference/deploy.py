@@ -418,7 +418,7 @@ def export_deployed(
 ) -> dict[str, Any]:
     """Export a saved run to ONNX after deploy's graph work: ``shrink`` (dead units
     removed, widths rounded up to ``round_to``), BatchNorm folded, the exact rewrites
-    (:func:`rewrite`); checked in onnxruntime like :func:`prunekit.export.export_onnx`.
+    (:func:`rewrite`); checked in onnxruntime like :func:`prunekit.inference.export.export_onnx`.
     Returns its dict plus ``units``, ``folded_batchnorm``, ``relu_maxpool_swapped`` and
     ``normalize_folded``."""
     from ..surgery import fold_batchnorm

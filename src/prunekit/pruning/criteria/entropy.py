@@ -3,7 +3,7 @@ compression"): a unit whose activation hardly varies over the data carries littl
 information, so the units with the lowest activation entropy are pruned first.
 
 ``score_j = H_j`` in nats, one score per output unit (shape ``(out,)``), higher = keep;
-``H_j`` as defined in :mod:`prunekit.entropy` (activation after the unit's nonlinearity,
+``H_j`` as defined in :mod:`prunekit.pruning.entropy` (activation after the unit's nonlinearity,
 conv channels spatially pooled per example), measured on the calibration set
 ``ctx.data`` with the model in eval mode. A dead-ReLU unit (constant 0) gets the
 lowest possible score: 0 (histogram) or ``0.5 log(2 pi e eps)`` (gaussian).

@@ -8,7 +8,7 @@ under the neuron granularity)::
 
 ``H_j = 0.5 * log(2 pi e (sigma_j^2 + eps))`` is the Gaussian differential entropy of
 unit j's activation on the *current training batch* (read after its nonlinearity,
-conv channels spatially pooled per example; see :mod:`prunekit.entropy`), with
+conv channels spatially pooled per example; see :mod:`prunekit.pruning.entropy`), with
 ``sigma_j^2`` the batch variance. Forward hooks collect those activations during the
 training forward pass itself, so the term costs one variance per unit and no extra
 forward.

@@ -1,7 +1,7 @@
 """Robust-learning objectives: the spec's Gaussian and salt-and-pepper noise models.
 
 Both train on batches of which a ``noise_fraction`` is corrupted by the model's noise
-(``prunekit.noise``; the rest stays clean) and add a penalty over the prunable
+(``prunekit.evaluation.noise``; the rest stays clean) and add a penalty over the prunable
 layers' *effective* weights (mask applied; biases are not penalized):
 
 - ``gaussian`` (Gaussian noise model):       ``L = L_task + lam * sum_j theta_j^2``
