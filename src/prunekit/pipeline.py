@@ -25,15 +25,16 @@ from .evaluation.robustness import robustness
 from .integrity import check_alive, data_fingerprint
 from .models import MODELS, create_model, default_recipe
 from .pruner import Pruner
-from .pruning.connection import check_nm_run
 from .pruning.granularity import GRANULARITIES
+from .pruning.granularity import get as get_granularity
 from .pruning.masks import clone, finalize
 from .pruning.methods import Method, get_method, with_method_args
 from .pruning.objectives import OBJECTIVES
+from .pruning.options import RunFacts
 from .pruning.phase import PruningPhase
+from .pruning.preflight import check_run
 from .pruning.reconstruction.batchnorm import batchnorm_layers
 from .pruning.schedules import SCHEDULES
-from .pruning.step import UNIT_GRANULARITIES
 from .record import RESULT_SCHEMA, Run, versions
 from .registry import PrunekitError
 from .saving import check_out_dir, check_same_data, save_run
@@ -68,9 +69,10 @@ def validate(cfg: RunConfig) -> Method:
     if cfg.method == "dense" and cfg.sparsity != 0:
         raise PrunekitError(f"method 'dense' prunes nothing; use sparsity 0, not {cfg.sparsity}")
     method = resolve_method(cfg)
-    check_nm_run(method, cfg.sparsity)  # N:M fixes the target at 1 - N/M
+    check_run(method, cfg.sparsity)  # e.g. N:M fixes the target at 1 - N/M
     if method.objective:  # building it checks its options before any training starts
-        OBJECTIVES.get(method.objective)(**method.objective_args)
+        run = RunFacts(method.granularity, cfg.sparsity)
+        OBJECTIVES.get(method.objective)(run, **method.objective_args)
     return method
 
 
@@ -261,9 +263,9 @@ def run(
     fingerprint = data_fingerprint(data)
     if out is not None:  # same flags on other data: another run
         check_same_data(Path(out), fingerprint, overwrite=overwrite)
-    if method.granularity == "nm":  # M must divide every layer's fan-in: fail before training
+    if get_granularity(method.granularity).checks_model:  # e.g. N:M's M divides every fan-in
         shape = architecture(cfg, data)
-        check_nm_run(method, cfg.sparsity, create_model(shape["name"], **shape["kwargs"]))
+        check_run(method, cfg.sparsity, create_model(shape["name"], **shape["kwargs"]))
     t_start = time.perf_counter()
     if dense is None:
         model, arch, dense_s = train_dense(cfg, data, progress=progress)
@@ -281,7 +283,7 @@ def run(
     if not is_main():  # torchrun: rank 0 alone evaluates and saves (latency timed without a twin)
         return Run(model=model, result={"rank": rank(), "world_size": world_size()}, arch=arch)
     structure: dict[str, Any] = {}
-    if method.granularity in UNIT_GRANULARITIES and cfg.shrink:
+    if get_granularity(method.granularity).removes_units and cfg.shrink:
         model, structure = shrink_for_result(model, input_shape)
     metrics = evaluate(model, data, input_shape, cfg, reference=reference)
     result: dict[str, Any] = {
