@@ -256,3 +256,34 @@ def test_structured_lm_options_one_line(kw: dict, message: str) -> None:
     with pytest.raises(PrunekitError, match=message) as e:
         LMConfig(**kw).spec()
     assert "\n" not in str(e.value)
+
+
+def test_lm_comparison_runs_structured_cells(tmp_path: Path) -> None:
+    from prunekit.experiments.store import read_rows
+    from prunekit.lm.compare import LMCompareConfig, compare_lm, load_lm_config
+
+    assert load_lm_config(None).struct_methods == ["magnitude-struct", "wanda-struct", "flap"]
+    text = tmp_path / "c.txt"
+    text.write_text("".join(f"def g{i}(y):\n    return y + {i}\n" for i in range(400)))
+    base = dict(
+        dataset=f"text:{text}",
+        model_args=dict(n_layer=2, n_embd=32, n_head=4, n_inner=64, n_positions=32),
+        context=32,
+        train_steps=2,
+        batch_size=4,
+        calib_samples=4,
+        eval_windows=4,
+        throughput_repeats=1,
+        blocks=10,
+    )
+    cfg = LMCompareConfig(
+        base=base, methods=["magnitude"], settings=["0.5"],
+        struct_methods=["magnitude-struct", "flap"], struct_settings=["0.5"],
+    )  # fmt: skip
+    outcome = compare_lm(cfg, tmp_path / "cmp", log=lambda _line: None)
+    assert outcome["planned"] == outcome["ran"] == 3
+    rows = {r["method"]: r for r in read_rows(tmp_path / "cmp")}
+    assert rows["flap"]["granularity"] == "head" and rows["magnitude"]["granularity"] == "weight"
+    assert rows["flap"]["structured"]["heads_per_layer"] == [2, 2]
+    report = (tmp_path / "cmp" / "lm_report.md").read_text()
+    assert "| flap | 0.5 |" in report and "| magnitude | 1" not in report.split("Structured")[1]
