@@ -287,3 +287,35 @@ def test_lm_comparison_runs_structured_cells(tmp_path: Path) -> None:
     assert rows["flap"]["structured"]["heads_per_layer"] == [2, 2]
     report = (tmp_path / "cmp" / "lm_report.md").read_text()
     assert "| flap | 0.5 |" in report and "| magnitude | 1" not in report.split("Structured")[1]
+
+
+def test_global_allocation_by_hand() -> None:
+    from prunekit.lm.structured import allocate
+
+    a = UnitGroup("a", "head", [], nn.Linear(1, 1), 4, 1)
+    b = UnitGroup("b", "head", [], nn.Linear(1, 1), 4, 1)
+    # standardised: a = [-1.16, -0.39, 0.39, 1.16], b = [-0.5, -0.5, -0.5, 1.5]
+    scores = {"a": torch.tensor([1.0, 2, 3, 4]), "b": torch.tensor([10.0, 10, 10, 40])}
+    got = allocate([a, b], scores, 0.5, "global")
+    assert got["a"].tolist() == [0] and got["b"].tolist() == [0, 1, 2]
+    got = allocate([a, b], scores, 0.99, "global")  # the best unit of each group stays
+    assert got["a"].tolist() == [0, 1, 2] and got["b"].tolist() == [0, 1, 2]
+    assert allocate([a, b], scores, 0.5, "layer")["b"].tolist() == [0, 1]
+
+
+def test_global_scope_uneven_layers_shrink_and_reload(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model, x = gpt2(3), ids()
+    small = prunekit.prune_heads(
+        model, heads=0.5, neurons=0.5, criterion="flap", data=x, scope="global"
+    )
+    rep = small.prunekit_structured
+    assert sum(rep["heads_per_layer"]) == 6 and sum(rep["mlp_per_layer"]) == 96
+    assert len(set(rep["mlp_per_layer"])) > 1  # blocks keep different widths
+    assert [b.attn.num_heads for b in small.transformer.h] == rep["heads_per_layer"]
+    assert [b.mlp.c_fc.nf for b in small.transformer.h] == rep["mlp_per_layer"]
+    torch.testing.assert_close(out(small, x), out(model, x), atol=1e-5, rtol=0)
+    pretrained_form(small).save_pretrained(tmp_path)
+    again = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(out(again, x), out(model, x), atol=1e-5, rtol=0)

@@ -129,7 +129,7 @@ class _RunView:
         )
         self.sparsity = spec.sparsity
         self.granularity = "head" if isinstance(spec, StructSpec) else "nm" if spec.nm else "weight"
-        self.scope = "owl" if spec.owl else "layer"
+        self.scope = "owl" if spec.owl else getattr(spec, "scope", "layer")
         self.schedule = "oneshot"
 
     def to_dict(self) -> dict[str, Any]:

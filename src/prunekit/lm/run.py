@@ -501,6 +501,7 @@ def run_struct_lm(
         criterion=spec.criterion,
         data=calib,
         compensate=spec.compensate,
+        scope=spec.scope,
         example_inputs=model_inputs(masked, calib[:2]),
     )
     report = small.prunekit_structured
@@ -522,7 +523,7 @@ def run_struct_lm(
         "method": spec.method,
         "granularity": "head",
         "nm": None,
-        "scope": "layer",
+        "scope": spec.scope,
         "target_sparsity": spec.sparsity,
         **metrics,
         **timing,

@@ -5,7 +5,8 @@ model) -> measure -> save the small model.
 Methods (granularity ``head``, see ``structured.py``): ``magnitude-struct``,
 ``wanda-struct`` and ``flap``. ``sparsity`` is the fraction of attention heads *and*
 of MLP units removed in every block; ``-o heads=F`` / ``-o neurons=F`` set them apart,
-``-o compensate=true|false`` FLAP's bias compensation (default: on for ``flap``). The
+``-o compensate=true|false`` FLAP's bias compensation (default: on for ``flap``),
+``-o scope=global`` a per-block count chosen over the whole model. The
 shrunk model is what is measured and saved: ``hf/`` holds a ``prunekit_gpt2`` model
 (``hf_shrunk.py``: GPT-2 plus per-block head counts and MLP widths, copied beside the
 weights), and tokens/s are timed interleaved with the dense model in the same loop
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from ..registry import PrunekitError
-from .structured import CRITERIA, STRUCT_METHODS, check_fraction, model_inputs
+from .structured import CRITERIA, SCOPES, STRUCT_METHODS, check_fraction, model_inputs
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class StructSpec:
     heads: float
     neurons: float
     compensate: bool | None = None
+    scope: str = "layer"
     # what the comparison store reads off every spec
     nm: bool = False
     owl: bool = False
@@ -61,11 +63,15 @@ def struct_spec(method: str, sparsity: float | None, args: dict[str, Any]) -> St
             f"{', '.join(STRUCT_METHODS)}"
         )
     args = dict(args)
-    bad = sorted(set(args) - {"heads", "neurons", "compensate"})
+    bad = sorted(set(args) - {"heads", "neurons", "compensate", "scope"})
     if bad:
         raise PrunekitError(
-            f"structured LM option(s) {', '.join(bad)} unknown; known: compensate, heads, neurons"
+            f"structured LM option(s) {', '.join(bad)} unknown; known: compensate, heads, "
+            "neurons, scope"
         )
+    scope = args.get("scope", "layer")
+    if scope not in SCOPES:
+        raise PrunekitError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     base = 0.25 if sparsity is None else sparsity
     heads = check_fraction("heads", args.get("heads", base))
     neurons = check_fraction("neurons", args.get("neurons", base))
@@ -73,7 +79,7 @@ def struct_spec(method: str, sparsity: float | None, args: dict[str, Any]) -> St
     if compensate is not None and not isinstance(compensate, bool):
         raise PrunekitError(f"compensate must be true or false, got {compensate!r}")
     name = method if method in STRUCT_METHODS else f"{criterion}-struct"
-    return StructSpec(name, criterion, heads, neurons, compensate)
+    return StructSpec(name, criterion, heads, neurons, compensate, scope)
 
 
 def interleaved_throughput(

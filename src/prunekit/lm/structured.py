@@ -27,12 +27,14 @@ flap             FLAP, An et al. (2024), "Fluctuation-based Adaptive Structured 
                  ``b <- b + W_o[:, removed] @ mean(X_removed)``
 ===============  ==========================================================================
 
-Allocation: in every block the same number of heads, ``round(heads * n_heads)``, and of
-MLP units, ``round(neurons * n_inner)``, is removed (at least one of each is kept), the
-lowest-scored ones. One count per layer because a Hugging Face config holds one head
-count and one MLP width for all layers (the saved shrunk GPT-2 stores per-layer lists,
-see ``hf_shrunk.py``, so a non-uniform allocation could be saved too; it is not
-implemented). Statistics for ``wanda``/``flap`` come from one forward pass of the
+Allocation (``scope``): ``"layer"`` (default) removes in every block the same number of
+heads, ``round(heads * n_heads)``, and of MLP units, ``round(neurons * n_inner)``, the
+lowest-scored ones; ``"global"`` removes ``round(heads * all heads)`` (and likewise MLP
+units) over the whole model, ranking scores standardised within each block, so blocks
+may keep different counts (FLAP's adaptive structure). At least one head and one MLP
+unit stay in every block. A Hugging Face GPT-2 config cannot describe either result
+(one ``n_head`` tied to the width); the saved shrunk GPT-2 records per-block counts,
+see ``hf_shrunk.py``. Statistics for ``wanda``/``flap`` come from one forward pass of the
 *dense* model over the calibration tokens (per-channel sums only: memory is
 ``O(channels)``, not activations).
 
@@ -54,6 +56,7 @@ from ..pruning.reconstruction import weight_2d
 from ..registry import PrunekitError
 
 CRITERIA = ("magnitude", "wanda", "flap")
+SCOPES = ("layer", "global")
 #: LM comparison method name -> criterion (granularity "head": heads and MLP units).
 STRUCT_METHODS = {"magnitude-struct": "magnitude", "wanda-struct": "wanda", "flap": "flap"}
 
@@ -206,6 +209,38 @@ def removal_count(n: int, fraction: float) -> int:
     return min(int(round(fraction * n)), n - 1)
 
 
+def standardised(scores: torch.Tensor) -> torch.Tensor:
+    """``(s - mean) / std`` within one group (std 1 when it is 0 or undefined)."""
+    std = float(scores.std()) if scores.numel() > 1 else 0.0
+    return (scores - scores.mean()) / (std if std > 0 else 1.0)
+
+
+def allocate(
+    groups: list[UnitGroup], scores: dict[str, torch.Tensor], fraction: float, scope: str
+) -> dict[str, torch.Tensor]:
+    """Units to remove per group (all of one kind). ``layer``: the
+    ``removal_count(n, fraction)`` lowest of every group. ``global``: ``round(fraction *
+    sum n)`` units over all groups, the lowest of the scores standardised within each
+    group (FLAP's adaptive structure search: blocks compete on equal footing whatever
+    their scale), each group's best unit kept."""
+    if scope == "layer":
+        return {g.name: lowest(scores[g.name], removal_count(g.n, fraction)) for g in groups}
+    total = sum(g.n for g in groups)
+    k = min(int(round(fraction * total)), total - len(groups))
+    flat, owner = [], []
+    for i, g in enumerate(groups):
+        z = standardised(scores[g.name]).clone()
+        z[int(torch.argmax(scores[g.name]))] = torch.inf  # one unit always stays
+        flat.append(z)
+        owner += [(i, u) for u in range(g.n)]
+    chosen = torch.sort(torch.cat(flat), stable=True).indices[:k].tolist()
+    out: dict[str, list[int]] = {g.name: [] for g in groups}
+    for j in chosen:
+        i, u = owner[j]
+        out[groups[i].name].append(u)
+    return {name: torch.tensor(sorted(units), dtype=torch.long) for name, units in out.items()}
+
+
 def lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the ``k`` lowest scores (ties: the earlier unit goes first), sorted."""
     order = torch.sort(scores, stable=True).indices[:k]
@@ -280,13 +315,18 @@ def prune_structured(
     criterion: str = "magnitude",
     data: torch.Tensor | None = None,
     compensate: bool | None = None,
+    scope: str = "layer",
     batch_size: int = 8,
 ) -> StructReport:
     """Zero the lowest-scored ``heads`` fraction of attention heads and ``neurons``
     fraction of MLP units in every block of ``model``, in place (module docstring).
     ``data``: token ids ``(n, L)`` for ``wanda``/``flap``; ``compensate`` (default: on
-    for ``flap`` only) adds the removed channels' mean contribution to the output bias."""
+    for ``flap`` only) adds the removed channels' mean contribution to the output bias.
+    ``scope``: ``"layer"`` (the same count in every block) or ``"global"`` (see
+    :func:`allocate`)."""
     heads, neurons = check_fraction("heads", heads), check_fraction("neurons", neurons)
+    if scope not in SCOPES:
+        raise PrunekitError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     if criterion not in CRITERIA:
         raise PrunekitError(
             f"unknown structured criterion {criterion!r}; known: {', '.join(CRITERIA)}"
@@ -302,11 +342,14 @@ def prune_structured(
     stats = collect_stats(model, groups, data, batch_size) if needs_data else {}
     compensate = criterion == "flap" if compensate is None else compensate
     report = StructReport(criterion, heads, neurons)
+    scores = {g.name: unit_scores(g, criterion, stats.get(g.name)) for g in groups}
+    removed: dict[str, torch.Tensor] = {}
+    for kind, fraction in (("head", heads), ("mlp", neurons)):
+        of_kind = [g for g in groups if g.kind == kind]
+        removed.update(allocate(of_kind, scores, fraction, scope) if of_kind else {})
     for g in groups:
-        k = removal_count(g.n, heads if g.kind == "head" else neurons)
-        units = lowest(unit_scores(g, criterion, stats.get(g.name)), k)
-        zero_units(g, units, stats.get(g.name) if compensate else None)
-        report.removed[g.name] = units.tolist()
+        zero_units(g, removed[g.name], stats.get(g.name) if compensate else None)
+        report.removed[g.name] = removed[g.name].tolist()
         report.units[g.name] = g.n
         report.kinds[g.name] = g.kind
     return report
@@ -320,6 +363,7 @@ def prune_heads(
     criterion: str = "magnitude",
     data: torch.Tensor | None = None,
     compensate: bool | None = None,
+    scope: str = "layer",
     shrink: bool = True,
     example_inputs: Any = None,
     atol: float = 1e-5,
@@ -334,7 +378,13 @@ def prune_heads(
     from ..autoshrink import shrink as do_shrink
 
     report = prune_structured(
-        model, heads=heads, neurons=neurons, criterion=criterion, data=data, compensate=compensate
+        model,
+        heads=heads,
+        neurons=neurons,
+        criterion=criterion,
+        data=data,
+        compensate=compensate,
+        scope=scope,
     )
     out = model
     if shrink:
