@@ -8,6 +8,8 @@ Public API (see README):
 - ``finalize(model)``, ``sparsity(model)``
 - ``load(run_dir)``, ``run(RunConfig(...))``
 - ``shrink(model, example_inputs)``: zeroed units removed (surgery / HF MLP / Torch-Pruning)
+- ``prune_heads(model, heads=..., neurons=..., criterion=..., data=ids)``: whole attention
+  heads and MLP units of a transformers GPT-2/BERT chosen, zeroed and removed
 - ``save(model, dir)`` / ``load(dir, model=fresh_instance)``: any user model, no pickle
 - ``deploy(model, input_shape, runtime=...)``: BN folded, exact rewrites, a fast runtime
 - registries: ``MODELS``, ``DATASETS``, ``METHODS``, ``CRITERIA``, ``OBJECTIVES``
@@ -18,6 +20,7 @@ from .autoshrink import shrink
 from .config import RunConfig
 from .data import DATASETS, load_dataset
 from .inference.deploy import deploy
+from .lm.structured import prune_heads
 from .models import MODELS, create_model
 from .pipeline import run
 from .pruner import Pruner
@@ -46,6 +49,7 @@ __all__ = [
     "load",
     "load_dataset",
     "prune",
+    "prune_heads",
     "run",
     "save",
     "shrink",
