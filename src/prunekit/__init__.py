@@ -7,6 +7,8 @@ Public API (see README):
   the user's own training loop (``transform``/``penalty``/``step``/``finalize``)
 - ``finalize(model)``, ``sparsity(model)``
 - ``load(run_dir)``, ``run(RunConfig(...))``
+- ``compare(model_factory, train=..., test=..., methods=[...], sparsities=[...], out=DIR)``:
+  the comparison harness (SQLite store, resume, report) on the user's objects
 - ``shrink(model, example_inputs)``: zeroed units removed (surgery / HF MLP / Torch-Pruning)
 - ``save(model, dir)`` / ``load(dir, model=fresh_instance)``: any user model, no pickle
 - ``deploy(model, input_shape, runtime=...)``: BN folded, exact rewrites, a fast runtime
@@ -18,6 +20,7 @@ from .autoshrink import shrink
 from .config import RunConfig
 from .data import DATASETS, load_dataset
 from .deploy import deploy
+from .experiments.usercompare import compare
 from .models import MODELS, create_model
 from .pipeline import run
 from .pruner import Pruner
@@ -40,6 +43,7 @@ __all__ = [
     "Pruner",
     "RunConfig",
     "__version__",
+    "compare",
     "create_model",
     "deploy",
     "finalize",
