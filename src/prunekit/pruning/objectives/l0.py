@@ -151,7 +151,7 @@ class _GatedWeight(torch.autograd.Function):
     gates costs 25 us (in-place, scalar) to 100 us (two inputs, or a sigmoid), measured
     with one thread, next to ~2.2 ms for a whole dense step at batch 128. Fusing the
     gate, the mask and the product cuts the passes over the gates from ~19 (the composed
-    ops' forward and backward) to ~13; the penalty and the gates' Adam add ~6 more.
+    ops' forward and backward) to ~13; the penalty and the gates' update add ~6 more.
 
     A masked-out entry has ``mask * z = 0``, which the backward treats as a clamped gate:
     no gradient to its logit, and ``dL/dweight_orig = g * mask * z = 0`` as for a mask."""
@@ -446,12 +446,19 @@ class L0Objective(Objective):
         for n, la in self.log_alpha.items():
             if n not in self._moments:
                 self._moments[n] = (torch.zeros_like(la), torch.zeros_like(la))
-            m, v = self._moments[n]
-            g = la.grad
-            m.lerp_(g, 1.0 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
-            denom = v.sqrt().div_(math.sqrt(bc2)).add_(eps)
-            torch.div(m, denom, out=g).div_(bc1)
+        ms = [self._moments[n][0] for n in self.log_alpha]
+        vs = [self._moments[n][1] for n in self.log_alpha]
+        gs = [la.grad for la in self.log_alpha.values()]
+        # one multi-tensor kernel per op over all layers (as torch's foreach Adam)
+        torch._foreach_lerp_(ms, gs, 1.0 - b1)
+        torch._foreach_mul_(vs, b2)
+        torch._foreach_addcmul_(vs, gs, gs, value=1.0 - b2)
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_div_(denom, math.sqrt(bc2))
+        torch._foreach_add_(denom, eps)
+        torch._foreach_mul_(denom, bc1)
+        for g, m, d in zip(gs, ms, denom, strict=True):
+            torch.div(m, d, out=g)
 
     def after_step(self, model: nn.Module, lr: float) -> None:
         """After the optimizer stepped the logits: the lambda controller and checks."""
