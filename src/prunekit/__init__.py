@@ -7,6 +7,8 @@ Public API (see README):
   the user's own training loop (``transform``/``penalty``/``step``/``finalize``)
 - ``finalize(model)``, ``sparsity(model)``
 - ``load(run_dir)``, ``run(RunConfig(...))``
+- ``compare(model_factory, train=..., test=..., methods=[...], sparsities=[...], out=DIR)``:
+  the comparison harness (SQLite store, resume, report) on the user's objects
 - ``shrink(model, example_inputs)``: zeroed units removed (surgery / HF MLP / Torch-Pruning)
 - ``prune_heads(model, heads=..., neurons=..., criterion=..., data=ids)``: whole attention
   heads and MLP units of a transformers GPT-2/BERT chosen, zeroed and removed
@@ -19,6 +21,7 @@ from ._version import __version__
 from .autoshrink import shrink
 from .config import RunConfig
 from .data import DATASETS, load_dataset
+from .experiments.usercompare import compare
 from .inference.deploy import deploy
 from .lm.structured import prune_heads
 from .models import MODELS, create_model
@@ -43,6 +46,7 @@ __all__ = [
     "Pruner",
     "RunConfig",
     "__version__",
+    "compare",
     "create_model",
     "deploy",
     "finalize",
