@@ -17,12 +17,13 @@ from ._version import __version__
 from .autoshrink import shrink
 from .config import RunConfig
 from .data import DATASETS, load_dataset
+from .evaluation.cost import achieved_sparsity as sparsity
 from .inference.deploy import deploy
 from .models import MODELS, create_model
 from .pipeline import run
 from .pruner import Pruner
 from .pruning.criteria import CRITERIA
-from .pruning.masks import finalize, sparsity
+from .pruning.masks import finalize
 from .pruning.methods import METHODS, Method
 from .pruning.objectives import OBJECTIVES
 from .pruning.step import prune
