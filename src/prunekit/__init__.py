@@ -21,6 +21,7 @@ from ._version import __version__
 from .autoshrink import shrink
 from .config import RunConfig
 from .data import DATASETS, load_dataset
+from .evaluation.cost import achieved_sparsity as sparsity
 from .experiments.usercompare import compare
 from .inference.deploy import deploy
 from .lm.structured import prune_heads
@@ -28,7 +29,7 @@ from .models import MODELS, create_model
 from .pipeline import run
 from .pruner import Pruner
 from .pruning.criteria import CRITERIA
-from .pruning.masks import finalize, sparsity
+from .pruning.masks import finalize
 from .pruning.methods import METHODS, Method
 from .pruning.objectives import OBJECTIVES
 from .pruning.step import prune

@@ -17,7 +17,13 @@ import torch
 from torch import nn
 
 from .config import RunConfig
-from .data import DATASETS, Dataset, load_dataset
+from .data import (  # noqa: F401  (CALIBRATION_EXAMPLES, dataset_for: re-exported)
+    CALIBRATION_EXAMPLES,
+    DATASETS,
+    Dataset,
+    calibration_set,
+    dataset_for,
+)
 from .distributed import is_main, rank, world_size
 from .evaluation import accuracy, measure_latency, summary
 from .evaluation.interleaved import speedup_with_spread
@@ -37,14 +43,11 @@ from .pruning.reconstruction.batchnorm import batchnorm_layers
 from .pruning.schedules import SCHEDULES
 from .record import RESULT_SCHEMA, Run, versions
 from .registry import PrunekitError
-from .saving import check_out_dir, check_same_data, save_run
+from .rundir import RunDir
+from .saving import check_out_dir, check_same_data
 from .surgery.shrink import shrink_for_result
 from .training import TrainSettings, fit, steps_per_epoch
 from .visualize import input_connections
-
-# Calibration data of data-driven criteria (Wanda, SparseGPT, noise-sensitivity) and of
-# BatchNorm recalibration: the first examples of the seeded validation split.
-CALIBRATION_EXAMPLES = 512
 
 
 def resolve_method(cfg: RunConfig) -> Method:
@@ -89,19 +92,6 @@ def settings_for(cfg: RunConfig, *, finetune: bool) -> TrainSettings:
     )
 
 
-def dataset_for(cfg: RunConfig) -> Dataset:
-    """The dataset a config runs on (same seed -> same validation split)."""
-    return load_dataset(
-        cfg.dataset,
-        data_dir=cfg.data_dir,
-        val_fraction=cfg.val_fraction,
-        seed=cfg.seed,
-        limit=cfg.limit,
-        test_limit=cfg.test_limit,
-        download=cfg.download,
-    )
-
-
 def architecture(cfg: RunConfig, data: Dataset) -> dict[str, Any]:
     c, h, _ = data.input_shape
     kwargs = {
@@ -143,10 +133,7 @@ def sparsify(
     """The method's phase: objective, pruning events and fine-tuning, in place."""
     settings = settings_for(cfg, finetune=True)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    k = CALIBRATION_EXAMPLES
-    calib = (
-        (data.val.x[:k], data.val.y[:k]) if len(data.val) else (data.train.x[:k], data.train.y[:k])
-    )
+    calib = calibration_set(data)  # the first CALIBRATION_EXAMPLES validation examples
     # The same Pruner a user drives in their own loop, driven here by fit
     pruner = Pruner(
         model,
@@ -328,7 +315,7 @@ def run(
         "config": cfg.to_dict(),
     }
     if out is not None:  # the whole directory at once: model files + result + checksums
-        result = save_run(Path(out), result, model, arch)
+        result = RunDir(out).save(result, model, arch)
     return Run(model=model, result=result, arch=arch)
 
 
@@ -339,18 +326,11 @@ def dense_config(cfg: RunConfig) -> RunConfig:
 
 def evaluate_saved(run_dir: str | Path, *, data_dir: str | Path | None = None) -> dict[str, Any]:
     """Reload a saved run and measure it again on its dataset's test split."""
-    import json
-
-    from .saving import load
-
-    run_dir = Path(run_dir)
-    model = load(run_dir)
-    try:
-        saved = json.loads((run_dir / "result.json").read_text())
-        cfg = RunConfig.from_dict(saved["config"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise PrunekitError(f"{run_dir / 'result.json'} is missing or corrupted: {e}") from None
-    data = dataset_for(replace(cfg, data_dir=str(data_dir) if data_dir else cfg.data_dir))
+    saved_run = RunDir(run_dir)
+    model = saved_run.model()
+    saved = saved_run.result()
+    cfg = saved_run.config(saved)
+    data = saved_run.dataset(cfg, data_dir=data_dir)
     metrics = evaluate(model, data, tuple(data.input_shape), cfg)
     return {
         "model": cfg.model,

@@ -66,9 +66,9 @@ from torch import fx, nn
 
 from ..evaluation.cost import eval_mode
 from ..evaluation.latency import compare_latency, forward_calls, interleaved_samples
+from ..pruning.dependency import UnitGroup, analyze
 from ..registry import PrunekitError
 from ..saving import atomic_write_json
-from ..surgery.groups import UnitGroup, analyze
 
 TABLE_RUNTIMES = ("eager", "compile", "onnxruntime")
 CLOCKS = ("thread", "wall")

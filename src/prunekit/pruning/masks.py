@@ -239,28 +239,6 @@ def masked_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def sparsity(model: nn.Module) -> float:
-    """Fraction of exactly-zero effective weights over all prunable layers' weights.
-
-    Biases, BatchNorm and normalization buffers are not counted, a tensor shared by
-    several layers counts once, and a layer whose weight is also held by a module that
-    is not prunable (a language model's output layer = its embedding) is not counted.
-    """
-    total = zeros = 0
-    held = _held_elsewhere(model)
-    seen: set[int] = set()
-    for m in model.modules():
-        key = id(original(m)) if is_prunable(m) else None
-        if key is not None and key not in held and key not in seen:
-            seen.add(key)
-            w = effective(m)
-            total += w.numel()
-            zeros += int((w == 0).sum())
-    if total == 0:
-        raise PrunekitError(f"{type(model).__name__} has no prunable layers")
-    return zeros / total
-
-
 def clone(model: nn.Module) -> nn.Module:
     """Deep copy that also works for masked models.
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..registry import PrunekitError
 from .criteria import CRITERIA, Context, Criterion
+from .dependency import UnsupportedModel, analyze
 from .granularity import check_sparsity, get
 from .masks import (
     apply_mask,
@@ -28,11 +29,9 @@ from .masks import (
 
 
 def unit_groups(model: nn.Module) -> list[Any] | None:
-    """The surgery's dependency groups (``prunekit.surgery.groups.analyze``), or None
+    """The dependency groups (:func:`prunekit.pruning.dependency.analyze`), or None
     with a warning when the model has layers the surgery cannot follow: units are
     then chosen layer by layer (no ties, no BatchNorm) and ``shrink`` will refuse it."""
-    from ..surgery.groups import UnsupportedModel, analyze  # surgery imports pruning
-
     try:
         return analyze(model)
     except UnsupportedModel as e:

@@ -12,7 +12,7 @@ column block and (SparseGPT) update the weights that remain, layer by layer, so
 
 Options (``-o KEY=VALUE``): ``allocation`` (``global`` (default) | ``owl`` |
 ``uniform``; see ``allocation.py``), ``owl_threshold``, ``owl_lambda``; SparseGPT also
-``blocksize`` (default 16, see ``DEFAULT_BLOCKSIZE``) and ``percdamp`` (0.01). Calibration data: ``ctx.data`` (the pipeline's 512 examples of
+``blocksize`` (default 16, see ``DEFAULT_BLOCKSIZE``) and ``percdamp`` (0.01). Calibration data: ``ctx.data`` (the pipeline's ``CALIBRATION_EXAMPLES`` (512, ``prunekit.data``) examples of
 the seeded validation split; ``prunekit.prune(..., data=(x, y))`` in the library).
 """
 

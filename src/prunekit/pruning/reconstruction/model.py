@@ -12,8 +12,9 @@ Granularities: ``weight`` (the per-layer counts come from the allocation, see
 ``n`` kept of every ``m`` consecutive inputs; ``skip_indivisible`` leaves layers whose
 input dimension ``m`` does not divide dense).
 
-Calibration inputs ``x``: the pipeline passes 512 examples of the seeded
-validation split (``ctx.data``, the same batch every data-driven criterion uses).
+Calibration inputs ``x``: the pipeline passes ``prunekit.data.CALIBRATION_EXAMPLES``
+(512) examples of the seeded validation split (``ctx.data``, the same batch every
+data-driven criterion uses).
 """
 
 from __future__ import annotations
