@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..data import Dataset
+from ..data import Dataset, calibration_set
 from ..pruning.criteria import CRITERIA, Context
 from ..pruning.granularity import unit_scores
 from ..pruning.masks import clone
@@ -286,8 +286,7 @@ def run_target(
         model, dense_s = clone(dense[0]), dense[1]
     model.eval()
     accuracy_dense = accuracy(model, data.test.x, data.test.y)
-    calib = data.val if len(data.val) else data.train
-    cx, cy = calib.x[:512], calib.y[:512]
+    cx, cy = calibration_set(data)
     ctx = Context(
         data=(cx, cy),
         generator=torch.Generator().manual_seed(cfg.seed + 2),
