@@ -229,3 +229,36 @@ def test_the_target_is_part_of_the_run_identity() -> None:
         RunConfig(model="lenet5", method="l1-filter", sparsity=0.0, seed=1), Target(speedup=2.0)
     )
     assert "cache_dir" not in target_fields(Target(speedup=2.0))
+
+
+def test_nonnegative_relative_fit_by_hand():
+    from prunekit.latency.table import fit_nonnegative
+
+    # exact: y = 2 * layer_sum + 0.5 * volume + 1 (every coefficient recovered)
+    x = torch.tensor(
+        [[1.0, 0.2, 1], [2.0, 0.5, 1], [3.0, 0.1, 1], [5.0, 1.0, 1]], dtype=torch.float64
+    )
+    y = x @ torch.tensor([2.0, 0.5, 1.0], dtype=torch.float64)
+    assert fit_nonnegative(x, y).tolist() == pytest.approx([2.0, 0.5, 1.0])
+    # y = 2 * layer_sum - 1: unconstrained least squares gives the intercept -1 (a
+    # negative time); the constrained fit drops it and refits the scale on the rest
+    y = x[:, 0] * 2 - 1
+    c = fit_nonnegative(x[:, [0, 2]], y)
+    assert c[1] == 0.0 and c[0] > 0
+    # relative error: the scale minimizes sum (c x_i / y_i - 1)^2, by hand
+    r = x[:, 0] / y
+    assert c[0] == pytest.approx(float(r.sum() / (r * r).sum()))
+
+
+def test_predictor_has_one_volume_term_per_resolution(tmp_path):
+    m = tiny()
+    lm = LatencyModel(m, (1, 8, 8), batch_size=2, cache_dir=tmp_path, repeats=1)
+    # conv0 out 6x6, conv3 out 4x4, the Linear 1: three resolutions
+    assert lm.resolutions == [36, 16, 1]
+    f = lm.features(lm.full) if lm.measure_table() >= 0 else None
+    dense = 8 * 36 + 12 * 16 + 10
+    assert f[1:] == pytest.approx([8 * 36 / dense, 12 * 16 / dense, 10 / dense, 1.0])
+    report = lm.calibrate(n_random=3)
+    assert set(report["volume_terms"]) == {"36", "16", "1"}
+    assert all(c >= 0 for c in lm.coef)
+    assert lm.predict(lm.full) == pytest.approx(sum(c * v for c, v in zip(lm.coef, f, strict=True)))

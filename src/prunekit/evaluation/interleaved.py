@@ -7,6 +7,16 @@ numerator and denominator. The speed-up is ``median(dense) / median(pruned)`` (t
 figure ``compare_latency`` gives) and its spread is the interquartile range and the
 extremes of the ``r_i``: a speed-up is a claim only where that range excludes 1.
 
+Null control (A/A). A deep copy of the dense model is timed in the same loop, and the
+per-repeat ratios dense / copy give ``null_iqr``: what the harness reports for two
+models that are the same computation. A masked (dense-shaped) model cannot be faster
+than its dense model, yet single 60-microsecond forwards of LeNet-300-100 reported
+1.06-1.18x with IQRs above 1: the first milliseconds after training ran 2-4x slower
+and single-call samples on two threads had 100x outliers (benchmarks/results/
+timing_bias.md). Hence a warm-up of ``WARMUP_S`` seconds and the rule that a speed-up
+is stated only when its IQR also clears the null control's
+(``prunekit.experiments.claims``).
+
 Busy machine: the 1-minute load average is read before and after the loop and the
 dense model's median of the first half of the repeats is compared with that of the
 second half (``dense_drift``, relative change). The timings are flagged ``busy`` when
@@ -18,7 +28,8 @@ from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -30,6 +41,15 @@ from .latency import _check, forward_calls, interleaved_samples
 #: Relative change of the dense median between the two halves of the repeats above
 #: which the machine's speed moved during the measurement.
 DRIFT_LIMIT = 0.25
+#: Untimed warm-up (seconds of interleaved rounds) before the first sample.
+WARMUP_S = 0.05
+#: Samples of one forward each (0): in two replays at load 9-14 (benchmarks/results/
+#: timing_bias_run1.md, _run2.md) windows of 1-2 ms -- their mean, or the median of
+#: their single forwards -- scattered identical models more (0.82-1.88x) than single
+#: forwards did (0.92-1.15x). Callers may still ask for windows (``min_time_s``).
+MIN_TIME_S = 0.0
+#: Name of the null-control candidate (a deep copy of the dense model).
+NULL = "dense_copy"
 
 
 def quartiles(values: Sequence[float]) -> tuple[float, float]:
@@ -61,13 +81,28 @@ def model_samples(
     *,
     repeats: int = 30,
     warmup: int = 5,
+    warmup_s: float = WARMUP_S,
+    min_time_s: float = MIN_TIME_S,
+    clock: Callable[[], float] = time.perf_counter,
+    per_call_median: bool = True,
 ) -> dict[str, list[float]]:
-    """Milliseconds of every timed forward of each model, in repeat order, timed
-    interleaved with the order alternating (:func:`~.latency.interleaved_samples`)."""
-    _check([batch_size], repeats, warmup, None, 0.0)
+    """Milliseconds per forward of each model, one sample per repeat in repeat order,
+    timed interleaved with the order alternating (:func:`~.latency.interleaved_samples`),
+    after ``warmup`` rounds and ``warmup_s`` seconds; each sample averages forwards
+    over at least ``min_time_s`` seconds."""
+    _check([batch_size], repeats, warmup, None, min_time_s)
     calls = forward_calls(models, input_shape, batch_size)
     with eval_mode(*models.values()):
-        return interleaved_samples(calls, repeats=repeats, warmup=warmup, alternate=True)
+        return interleaved_samples(
+            calls,
+            repeats=repeats,
+            warmup=warmup,
+            alternate=True,
+            warmup_s=warmup_s,
+            min_time_s=min_time_s,
+            clock=clock,
+            per_call_median=per_call_median,
+        )
 
 
 def drift(samples: Sequence[float]) -> float:
@@ -93,16 +128,36 @@ def speedup_with_spread(
     *,
     repeats: int = 30,
     warmup: int = 5,
+    warmup_s: float = WARMUP_S,
+    min_time_s: float = MIN_TIME_S,
+    null_control: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
+    per_call_median: bool = True,
 ) -> dict[str, Any]:
     """``latency_ms``, ``latency_ms_dense``, ``speedup`` (per batch size, medians) and
     ``timing``: per batch size the IQR and min/max of the per-repeat ratios and of both
-    latencies, the load average before and after, the dense drift and the busy flag."""
+    latencies, the null control's ratios (``null_iqr``, ``null_min_max``: dense / a deep
+    copy of it, timed in the same loop), the load average before and after, the dense
+    drift and the busy flag."""
     before = loadavg()
     pruned, dense, speedup, spread = {}, {}, {}, {}
     drifts = []
+    models = {"pruned": model, "dense": reference}
+    if null_control:
+        from ..pruning.masks import clone  # deepcopy that also copies prune hooks
+
+        models[NULL] = clone(reference)
     for b in batch_sizes:
         s = model_samples(
-            {"pruned": model, "dense": reference}, input_shape, b, repeats=repeats, warmup=warmup
+            models,
+            input_shape,
+            b,
+            repeats=repeats,
+            warmup=warmup,
+            warmup_s=warmup_s,
+            min_time_s=min_time_s,
+            clock=clock,
+            per_call_median=per_call_median,
         )
         key = str(b)
         pruned[key] = statistics.median(s["pruned"])
@@ -117,6 +172,10 @@ def speedup_with_spread(
             "latency_ms_dense_iqr": list(quartiles(s["dense"])),
             "dense_drift": drifts[-1],
         }
+        if null_control:
+            null = [d / c for d, c in zip(s["dense"], s[NULL], strict=True)]
+            spread[key]["null_iqr"] = list(quartiles(null))
+            spread[key]["null_min_max"] = [min(null), max(null)]
     after = loadavg()
     worst = max((x for x in (before, after) if x), key=lambda x: x[0], default=None)
     n_cpus, threads = cpus(), torch.get_num_threads()
@@ -127,6 +186,9 @@ def speedup_with_spread(
         "speedup": speedup,
         "timing": {
             "repeats": repeats,
+            "warmup_s": warmup_s,
+            "min_time_s": min_time_s,
+            "null_control": null_control,
             "spread": spread,
             "loadavg_before": before,
             "loadavg_after": after,

@@ -30,6 +30,10 @@ def _check(batch_sizes: Sequence[int], repeats: int, warmup: int, threads, min_t
         raise PrunekitError(f"min_time_s must be >= 0, got {min_time_s}")
 
 
+#: Fewest calls whose median makes a ``per_call_median`` sample.
+MEDIAN_CALLS = 5
+
+
 @contextmanager
 def _num_threads(threads: int | None) -> Iterator[None]:
     before = torch.get_num_threads()
@@ -50,34 +54,57 @@ def interleaved_samples(
     threads: int | None = None,
     alternate: bool = False,
     clock: Callable[[], float] = time.perf_counter,
+    warmup_s: float = 0.0,
+    per_call_median: bool = False,
 ) -> dict[str, list[float]]:
     """Milliseconds per call of each candidate, ``repeats`` samples each, timed
     INTERLEAVED: every round calls each candidate once in turn, so drift in machine load
     hits all candidates alike; ``alternate`` reverses the order on odd rounds (a fixed
     order biases a ratio of two candidates through cache state). A sample loops the call
     until ``min_time_s`` seconds of ``clock`` have elapsed and divides (for calls below
-    the timer's resolution). ``warmup`` untimed rounds first; ``threads`` is set for the
-    duration (restored after); calls run under ``torch.no_grad()``. The one timing loop
-    of prunekit: model latency, the dense/pruned speed-up with its spread, the CSR
-    decision and the latency tables all go through it."""
+    the timer's resolution). ``warmup`` untimed rounds first, and more untimed rounds
+    until ``warmup_s`` seconds of ``clock`` have passed: after training or a burst of
+    other work, single forwards of a small model ran 2-4x slower for the first
+    milliseconds (benchmarks/results/timing_bias.md), longer than a few warm-up calls,
+    and that transient hit whichever candidate the first timed rounds started with.
+    ``per_call_median``: a sample is the median of the single calls' times within its
+    ``min_time_s`` window (and at least ``MEDIAN_CALLS`` calls, so that one preempted call
+    that outlasts the window is outvoted) instead of window / calls -- on a machine with more runnable
+    threads than cores a wall-clock window of milliseconds is often cut by preemption
+    (ratios of 0.05-20x between identical models at load 13 on 2 cores), a single
+    call rarely is. ``threads`` is set for the duration (restored after); calls run under
+    ``torch.no_grad()``. The one timing loop of prunekit: model latency, the
+    dense/pruned speed-up with its spread, the CSR decision and the latency tables all
+    go through it."""
     _check([1], repeats, warmup, threads, min_time_s)
+    if warmup_s < 0:
+        raise PrunekitError(f"warmup_s must be >= 0, got {warmup_s}")
     if not candidates:
         raise PrunekitError("interleaved timing needs at least one candidate")
     names = list(candidates)
     samples: dict[str, list[float]] = {name: [] for name in names}
     with _num_threads(threads), torch.no_grad():
-        for i in range(warmup + repeats):
+        began, i, timed = clock(), 0, 0
+        while timed < repeats:
+            warming = i < warmup or clock() - began < warmup_s
             for name in names[::-1] if alternate and i % 2 else names:
                 call = candidates[name]
-                n, start = 0, clock()
+                n, start, times = 0, clock(), []
                 while True:
+                    t0 = clock() if per_call_median else 0.0
                     call()
                     n += 1
-                    elapsed = clock() - start
-                    if elapsed >= min_time_s:
+                    now = clock()
+                    if per_call_median:
+                        times.append(now - t0)
+                    elapsed = now - start
+                    if elapsed >= min_time_s and n >= (MEDIAN_CALLS if per_call_median else 1):
                         break
-                if i >= warmup:
-                    samples[name].append(1000.0 * elapsed / n)
+                if not warming:
+                    per_call = statistics.median(times) if per_call_median else elapsed / n
+                    samples[name].append(1000.0 * per_call)
+            i += 1
+            timed += not warming
     return samples
 
 

@@ -13,7 +13,8 @@ between two methods is a claim only when ``|p_a - p_b| > Z * sqrt(se_a^2 + se_b^
 
 Speed-up. The interleaved timing (``prunekit.evaluation.interleaved``) stores the
 interquartile range of the per-repeat ratios dense / pruned (taken from at least
-``MIN_REPEATS`` repeats). A speed-up is stated only when that range lies above 1 and
+``MIN_REPEATS`` repeats) and that of a null control (dense / a copy of dense, same loop).
+A speed-up is stated only when that range lies above 1 and above the null control's, and
 the speed-up is at least ``1 + MIN_EFFECT`` (a slow-down: below 1, at most
 ``1 / (1 + MIN_EFFECT)``); otherwise it is "within noise". A dense row is the
 reference: always "1x", never a speed-up over itself.
@@ -136,6 +137,8 @@ class Speedup:
     iqr: tuple[float, float] | None
     busy: bool
     reference: bool = False
+    #: IQR of dense / (a copy of dense) timed in the same loop: the harness's own error.
+    null: tuple[float, float] | None = None
 
     @property
     def verdict(self) -> str:
@@ -143,9 +146,10 @@ class Speedup:
             return "reference"
         if self.iqr is None:
             return "no spread"
-        if self.iqr[0] > 1.0 and self.value >= 1.0 + MIN_EFFECT:
+        lo, hi = (min(1.0, self.null[0]), max(1.0, self.null[1])) if self.null else (1.0, 1.0)
+        if self.iqr[0] > hi and self.value >= 1.0 + MIN_EFFECT:
             return "faster"
-        if self.iqr[1] < 1.0 and self.value <= 1.0 / (1.0 + MIN_EFFECT):
+        if self.iqr[1] < lo and self.value <= 1.0 / (1.0 + MIN_EFFECT):
             return "slower"
         return "within noise"
 
@@ -183,7 +187,10 @@ def speedup(row: Row, dense_ms: float | None = None) -> Speedup | None:
         b = _smallest(sp)
         spread = (timing.get("spread") or {}).get(b) or {}
         iqr = spread.get("speedup_iqr") if timing.get("repeats", 0) >= MIN_REPEATS else None
-        return Speedup(float(sp[b]), tuple(iqr) if iqr else None, busy)
+        null = spread.get("null_iqr")
+        return Speedup(
+            float(sp[b]), tuple(iqr) if iqr else None, busy, null=tuple(null) if null else None
+        )
     lat = row.get("latency_ms") or {}
     if not lat or not dense_ms:
         return None

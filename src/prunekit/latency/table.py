@@ -3,7 +3,7 @@
 A model's deployed latency (``prunekit.deploy``: BatchNorm folded, exact rewrites, then
 the runtime) is predicted as
 
-    T(w) = a * sum_l t_l(c_in_l(w), c_out_l(w)) + r0 + r1 * A(w) / A(w_dense)
+    T(w) = a * sum_l t_l(c_in_l(w), c_out_l(w)) + r0 + sum_k r_k * A_k(w) / A(w_dense)
 
 - ``w``: the width of every prunable dependency group (:func:`prunekit.surgery.analyze`);
   a Conv/Linear layer ``l`` takes its input width from the group it consumes (times
@@ -12,14 +12,24 @@ the runtime) is predicted as
 - ``t_l(i, o)``: the measured latency of that layer alone (a Conv2d/Linear with bias,
   since BN is folded at deploy) at its input resolution and batch size, in the runtime,
   for every pair of *grid* widths (below): the **table**;
-- ``r0 + r1 * A(w)/A(w_dense)``: everything that is not a Conv/Linear (ReLU, pooling,
-  residual adds, per-call overhead). ``A(w)`` is the number of output elements of all
-  layers (the activation volume those ops touch);
-- ``a, r0, r1``: least squares over whole-model measurements of a few configurations
-  (dense, half, narrowest, seeded random grid points). ``a`` is what isolated layer
-  timings miss inside a whole model (caches are cold between layers; measured up to
-  several x at batch 64 here). The fit's error on those configurations, and on fresh
-  random ones, is reported (``benchmarks/latency_target.py``).
+- ``r0 + sum_k r_k A_k(w)/A(w_dense)``: everything that is not a Conv/Linear (ReLU,
+  pooling, residual adds) and the model-level intercept ``r0`` (one call of the whole
+  deployed model: Python dispatch, the graph module, input/output handling -- what the
+  per-layer sum double-counts or misses). ``A_k(w)`` is the number of output elements
+  of the layers whose output has spatial size ``k`` (the activation volume the
+  elementwise ops and pooling at that resolution touch), ``A(w_dense)`` their total in
+  the dense model. One term per resolution, not one for all: at batch 1 LeNet-5's
+  pooling and ReLU on conv1's 24x24 maps cost per element several times what the
+  ops on 1x1 features do, and a single volume term put the error of the
+  predicted-vs-measured latency at up to 35 % (benchmarks/results/latency_target.md);
+- ``a, r0, r_k``: least squares in *relative* error (each configuration's row divided
+  by its measured latency, since the target is a ratio) over whole-model measurements
+  of dense, half, narrowest and seeded random grid points, with every coefficient
+  non-negative (a time): a feature whose coefficient comes out negative is dropped and
+  the fit redone. ``a`` is what isolated layer timings miss inside a whole model
+  (caches are cold between layers; measured up to several x at batch 64 here). The
+  fit's error on those configurations, and on fresh random ones, is reported
+  (``benchmarks/latency_target.py``).
 
 This is the per-layer lookup table of NetAdapt (Yang et al. 2018) and HALP (Shen et al.
 2022), measured here instead of assumed proportional to MACs (on this machine the CPU
@@ -326,7 +336,9 @@ class LatencyModel:
         self.full = [g.size for g in self.groups]
         self.grids = [grid(n) for n in self.full]
         self.cache = TableCache(table_key(runtime, batch_size, threads, clock), cache_dir)
-        self.rest: tuple[float, float] | None = None
+        self.rest: tuple[float, ...] | None = None
+        #: the output spatial sizes that get their own volume term (module docstring)
+        self.resolutions = sorted({layer.out_spatial for layer in self.layers}, reverse=True)
         self.ref = reference(runtime, batch_size, threads)
 
     # -- the table ----------------------------------------------------------------------
@@ -395,10 +407,24 @@ class LatencyModel:
             total += self.cache.entries[sig]
         return total
 
-    def volume(self, widths: Sequence[int], removed: Sequence[str] = ()) -> int:
+    def volume(
+        self, widths: Sequence[int], removed: Sequence[str] = (), resolution: int | None = None
+    ) -> int:
+        """Output elements of the kept layers (of one output ``resolution``, if given)."""
         return sum(
-            layer.shape(widths)[1] * layer.out_spatial for layer in self._kept_layers(removed)
+            layer.shape(widths)[1] * layer.out_spatial
+            for layer in self._kept_layers(removed)
+            if resolution is None or layer.out_spatial == resolution
         )
+
+    def features(self, widths: Sequence[int], removed: Sequence[str] = ()) -> list[float]:
+        """``[sum_l t_l, A_k / A_dense for each resolution k, 1]`` (module docstring)."""
+        dense = self.volume(self.full)
+        return [
+            self.layer_ms(widths, removed),
+            *(self.volume(widths, removed, k) / dense for k in self.resolutions),
+            1.0,
+        ]
 
     # -- calibration and prediction -----------------------------------------------------
     def half(self) -> list[int]:
@@ -420,33 +446,29 @@ class LatencyModel:
             out[f"random{k}"] = pick
         return out
 
-    def calibrate(self, n_random: int = 5, seed: int = 0) -> dict[str, Any]:
-        """Fit ``T(w) = a * sum_l t_l(w) + r0 + r1 * A(w)/A_dense`` by least squares to
-        whole-model measurements (interleaved, reference units) of
+    def calibrate(self, n_random: int = 12, seed: int = 0) -> dict[str, Any]:
+        """Fit ``T(w) = a sum_l t_l(w) + r0 + sum_k r_k A_k(w)/A_dense`` (module
+        docstring) to whole-model measurements (interleaved, reference units) of
         :meth:`calibration_widths`. ``a`` absorbs what isolated layer timings miss in a
         whole model (cold caches between layers: measured 1-4x here at batch 64)."""
         self.measure_table()
         configs = self.calibration_widths(n_random, seed)
         models = {k: self.with_widths(self.model, w) for k, w in configs.items()}
         measured = self.measure(models, repeats=max(self.repeats, 9))
-        rows = [
-            [self.layer_ms(w), self.volume(w) / self.volume(self.full), 1.0]
-            for w in configs.values()
-        ]
+        a_mat = torch.tensor([self.features(w) for w in configs.values()], dtype=torch.float64)
         y = torch.tensor([measured[k] for k in configs], dtype=torch.float64)
-        a_mat = torch.tensor(rows, dtype=torch.float64)
-        coef = torch.linalg.lstsq(a_mat, y.unsqueeze(1)).solution.flatten()
+        coef = fit_nonnegative(a_mat, y)
         if coef[0] <= 0:  # the layer sum must count: fall back to a pure scale of it
-            scale = float((y / a_mat[:, 0]).median())
-            coef = torch.tensor([scale, 0.0, 0.0], dtype=torch.float64)
+            coef = torch.zeros(a_mat.shape[1], dtype=torch.float64)
+            coef[0] = float((y / a_mat[:, 0]).median())
         self.coef = tuple(float(c) for c in coef)
-        self.rest = (self.coef[2], self.coef[1])
+        self.rest = self.coef[1:]
         fitted = a_mat @ coef
         errors = {k: float(fitted[i] / y[i] - 1) for i, k in enumerate(configs)}
         return {
             "scale": self.coef[0],
-            "r1": self.coef[1],
-            "r0": self.coef[2],
+            "volume_terms": dict(zip(map(str, self.resolutions), self.coef[1:-1], strict=True)),
+            "r0": self.coef[-1],
             "measured": {k: measured[k] for k in configs},
             "fit_error": errors,
             "ref_ms": measured["ref_ms"],
@@ -474,9 +496,7 @@ class LatencyModel:
         blocks ``removed`` (their layers drop out of the sums; see :mod:`.depth`)."""
         if self.rest is None:
             raise PrunekitError("LatencyModel.calibrate() must run before predict()")
-        a, r1, r0 = self.coef
-        vol = self.volume(widths, removed) / self.volume(self.full)
-        return a * self.layer_ms(widths, removed) + r0 + r1 * vol
+        return sum(c * f for c, f in zip(self.coef, self.features(widths, removed), strict=True))
 
     def with_widths(
         self,
@@ -505,6 +525,24 @@ class LatencyModel:
                 idx = torch.sort(torch.topk(scores[i], w).indices).values
             apply_plan(small, g, idx)
         return small
+
+
+def fit_nonnegative(a_mat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``c >= 0`` minimizing ``sum_i ((a_mat c)_i / y_i - 1)^2`` (relative error), by
+    least squares on the active features: the most negative coefficient's feature is
+    dropped and the fit redone until none is negative (an active-set pass in the
+    spirit of Lawson-Hanson NNLS; enough for the handful of features here)."""
+    rel = a_mat / y.unsqueeze(1)
+    ones = torch.ones_like(y).unsqueeze(1)
+    active = list(range(a_mat.shape[1]))
+    coef = torch.zeros(a_mat.shape[1], dtype=a_mat.dtype)
+    while active:
+        sol = torch.linalg.lstsq(rel[:, active], ones).solution.flatten()
+        if bool((sol >= 0).all()):
+            coef[active] = sol
+            break
+        active.pop(int(sol.argmin()))
+    return coef
 
 
 def _time_each(
