@@ -30,6 +30,8 @@ SECTIONS = (  # (file, the issue it answers)
     ("rank_agreement_3p2.md", 15),
     ("beat_peer_lenet300.md", 15),
     ("beat_peer_lenet300_kd.md", 15),
+    ("beat_peer_lenet300_ft10.md", 15),
+    ("beat_peer_lenet300_ft10_seed0.md", 15),
     ("beat_peer_lenet5.md", 15),
     ("beat_peer_explore_seed0.md", 15),
     ("beat_peer_explore_span_seed0.md", 15),
