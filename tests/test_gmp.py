@@ -7,10 +7,9 @@ import pytest
 import torch
 from conftest import small_run_config
 
-from prunekit import create_model, run
+from prunekit import create_model, run, sparsity
 from prunekit.data import Split
 from prunekit.pruning.criteria import Context
-from prunekit.pruning.masks import sparsity
 from prunekit.pruning.methods import get_method
 from prunekit.pruning.phase import PruningPhase
 from prunekit.pruning.schedules import cubic, cubic_sparsity

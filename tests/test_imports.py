@@ -113,3 +113,32 @@ def test_prunekit_has_no_import_cycle() -> None:
     assert "prunekit.pruning.granularity" in graph
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+#: (importer, imported) package prefixes: a room below must not import one above it.
+#: The surgery removes what pruning decided, so pruning never imports the surgery (the
+#: dependency analysis both use lives in ``prunekit.pruning.dependency``).
+FORBIDDEN_UPWARD = [("prunekit.pruning", "prunekit.surgery")]
+
+
+def _within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{src} -> {dst}"
+        for src, deps in graph.items()
+        for dst in deps
+        for low, high in FORBIDDEN_UPWARD
+        if _within(src, low) and _within(dst, high)
+    )
+
+
+def test_detector_finds_a_planted_upward_import() -> None:
+    graph = {"prunekit.pruning.step": {"prunekit.surgery.groups"}, "prunekit.surgery": set()}
+    assert upward_imports(graph) == ["prunekit.pruning.step -> prunekit.surgery.groups"]
+
+
+def test_pruning_does_not_import_the_surgery() -> None:
+    assert upward_imports(import_graph()) == []

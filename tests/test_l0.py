@@ -18,18 +18,18 @@ from prunekit.pruning.criteria import CRITERIA, Context
 from prunekit.pruning.masks import is_masked
 from prunekit.pruning.methods import get_method, with_method_args
 from prunekit.pruning.objectives import OBJECTIVES
-from prunekit.pruning.objectives.l0 import (
-    L0Objective,
-    NoisePool,
-    _GatedWeight,
-    _HardConcreteGate,
+from prunekit.pruning.objectives.hard_concrete import (
     closed_logit,
     hard_concrete,
     keep_probability,
 )
-from prunekit.pruning.objectives.l0 import (
+from prunekit.pruning.objectives.hard_concrete import (
     deterministic_gate as z_test_gate,
 )
+from prunekit.pruning.objectives.l0 import L0Objective
+from prunekit.pruning.objectives.l0_autograd import _GatedWeight, _HardConcreteGate
+from prunekit.pruning.objectives.l0_gates import NoisePool
+from prunekit.pruning.options import RunFacts
 from prunekit.pruning.phase import build_objective
 from prunekit.registry import PrunekitError
 
@@ -42,9 +42,11 @@ def sigmoid(x: float) -> float:
 
 
 def l0(**kw: object) -> L0Objective:
+    """The l0 objective; ``granularity`` and ``window_steps`` are run facts."""
     kw.setdefault("target_sparsity", None)
     kw.setdefault("lam", 1e-3)
-    return OBJECTIVES.get("l0")(**kw)  # type: ignore[return-value]
+    run = RunFacts(str(kw.pop("granularity", "weight")), None, kw.pop("window_steps", None))  # type: ignore[arg-type]
+    return OBJECTIVES.get("l0")(run, **kw)  # type: ignore[return-value]
 
 
 def mlp() -> nn.Sequential:
@@ -160,22 +162,40 @@ def test_gates_reach_log_alpha_and_penalty_gradient_is_closed_form() -> None:
     loss.backward()
     task = {n: la.grad.clone() for n, la in obj.log_alpha.items()}
     assert any(bool((g != 0).any()) for g in task.values())  # gradient reaches log alpha
-    seen = {}
-
-    class Spy:
-        def step(self) -> None:
-            seen.update({n: la.grad.clone() for n, la in obj.log_alpha.items()})
-
-        def zero_grad(self, set_to_none: bool = True) -> None:
-            for la in obj.log_alpha.values():
-                la.grad = None
-
-    obj._opt = Spy()  # type: ignore[assignment]
-    obj.after_step(model, 0.1)
+    # The logits are the training loop's to step: one group, lr gate_lr, no decay.
+    (group,) = obj.param_groups()
+    assert group["lr"] == obj.gate_lr and group["weight_decay"] == 0.0
+    assert [id(p) for p in group["params"]] == [id(la) for la in obj.log_alpha.values()]
+    raw = {}
+    obj._normalize_grads = lambda: raw.update(
+        {n: la.grad.clone() for n, la in obj.log_alpha.items()}
+    )  # type: ignore[method-assign]
+    obj.before_step(model)  # what the optimizer's step pre-hook runs
     for n, la in obj.log_alpha.items():
         a = la.detach().clone().requires_grad_()
         (0.01 * keep_probability(a).sum()).backward()
-        assert torch.allclose(seen[n], task[n] + a.grad, atol=1e-8)
+        assert torch.allclose(raw[n], task[n] + a.grad, atol=1e-8)
+
+
+def test_gate_gradient_stepped_by_plain_sgd_is_exactly_adam() -> None:
+    # The loop's SGD (no momentum) on the handed-over gradient == torch's Adam on the raw one.
+    model = mlp()
+    obj = l0(lam=0.0)
+    obj.attach(model, {"0": model[0], "2": model[2]})
+    (group,) = obj.param_groups()
+    sgd = torch.optim.SGD([group], lr=0.05)
+    twins = [la.detach().clone().requires_grad_() for la in obj.log_alpha.values()]
+    adam = torch.optim.Adam(twins, lr=0.05)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        for la, tw in zip(obj.log_alpha.values(), twins, strict=True):
+            grad = torch.randn(la.shape, generator=g) * 1e-3
+            la.grad, tw.grad = grad.clone(), grad.clone()
+        obj.before_step(model)
+        sgd.step()
+        adam.step()
+    for la, tw in zip(obj.log_alpha.values(), twins, strict=True):
+        torch.testing.assert_close(la.detach(), tw.detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_eval_gate_is_deterministic_and_fold_keeps_outputs() -> None:
@@ -252,8 +272,8 @@ def test_bad_input() -> None:
         OBJECTIVES.get("l0")(lam=-1.0)
     with pytest.raises(PrunekitError, match="needs --lambda"):
         OBJECTIVES.get("l0")(target_sparsity=None)
-    with pytest.raises(PrunekitError, match="per weight or per neuron"):
-        OBJECTIVES.get("l0")(granularity="kernel")
+    with pytest.raises(PrunekitError, match="gates exist per .neuron. or .weight. unit"):
+        OBJECTIVES.get("l0")(RunFacts(granularity="kernel"))
     assert "lambda=0.25" in l0(lam=0.25).describe()
 
 

@@ -10,8 +10,7 @@ import torch
 from conftest import needs_fashion
 from safetensors.torch import load_file
 
-from prunekit import PrunekitError, RunConfig, load, run
-from prunekit.pruning.masks import sparsity
+from prunekit import PrunekitError, RunConfig, load, run, sparsity
 
 
 def small(**kw: object) -> RunConfig:

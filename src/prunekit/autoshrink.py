@@ -35,9 +35,9 @@ import torch
 from torch import nn
 
 from .evaluation.cost import eval_mode, param_counts
+from .pruning.dependency import UnsupportedModel
 from .pruning.masks import clone, finalize, is_prunable, out_in, unit_dim
 from .registry import PrunekitError
-from .surgery.groups import UnsupportedModel
 
 #: Hugging Face block class name -> (producer path, consumer path) of its MLP.
 MLP_PAIRS: dict[str, tuple[str, str]] = {

@@ -406,7 +406,7 @@ def prune(
         _run_lm(values, out, overwrite, quiet)
         return
     if "sparsity" not in values:  # an N:M pattern fixes the sparsity at 1 - N/M
-        from .pruning.connection import implied_sparsity
+        from .pruning.granularity import implied_sparsity
         from .pruning.methods import get_method
 
         gran = (
@@ -488,7 +488,7 @@ def entropy_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Export the per-unit activation entropies (nats) of a saved run's model."""
-    from .entropy_export import run_unit_entropies
+    from .evaluation.entropy_export import run_unit_entropies
     from .saving import atomic_write_json
 
     report = run_unit_entropies(
@@ -553,11 +553,11 @@ def export_cmd(
         )
         return
     if deploy:
-        from .deploy import export_deployed
+        from .inference.deploy import export_deployed
 
         info = export_deployed(run_dir, onnx, round_to=round_to)
     else:
-        from .export import export_run
+        from .inference.export import export_run
 
         info = export_run(run_dir, onnx, fold_bn=fold_bn, round_to=round_to)
     out_console.print(
@@ -593,12 +593,14 @@ def list_cmd() -> None:
         out_console.print(f"[bold]{title}[/bold]: {', '.join(reg.names())}")
     from .lm.models import LM_MODELS
     from .lm.prune import LM_METHODS
+    from .lm.structured import STRUCT_METHODS
     from .lm.text import CORPORA
 
     out_console.print(
         f"[bold]language models[/bold]: {', '.join(LM_MODELS)}, hf:PATH; "
         f"[bold]text corpora[/bold]: {', '.join(CORPORA)}, text:PATH; "
-        f"[bold]LM methods[/bold]: {', '.join(LM_METHODS)}"
+        f"[bold]LM methods[/bold]: {', '.join(LM_METHODS)}; "
+        f"heads + MLP units: {', '.join(STRUCT_METHODS)}"
     )
     t = Table(title="methods")
     for col in ("name", "criterion", "granularity", "objective", "schedule", "description"):

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ import torch.nn.functional as F
 
 from prunekit._idx import read_idx, write_idx  # noqa: F401  (re-exported)
 from prunekit.registry import PrunekitError, Registry
+
+if TYPE_CHECKING:
+    from prunekit.config import RunConfig
 
 IDX_FILES = (
     "train-images-idx3-ubyte",
@@ -93,6 +96,33 @@ class RawData(NamedTuple):
 
 
 DATASETS: Registry = Registry("dataset")
+
+#: Calibration data of data-driven criteria (Wanda, SparseGPT, noise-sensitivity), of
+#: BatchNorm recalibration and of the entropy export: this many first examples of the
+#: seeded validation split (see :func:`calibration_set`).
+CALIBRATION_EXAMPLES = 512
+
+
+def dataset_for(cfg: RunConfig) -> Dataset:
+    """The dataset a run config runs on (same seed -> same validation split)."""
+    return load_dataset(
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        limit=cfg.limit,
+        test_limit=cfg.test_limit,
+        download=cfg.download,
+    )
+
+
+def calibration_set(
+    data: Dataset, k: int = CALIBRATION_EXAMPLES
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``k`` examples ``(x, y)`` of the validation split, or of the training
+    split when there is no validation split: the one calibration set of a zoo run."""
+    split = data.val if len(data.val) else data.train
+    return split.x[:k], split.y[:k]
 
 
 def load_dataset(

@@ -17,7 +17,13 @@ import torch
 from torch import nn
 
 from .config import RunConfig
-from .data import DATASETS, Dataset, load_dataset
+from .data import (  # noqa: F401  (CALIBRATION_EXAMPLES, dataset_for: re-exported)
+    CALIBRATION_EXAMPLES,
+    DATASETS,
+    Dataset,
+    calibration_set,
+    dataset_for,
+)
 from .distributed import is_main, rank, world_size
 from .evaluation import accuracy, measure_latency, summary
 from .evaluation.interleaved import speedup_with_spread
@@ -25,25 +31,23 @@ from .evaluation.robustness import robustness
 from .integrity import check_alive, data_fingerprint
 from .models import MODELS, create_model, default_recipe
 from .pruner import Pruner
-from .pruning.connection import check_nm_run
 from .pruning.granularity import GRANULARITIES
+from .pruning.granularity import get as get_granularity
 from .pruning.masks import clone, finalize
 from .pruning.methods import Method, get_method, with_method_args
 from .pruning.objectives import OBJECTIVES
+from .pruning.options import RunFacts
 from .pruning.phase import PruningPhase
+from .pruning.preflight import check_run
 from .pruning.reconstruction.batchnorm import batchnorm_layers
 from .pruning.schedules import SCHEDULES
-from .pruning.step import UNIT_GRANULARITIES
 from .record import RESULT_SCHEMA, Run, versions
 from .registry import PrunekitError
-from .saving import check_out_dir, check_same_data, save_run
+from .rundir import RunDir
+from .saving import check_out_dir, check_same_data
 from .surgery.shrink import shrink_for_result
 from .training import TrainSettings, fit, steps_per_epoch
 from .visualize import input_connections
-
-# Calibration data of data-driven criteria (Wanda, SparseGPT, noise-sensitivity) and of
-# BatchNorm recalibration: the first examples of the seeded validation split.
-CALIBRATION_EXAMPLES = 512
 
 
 def resolve_method(cfg: RunConfig) -> Method:
@@ -68,9 +72,10 @@ def validate(cfg: RunConfig) -> Method:
     if cfg.method == "dense" and cfg.sparsity != 0:
         raise PrunekitError(f"method 'dense' prunes nothing; use sparsity 0, not {cfg.sparsity}")
     method = resolve_method(cfg)
-    check_nm_run(method, cfg.sparsity)  # N:M fixes the target at 1 - N/M
+    check_run(method, cfg.sparsity)  # e.g. N:M fixes the target at 1 - N/M
     if method.objective:  # building it checks its options before any training starts
-        OBJECTIVES.get(method.objective)(**method.objective_args)
+        run = RunFacts(method.granularity, cfg.sparsity)
+        OBJECTIVES.get(method.objective)(run, **method.objective_args)
     return method
 
 
@@ -84,19 +89,6 @@ def settings_for(cfg: RunConfig, *, finetune: bool) -> TrainSettings:
         momentum=recipe["momentum"] if cfg.momentum is None else cfg.momentum,
         weight_decay=recipe["weight_decay"] if cfg.weight_decay is None else cfg.weight_decay,
         batch_size=cfg.batch_size or recipe["batch_size"],
-    )
-
-
-def dataset_for(cfg: RunConfig) -> Dataset:
-    """The dataset a config runs on (same seed -> same validation split)."""
-    return load_dataset(
-        cfg.dataset,
-        data_dir=cfg.data_dir,
-        val_fraction=cfg.val_fraction,
-        seed=cfg.seed,
-        limit=cfg.limit,
-        test_limit=cfg.test_limit,
-        download=cfg.download,
     )
 
 
@@ -148,10 +140,7 @@ def sparsify(
     ``callbacks``: more ``fit`` callbacks, run after the pruner's (distillation)."""
     settings = settings_for(cfg, finetune=True)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    k = CALIBRATION_EXAMPLES
-    calib = (
-        (data.val.x[:k], data.val.y[:k]) if len(data.val) else (data.train.x[:k], data.train.y[:k])
-    )
+    calib = calibration_set(data)  # the first CALIBRATION_EXAMPLES validation examples
     # The same Pruner a user drives in their own loop, driven here by fit
     pruner = Pruner(
         model,
@@ -268,9 +257,9 @@ def run(
     fingerprint = data_fingerprint(data)
     if out is not None:  # same flags on other data: another run
         check_same_data(Path(out), fingerprint, overwrite=overwrite)
-    if method.granularity == "nm":  # M must divide every layer's fan-in: fail before training
+    if get_granularity(method.granularity).checks_model:  # e.g. N:M's M divides every fan-in
         shape = architecture(cfg, data)
-        check_nm_run(method, cfg.sparsity, create_model(shape["name"], **shape["kwargs"]))
+        check_run(method, cfg.sparsity, create_model(shape["name"], **shape["kwargs"]))
     t_start = time.perf_counter()
     if dense is None:
         model, arch, dense_s = train_dense(cfg, data, progress=progress)
@@ -288,7 +277,7 @@ def run(
     if not is_main():  # torchrun: rank 0 alone evaluates and saves (latency timed without a twin)
         return Run(model=model, result={"rank": rank(), "world_size": world_size()}, arch=arch)
     structure: dict[str, Any] = {}
-    if method.granularity in UNIT_GRANULARITIES and cfg.shrink:
+    if get_granularity(method.granularity).removes_units and cfg.shrink:
         model, structure = shrink_for_result(model, input_shape)
     metrics = evaluate(model, data, input_shape, cfg, reference=reference)
     result: dict[str, Any] = {
@@ -333,7 +322,7 @@ def run(
         "config": cfg.to_dict(),
     }
     if out is not None:  # the whole directory at once: model files + result + checksums
-        result = save_run(Path(out), result, model, arch)
+        result = RunDir(out).save(result, model, arch)
     return Run(model=model, result=result, arch=arch)
 
 
@@ -344,18 +333,11 @@ def dense_config(cfg: RunConfig) -> RunConfig:
 
 def evaluate_saved(run_dir: str | Path, *, data_dir: str | Path | None = None) -> dict[str, Any]:
     """Reload a saved run and measure it again on its dataset's test split."""
-    import json
-
-    from .saving import load
-
-    run_dir = Path(run_dir)
-    model = load(run_dir)
-    try:
-        saved = json.loads((run_dir / "result.json").read_text())
-        cfg = RunConfig.from_dict(saved["config"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise PrunekitError(f"{run_dir / 'result.json'} is missing or corrupted: {e}") from None
-    data = dataset_for(replace(cfg, data_dir=str(data_dir) if data_dir else cfg.data_dir))
+    saved_run = RunDir(run_dir)
+    model = saved_run.model()
+    saved = saved_run.result()
+    cfg = saved_run.config(saved)
+    data = saved_run.dataset(cfg, data_dir=data_dir)
     metrics = evaluate(model, data, tuple(data.input_shape), cfg)
     return {
         "model": cfg.model,

@@ -17,11 +17,14 @@ import torch
 from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
-from ..pruning.masks import out_in, transposed_types
+from ..pruning.masks import original, out_in, transposed_types
 from ..registry import PrunekitError
 
 #: Layers whose weights are "prunable": counted by sparsity, MACs and ``layers``;
-#: transformers' ``Conv1D`` (a Linear with a transposed weight) too, when loaded.
+#: transformers' ``Conv1D`` (a Linear with a transposed weight) too, when loaded. A
+#: Conv3d counts (dense: prunekit does not mask it) so that sparsity is over every
+#: Linear/Conv weight of the model; this module is the one definition of sparsity
+#: (``prunekit.sparsity`` is :func:`achieved_sparsity`).
 MEASURED_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -94,6 +97,38 @@ def _measured(model: nn.Module) -> Iterator[tuple[str, nn.Module, Tensor]]:
             yield name, module, out_in(module, _effective(module, "weight"))
 
 
+def _fraction_zero(n: int, nonzero: int) -> float:
+    """``1 - nonzero / n``; 0.0 when nothing is counted (an empty layer or model)."""
+    return 1.0 - nonzero / n if n else 0.0
+
+
+def weight_sparsity(module: nn.Module) -> float:
+    """Fraction of exactly-zero entries of one layer's effective ``weight`` (0.0 if empty)."""
+    w = _effective(module, "weight")
+    return _fraction_zero(w.numel(), int(torch.count_nonzero(w)))
+
+
+def _counted(model: nn.Module) -> Iterator[Tensor]:
+    """The weights :func:`achieved_sparsity` counts: every measured layer's, a tensor
+    shared by several layers once, and not a tensor also held by a module that is not a
+    measured layer (a language model's output layer tied to its token embedding: an
+    embedding, which prunekit never prunes)."""
+    types = MEASURED_TYPES + transposed_types()
+    held = {
+        id(p)
+        for m in model.modules()
+        if not isinstance(m, types)
+        for p in m._parameters.values()
+        if p is not None
+    }
+    seen: set[int] = set()
+    for _, module, w in _measured(model):
+        key = id(original(module))
+        if key not in held and key not in seen:
+            seen.add(key)
+            yield w
+
+
 def layer_sparsity(model: nn.Module) -> dict[str, dict]:
     """Per Linear/Conv layer (keyed by module name), for its effective ``weight``:
 
@@ -108,7 +143,7 @@ def layer_sparsity(model: nn.Module) -> dict[str, dict]:
         layers[name] = {
             "params": n,
             "nonzero": k,
-            "sparsity": 1.0 - k / n if n else 0.0,
+            "sparsity": _fraction_zero(n, k),
             "units": int(w.shape[0]),
             "units_alive": alive,
         }
@@ -116,22 +151,34 @@ def layer_sparsity(model: nn.Module) -> dict[str, dict]:
 
 
 def achieved_sparsity(model: nn.Module, scope: str = "prunable") -> float:
-    """Fraction of exactly-zero effective weights.
+    """Fraction of exactly-zero effective weights (``prunekit.sparsity``).
 
-    ``scope="prunable"``: over the ``weight`` of Linear/Conv layers only; biases,
-    BatchNorm/LayerNorm parameters and buffers are not counted. ``scope="all"``: over
-    all effective parameters (as in :func:`param_counts`). 0.0 when nothing is counted.
+    ``scope="prunable"``: over the ``weight`` of Linear/Conv layers only (Conv1d/2d/3d,
+    transformers' ``Conv1D``), a tensor shared by several layers counted once, a tensor
+    also held by a module that is not such a layer (an output layer tied to the token
+    embedding) not counted; biases, BatchNorm/LayerNorm parameters and buffers are not
+    counted. ``scope="all"``: over all effective parameters (as in
+    :func:`param_counts`). 0.0 when nothing is counted (a model without such layers).
     """
     if scope == "prunable":
         total = nonzero = 0
-        for _, _, w in _measured(model):
+        for w in _counted(model):
             total += w.numel()
             nonzero += int(torch.count_nonzero(w))
     elif scope == "all":
         total, nonzero = param_counts(model)
     else:
         raise PrunekitError(f"unknown sparsity scope {scope!r}; known: all, prunable")
-    return 1.0 - nonzero / total if total else 0.0
+    return _fraction_zero(total, nonzero)
+
+
+def sparsity_against(layers: dict[str, dict], dense_layers: dict[str, dict]) -> float:
+    """Sparsity of a physically smaller model against its dense original, from two
+    :func:`layer_sparsity` tables: ``1 - (nonzero weights kept) / (dense weights)``
+    (a removed unit's weights count as zeros). 0.0 when the dense model has none."""
+    dense_weights = sum(layer["params"] for layer in dense_layers.values())
+    kept = sum(layer["nonzero"] for layer in layers.values())
+    return _fraction_zero(dense_weights, kept)
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from .._optional import import_torch_pruning
 from ..config import RunConfig
 from ..data import Dataset
 from ..evaluation import accuracy, summary
+from ..evaluation.cost import sparsity_against
 from ..pipeline import RESULT_SCHEMA, evaluate, settings_for, versions
 from ..pruning.masks import clone, prunable_modules
 from ..surgery.shrink import units
@@ -94,9 +95,7 @@ def _finalize_torch(model: nn.Module) -> None:
 def _against_dense(metrics: dict[str, Any], dense: dict[str, Any]) -> None:
     """Restate cost figures of a (maybe physically smaller) model against the dense one."""
     layers = metrics["layers"]
-    dense_weights = sum(layer["params"] for layer in dense["layers"].values())
-    kept = sum(layer["nonzero"] for layer in layers.values())
-    metrics["achieved_sparsity"] = 1.0 - kept / dense_weights if dense_weights else 0.0
+    metrics["achieved_sparsity"] = sparsity_against(layers, dense["layers"])
     metrics["macs_dense"] = dense["macs_dense"]
     metrics["params_total_original"] = dense["params_total"]
     for name, layer in layers.items():

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterable
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.utils import prune
 
@@ -238,28 +239,6 @@ def masked_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def sparsity(model: nn.Module) -> float:
-    """Fraction of exactly-zero effective weights over all prunable layers' weights.
-
-    Biases, BatchNorm and normalization buffers are not counted, a tensor shared by
-    several layers counts once, and a layer whose weight is also held by a module that
-    is not prunable (a language model's output layer = its embedding) is not counted.
-    """
-    total = zeros = 0
-    held = _held_elsewhere(model)
-    seen: set[int] = set()
-    for m in model.modules():
-        key = id(original(m)) if is_prunable(m) else None
-        if key is not None and key not in held and key not in seen:
-            seen.add(key)
-            w = effective(m)
-            total += w.numel()
-            zeros += int((w == 0).sum())
-    if total == 0:
-        raise PrunekitError(f"{type(model).__name__} has no prunable layers")
-    return zeros / total
-
-
 def clone(model: nn.Module) -> nn.Module:
     """Deep copy that also works for masked models.
 
@@ -271,3 +250,19 @@ def clone(model: nn.Module) -> nn.Module:
             if isinstance(hook, prune.BasePruningMethod):
                 refresh(m, hook._tensor_name)
     return copy.deepcopy(model)
+
+
+@torch.no_grad()
+def broadcast_masks(model: nn.Module, src: int = 0) -> int:
+    """Overwrite every rank's masks with rank ``src``'s; returns the number of masks
+    (under torchrun after each pruning event; a no-op without a process group)."""
+    masks = masked_parameters(model)
+    if not dist.is_initialized() or dist.get_world_size() <= 1:
+        return len(masks)
+    for mask in masks.values():
+        dist.broadcast(mask, src)
+    for module in model.modules():  # the plain attribute = orig * mask
+        for buf_name, _ in module.named_buffers(recurse=False):
+            if buf_name.endswith("_mask"):
+                refresh(module, buf_name[: -len("_mask")])
+    return len(masks)

@@ -1,12 +1,13 @@
 """Structured surgery: make neuron-pruned models physically smaller and faster.
 
-- :func:`analyze` (``groups.py``): dependency groups, via torch.fx;
+- :func:`analyze`: dependency groups, via torch.fx (in :mod:`prunekit.pruning.dependency`,
+  which the neuron granularity uses too);
 - :func:`shrink` (``shrink.py``): remove dead units, optionally ``round_to`` widths;
 - :func:`fold_batchnorm` (``fold.py``): fold BatchNorm into the layer before it.
 """
 
+from ..pruning.dependency import UnitGroup, UnsupportedModel, analyze
 from .fold import fold_batchnorm
-from .groups import UnitGroup, UnsupportedModel, analyze
 from .shrink import alive_units, keep_plan, shrink, units
 
 __all__ = [

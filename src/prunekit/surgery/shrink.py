@@ -1,6 +1,6 @@
 """Physical removal of dead units: ``shrink(model, example_input) -> (smaller model, info)``.
 
-A unit ``c`` of a group (see :mod:`.groups`) is *dead* when the group's tensor is
+A unit ``c`` of a group (see :mod:`prunekit.pruning.dependency`) is *dead* when the group's tensor is
 exactly zero in channel ``c`` everywhere, for every input:
 
 - every producer has ``weight[c] == 0`` and ``bias[c] == 0`` (its output is 0), and
@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from ..evaluation.cost import eval_mode
+from ..pruning.dependency import UnitGroup, analyze
 from ..pruning.masks import clone, finalize, is_prunable, out_in, unit_dim
 from ..registry import PrunekitError
-from .groups import UnitGroup, analyze
 
 _BN = nn.modules.batchnorm._BatchNorm
 _CONV = nn.modules.conv._ConvNd
@@ -165,7 +165,7 @@ def shrink(
     With ``example_input`` and ``check``, both models are run on it in eval mode and a
     difference above ``1e-4 * max(1, max|y|)`` raises :class:`PrunekitError`.
     Raises when a group would lose every unit (at least one must stay) and
-    :class:`~prunekit.surgery.groups.UnsupportedModel` for layers it cannot follow.
+    :class:`~prunekit.pruning.dependency.UnsupportedModel` for layers it cannot follow.
     """
     small = finalize(clone(model))
     report = []

@@ -12,8 +12,9 @@ Granularities: ``weight`` (the per-layer counts come from the allocation, see
 ``n`` kept of every ``m`` consecutive inputs; ``skip_indivisible`` leaves layers whose
 input dimension ``m`` does not divide dense).
 
-Calibration inputs ``x``: the pipeline passes 512 examples of the seeded
-validation split (``ctx.data``, the same batch every data-driven criterion uses).
+Calibration inputs ``x``: the pipeline passes ``prunekit.data.CALIBRATION_EXAMPLES``
+(512) examples of the seeded validation split (``ctx.data``, the same batch every
+data-driven criterion uses).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from ...registry import PrunekitError
+from ..granularity.nm import DEFAULT_M, DEFAULT_N, check_nm, check_nm_sparsity
 from ..masks import apply_mask, effective, get_mask, original
 from .allocation import allocate
 from .calibrate import capture, forward_order
@@ -30,7 +32,7 @@ from .sparsegpt import sparsegpt_prune
 from .wanda import wanda_mask
 
 ALGORITHMS = ("wanda", "sparsegpt")
-GRANULARITIES = ("weight", "nm")
+GRANULARITIES = ("weight", "nm")  # the granularities whose masks a solver chooses itself
 
 
 def check_layers(modules: dict[str, nn.Module]) -> None:
@@ -53,8 +55,8 @@ def reconstruct(
     scope: str = "global",
     granularity: str = "weight",
     allocation: str = "global",
-    n: int = 2,
-    m: int = 4,
+    n: int = DEFAULT_N,
+    m: int = DEFAULT_M,
     skip_indivisible: bool = False,
     blocksize: int = 128,
     percdamp: float = 0.01,
@@ -76,8 +78,6 @@ def reconstruct(
         raise PrunekitError(f"{algorithm} needs calibration data (got 0 examples)")
     nm = granularity == "nm"
     if nm:
-        from ..connection import check_nm, check_nm_sparsity
-
         n, m = check_nm(n, m)
         check_nm_sparsity(sparsity, n, m)
         targets = {}

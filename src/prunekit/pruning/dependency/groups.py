@@ -40,8 +40,8 @@ from typing import Any
 
 from torch import fx, nn
 
-from ..pruning.masks import transposed_types, unit_dim
-from ..registry import PrunekitError
+from ...errors import PrunekitError
+from ..masks import transposed_types, unit_dim
 from .rules import Walker, tracked
 from .spaces import Spaces, Val
 

@@ -1,26 +1,23 @@
 """Export the per-unit activation entropies of a saved run (for the report's plots).
 
 ``run_unit_entropies(run_dir)`` reloads the run's model (safetensors + JSON), takes the
-same calibration set the pipeline's criteria use (the first 512 validation images of
-the run's dataset and split; training images when there is no validation split) and
+same calibration set the pipeline's criteria use (:func:`prunekit.data.calibration_set`:
+the first ``CALIBRATION_EXAMPLES`` validation images of the run's dataset and split;
+training images when there is no validation split) and
 measures ``H_j`` of every unit of every prunable layer but the classifier head, as
-defined in :mod:`prunekit.entropy`. Units the run pruned (all-zero weights and bias)
+defined in :mod:`prunekit.pruning.entropy`. Units the run pruned (all-zero weights and bias)
 read as constants and are listed under ``"pruned"``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .entropy import DEFAULT_BATCH_SIZE, DEFAULT_BINS, find_taps, unit_entropies
-from .pruning.masks import effective, prunable_modules
-from .registry import PrunekitError
-
-CALIBRATION_EXAMPLES = 512  # as in prunekit.pipeline.sparsify
+from ..pruning.entropy import DEFAULT_BATCH_SIZE, DEFAULT_BINS, find_taps, unit_entropies
+from ..pruning.masks import effective, prunable_modules
 
 
 def run_unit_entropies(
@@ -33,26 +30,14 @@ def run_unit_entropies(
     data_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """``{"entropy": {layer: [H_j, ...]}, "pruned": {layer: [j, ...]}, ...}`` in nats."""
-    from .config import RunConfig
-    from .data import load_dataset
-    from .saving import load
+    from ..data import calibration_set
+    from ..rundir import RunDir
 
     run_dir = Path(run_dir)
-    model = load(run_dir)
-    try:
-        cfg = RunConfig.from_dict(json.loads((run_dir / "result.json").read_text())["config"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise PrunekitError(f"{run_dir / 'result.json'} is missing or corrupted: {e}") from None
-    data = load_dataset(
-        cfg.dataset,
-        data_dir=data_dir or cfg.data_dir,
-        val_fraction=cfg.val_fraction,
-        seed=cfg.seed,
-        limit=cfg.limit,
-        test_limit=cfg.test_limit,
-    )
-    split = data.val if len(data.val) else data.train
-    x = split.x[:CALIBRATION_EXAMPLES]
+    saved_run = RunDir(run_dir)
+    model = saved_run.model()
+    data = saved_run.dataset(data_dir=data_dir, download=False)
+    x, _ = calibration_set(data)
     layers = prunable_modules(model, include_last=False)
     h = unit_entropies(
         model, x, layers, estimator=estimator, bins=bins, batch_size=batch_size, batches=batches

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ..pruning.masks import transposed_types
+from ..masks import transposed_types
 from .spaces import KIND_WORDS, Spaces, Val
 
 

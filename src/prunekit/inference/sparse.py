@@ -30,9 +30,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .evaluation.latency import interleaved_samples as _interleaved
-from .pruning.masks import clone, effective, finalize
-from .registry import PrunekitError
+from ..evaluation.cost import weight_sparsity
+from ..evaluation.latency import interleaved_samples as _interleaved
+from ..pruning.masks import clone, effective, finalize
+from ..registry import PrunekitError
 
 #: ``timer(dense_layer, csr_layer, x) -> (dense_ms, csr_ms)`` for the layer input ``x``.
 Timer = Callable[[nn.Module, nn.Module, Tensor], tuple[float, float]]
@@ -83,12 +84,6 @@ class SparseLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"nnz={self.nnz}, density={self.nnz / total:.4f}"
         )
-
-
-def weight_sparsity(linear: nn.Module) -> float:
-    """Fraction of exactly-zero entries of a Linear layer's effective weight."""
-    w = effective(linear)
-    return float((w == 0).sum()) / w.numel()
 
 
 def interleaved_samples(
