@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..masks import effective
-from . import CRITERIA, Context
+from . import Context, criterion
 
 
 def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
@@ -33,6 +33,6 @@ def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
     return out.reshape(weight.shape).to(weight.dtype)
 
 
-@CRITERIA.register("lamp")
+@criterion("lamp")
 def lamp(model: nn.Module, modules: dict[str, nn.Module], ctx: Context) -> dict[str, torch.Tensor]:
     return {name: lamp_scores(effective(m)) for name, m in modules.items()}
