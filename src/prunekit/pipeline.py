@@ -8,7 +8,7 @@ the config except the config itself (under ``"config"``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -128,9 +128,16 @@ def train_dense(
 
 
 def sparsify(
-    model: nn.Module, cfg: RunConfig, data: Dataset, method: Method, *, progress: bool = False
+    model: nn.Module,
+    cfg: RunConfig,
+    data: Dataset,
+    method: Method,
+    *,
+    progress: bool = False,
+    callbacks: Sequence[Any] = (),
 ) -> PruningPhase:
-    """The method's phase: objective, pruning events and fine-tuning, in place."""
+    """The method's phase: objective, pruning events and fine-tuning, in place.
+    ``callbacks``: more ``fit`` callbacks, run after the pruner's (distillation)."""
     settings = settings_for(cfg, finetune=True)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     calib = calibration_set(data)  # the first CALIBRATION_EXAMPLES validation examples
@@ -151,7 +158,7 @@ def sparsify(
         steps=pruner.steps,
         settings=settings,
         generator=gen,
-        callbacks=[pruner.callback()],
+        callbacks=[pruner.callback(), *callbacks],
         progress=progress,
         desc=f"{method.name} {cfg.sparsity:g}",
     )

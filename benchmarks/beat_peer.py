@@ -1,0 +1,411 @@
+"""Same budget for all: can a prunekit method beat one-shot global magnitude + fine-tuning
+(the ``torch.nn.utils.prune`` peer) by >= 1 pt? (issue 15)
+
+Fashion-MNIST. One dense model per (model, seed), trained ``--dense-epochs`` with the
+model recipe and shared by every variant; then every variant gets the same sparsify
+phase: ``--finetune-epochs`` epochs at ``--lr-factor`` x the recipe lr, cosine to 0,
+the same data order (generator seed + 1). Variants are rows of ``VARIANTS``:
+
+- ``torch-l1 (peer)``: ``prunekit.experiments.peers`` ``torch-l1`` (torch's own
+  ``global_unstructured(L1Unstructured)``), fine-tuned exactly as ``run_peer`` does;
+- ``magnitude``: prunekit's one-shot global magnitude through ``pipeline.sparsify``
+  (part 0 checks it gives the peer's numbers: the recipe is the same);
+- others: prunekit methods / schedules / criteria (gmp with a cubic schedule ending
+  early, LAMP allocation, SparseGPT), each optionally with knowledge distillation from
+  the dense model (``prunekit.distill``; the peer is then also run with the same KD).
+
+Also the dense model trained for the same total epochs (dense + fine-tune), for the
+within-1-pt-of-dense target. Accuracy in % on the test set and the seeded validation
+split, mean ± sample std over seeds.
+
+    python benchmarks/beat_peer.py --model lenet300 --seeds 0 1 2 --dense-epochs 10 \
+        --finetune-epochs 3 --sparsities 0.95 0.98 0.99 --variants peer magnitude ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from prunekit import RunConfig, create_model
+from prunekit.distill import Distillation
+from prunekit.evaluation import accuracy
+from prunekit.experiments.peers import PEERS, _finalize_torch
+from prunekit.models import default_recipe
+from prunekit.pipeline import architecture, dataset_for, settings_for, sparsify, train_dense
+from prunekit.pruning.masks import clone
+from prunekit.pruning.methods import get_method, with_method_args
+from prunekit.training import fit, steps_per_epoch
+
+KD = {"alpha": 1.0, "temperature": 4.0}
+
+# label -> (kind, method, scope/schedule/options); kind "peer" uses peers.PEERS
+VARIANTS: dict[str, dict[str, Any]] = {
+    "peer": {
+        "peer": "torch-l1",
+        "doc": "torch.nn.utils.prune.global_unstructured(L1Unstructured) once, then the "
+        "phase's fine-tuning (peers.py torch-l1, run as run_peer runs it)",
+    },
+    "magnitude": {"method": "magnitude", "doc": "prunekit one-shot global magnitude"},
+    "gmp": {"method": "gmp", "doc": "gmp at its default: cubic, events over 75 % of the phase"},
+    "gmp-early": {
+        "method": "gmp",
+        "opts": {"prune_fraction": 0.25},
+        "doc": "gmp -o prune_fraction=0.25 (events over the first 25 %)",
+    },
+    "gmp-early-10": {
+        "method": "gmp",
+        "opts": {"prune_fraction": 0.10},
+        "doc": "gmp -o prune_fraction=0.1",
+    },
+    "gmp-40": {
+        "method": "gmp",
+        "opts": {"prune_fraction": 0.40},
+        "doc": "gmp -o prune_fraction=0.4 (cubic, events over the first 40 % of the phase)",
+    },
+    "gmp-50": {
+        "method": "gmp",
+        "opts": {"prune_fraction": 0.50},
+        "doc": "gmp -o prune_fraction=0.5",
+    },
+    "lamp": {
+        "method": "magnitude",
+        "criterion": "lamp",
+        "doc": "LAMP scores (Lee et al. 2021, criterion `lamp`), one global threshold, once",
+    },
+    "sparsegpt": {"method": "sparsegpt", "doc": "SparseGPT one-shot (library default), then FT"},
+    "iterative": {
+        "method": "magnitude",
+        "schedule": "iterative",
+        "doc": "magnitude, 3 prune/fine-tune cycles",
+    },
+}
+
+
+# Closing notes (why targets are missed), rendered under the tables; figures stay in
+# the tables and in the exploration listed in BENCHMARKS.md.
+NOTES: dict[str, list[str]] = {}
+NOTES["lenet300"] = [
+    "The peer is not a better recipe than prunekit's: it IS prunekit's one-shot global "
+    "magnitude with the same fine-tuning. The unit test "
+    "test_torch_l1_peer_and_prunekit_magnitude_fine_tune_to_the_same_weights finds "
+    "bit-identical weights after the phase, and on LeNet-300-100 the peer row here "
+    "(torch's own global_unstructured) repeats, to the last digit, the 'magnitude "
+    "one-shot + FT (peer)' row of reconstruction.md (prunekit's magnitude, same dense "
+    "models and budget). 'The peer wins' meant that every other method (gmp at its "
+    "default schedule, SparseGPT + FT) ends below one-shot magnitude followed by a "
+    "full-lr cosine fine-tune, i.e. the recipe lr restarted after pruning "
+    "(learning-rate rewinding, Renda et al. 2020, in its restart-to-the-top form); "
+    "reconstruction_lr0.1.md measured the library's 0.1x default lower for every method.",
+    "gmp's default spends 75 % of the phase pruning; in a 3-epoch phase that leaves "
+    "0.75 epoch of recovery after the last cut. Ending the cubic schedule at 40 % "
+    "(`-o prune_fraction=0.4`, chosen on seed 0's validation split at 0.98 / 0.99 among 0.1 / 0.25 / "
+    "0.4 / 0.5 / 0.75: beat_peer_explore_seed0.md and beat_peer_explore_span_seed0.md, "
+    "written to /tmp by the commands they show and copied here) is the best row at 0.98 "
+    "and 0.99 on "
+    "LeNet-300-100, but its gain over the peer stays below 1 pt; in that seed-0 "
+    "exploration no other row (LAMP allocation, iterative magnitude, SparseGPT + FT, "
+    "gmp ending at 10 / 25 / 50 %) gained 1 pt over the peer at any sparsity either.",
+    "Ceiling: at 0.95 the peer is already within 1 pt of the dense model trained for the "
+    "same total epochs, so a 1 pt gain there would need a 95 %-sparse model more "
+    "accurate than that dense model. The larger gaps (0.98, 0.99) are capacity plus too "
+    "short a phase: sparse_optimization.md (20 + 32 epochs) brings gmp within 0.74 pt of "
+    "the same-epochs dense at 0.98, where 3 epochs leave about 2 pt.",
+    "The phase length decides it: with a 10-epoch phase (same 10-epoch dense models, "
+    "beat_peer_lenet300_ft10.md, 0.99 only, 3 seeds, run at the end of the session) gmp "
+    "ending at 40 % gains more over the peer than with 3 epochs and meets 1 pt on test, "
+    "not on validation (see its target lines); 0.95 / 0.98 were not repeated there for "
+    "lack of machine time.",
+    "Distillation from the dense model (alpha 1, T 4, beat_peer_lenet300_kd.md) did not "
+    "help at 0.99: the peer with it is lower than without, and gmp with it varies by "
+    "more than a point across seeds; the fair comparison (both with distillation) "
+    "misses too.",
+]
+
+
+NOTES["lenet5"] = [
+    "Same reading as LeNet-300-100 for the peer: it is prunekit's one-shot magnitude. "
+    "Here the phase is 3 epochs of 15000 images (354 steps): gmp with its events over "
+    "the first 40 % keeps about 210 steps of recovery after its last cut against the "
+    "peer's 354, and ends below the peer at both sparsities. LAMP's per-layer allocation "
+    "is the best row here, but by less than 1 pt at both sparsities (on LeNet-300-100's "
+    "seed-0 exploration it was within noise of the peer).",
+    "The dense model is far from converged on 15000 images: the same-epochs dense (9) "
+    "is well above the 6-epoch dense every row starts from, and even the best pruned row "
+    "at 0.98 ends below that 6-epoch starting point. A 3-epoch sparse phase does not "
+    "catch up with dense training that still improves; the subsample and the epochs were "
+    "cut to fit the shared machine, and that budget is the main reason for the gap.",
+]
+
+
+def variant(label: str) -> tuple[dict[str, Any], bool]:
+    kd = label.endswith("+kd")
+    return VARIANTS[label.removesuffix("+kd")], kd
+
+
+def dense_model(cfg: RunConfig, data, cache: Path):
+    path = cache / f"{cfg.model}_seed{cfg.seed}_e{cfg.epochs}_l{cfg.limit}.safetensors"
+    arch = architecture(cfg, data)
+    if path.exists():
+        model = create_model(arch["name"], **arch["kwargs"])
+        model.load_state_dict(load_file(str(path)))
+        return model.eval()
+    model, _, _ = train_dense(replace(cfg, finetune_epochs=0, sparsity=0.0), data)
+    cache.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return model.eval()
+
+
+def scores(model, data) -> dict[str, float]:
+    return {
+        "test": 100 * accuracy(model, data.test.x, data.test.y),
+        "val": 100 * accuracy(model, data.val.x, data.val.y),
+    }
+
+
+def run_variant(label: str, dense, cfg: RunConfig, data) -> tuple[dict[str, float], Any]:
+    spec, kd = variant(label)
+    model = clone(dense)
+    callbacks = [Distillation(dense, **KD)] if kd else []
+    if "peer" in spec:  # exactly run_peer's recipe, plus the optional KD callback
+        PEERS[spec["peer"]](model, cfg.sparsity, tuple(data.input_shape))
+        settings = settings_for(cfg, finetune=True)
+        fit(
+            model,
+            data.train,
+            steps=cfg.finetune_epochs * steps_per_epoch(len(data.train), settings.batch_size),
+            settings=settings,
+            generator=torch.Generator().manual_seed(cfg.seed + 1),
+            callbacks=callbacks,
+        )
+        _finalize_torch(model)
+    else:
+        method = get_method(spec["method"]).with_options(
+            schedule=spec.get("schedule"), criterion=spec.get("criterion")
+        )
+        method = with_method_args(method, dict(spec.get("opts", {})))
+        sparsify(model, cfg, data, method, callbacks=callbacks)
+    return scores(model, data), model
+
+
+def run_seed(args, seed: int) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    base = RunConfig(
+        model=args.model,
+        dataset="fashion-mnist",
+        seed=seed,
+        epochs=args.dense_epochs,
+        limit=args.limit,
+    )
+    data = dataset_for(base)
+    dense = dense_model(base, data, Path(args.cache))
+    lr = args.lr_factor * default_recipe(args.model)["lr"]
+    out: dict[str, Any] = {"seed": seed, "dense": scores(dense, data), "cells": []}
+    for s in args.sparsities:
+        cfg = replace(base, sparsity=s, finetune_epochs=args.finetune_epochs, finetune_lr=lr)
+        weights = {}
+        for label in args.variants:
+            t0 = time.perf_counter()
+            sc, model = run_variant(label, dense, cfg, data)
+            weights[label] = model.state_dict()
+            cell = {"label": label, "sparsity": s, "seconds": time.perf_counter() - t0, **sc}
+            print(json.dumps(cell), flush=True)
+            out["cells"].append(cell)
+        if "peer" in weights and "magnitude" in weights:
+            a, b = weights["peer"], weights["magnitude"]
+            out.setdefault("peer_vs_magnitude_max_abs", {})[str(s)] = max(
+                float((a[k] - b[k]).abs().max()) for k in a
+            )
+    if not args.no_same_epochs_dense:
+        total = replace(
+            base, epochs=args.dense_epochs + args.finetune_epochs, finetune_epochs=0, sparsity=0.0
+        )
+        same, _, _ = train_dense(total, data)
+        out["dense_same_epochs"] = scores(same, data)
+    return out
+
+
+def fmt(values: list[float]) -> str:
+    m = statistics.mean(values)
+    s = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{m:.2f} ± {s:.2f}"
+
+
+def collect(results, split):
+    out: dict[tuple[str, float], list[float]] = {}
+    for r in results:
+        for c in r["cells"]:
+            out.setdefault((c["label"], c["sparsity"]), []).append(c[split])
+    return out
+
+
+def paired(results, row: str, peer: str, sparsity: float, split: str) -> list[float]:
+    """Per-seed ``row - peer`` accuracy differences at one sparsity."""
+
+    def acc(r, lab: str) -> float:
+        return next(c[split] for c in r["cells"] if c["label"] == lab and c["sparsity"] == sparsity)
+
+    return [acc(r, row) - acc(r, peer) for r in results]
+
+
+def report(args, results, took, command, date) -> str:
+    seeds = [r["seed"] for r in results]
+    sps = args.sparsities
+    labels = list(dict.fromkeys(c["label"] for c in results[0]["cells"]))
+    dense = {k: [r["dense"][k] for r in results] for k in ("test", "val")}
+    recipe = default_recipe(args.model)
+    n_train = args.limit or 54000
+    L = [
+        f"# Same budget for all: prunekit vs the torch.nn.utils.prune peer ({args.model})",
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {date} UTC (took {took / 60:.1f} min); torch {torch.__version__}, Python "
+        f"{platform.python_version()}, {args.threads} torch thread(s), one process, on a 2-core "
+        "machine shared with other jobs.",
+        "",
+        f"{args.model} on Fashion-MNIST ({n_train} training images), seeds {seeds}; accuracy "
+        "in % (mean ± sample std over seeds) on the 10000 test images and the seeded "
+        f"validation split. Dense: {args.dense_epochs} epochs, the recipe (SGD momentum "
+        f"{recipe['momentum']}, wd {recipe['weight_decay']}, batch {recipe['batch_size']}, "
+        f"lr {recipe['lr']} cosine), shared by every row: test {fmt(dense['test'])}, val "
+        f"{fmt(dense['val'])}. Every row then gets the same phase: {args.finetune_epochs} "
+        f"epochs at {args.lr_factor:g} x the recipe lr, cosine to 0, same data order. "
+        f"'+kd': knowledge distillation from the dense model during the phase "
+        f"(prunekit.distill, alpha {KD['alpha']:g}, T {KD['temperature']:g}).",
+        "",
+        "| row | "
+        + " | ".join(f"test @ {s}" for s in sps)
+        + " | "
+        + " | ".join(f"val @ {s}" for s in sps)
+        + " |",
+        "|---" * (1 + 2 * len(sps)) + "|",
+    ]
+    test, val = collect(results, "test"), collect(results, "val")
+    for lab in labels:
+        cells = [fmt(test[(lab, s)]) for s in sps] + [fmt(val[(lab, s)]) for s in sps]
+        L.append(f"| {lab} | " + " | ".join(cells) + " |")
+    L += ["", "Rows:", ""]
+    L += [
+        f"- `{lab}`: {VARIANTS[lab.removesuffix('+kd')]['doc']}"
+        + (" + distillation" if lab.endswith("+kd") else "")
+        for lab in labels
+    ]
+    if "peer_vs_magnitude_max_abs" in results[0]:
+        diffs = [v for r in results for v in r["peer_vs_magnitude_max_abs"].values()]
+        L += [
+            "",
+            "Peer vs prunekit `magnitude` (same budget, same seed): largest absolute "
+            f"weight difference after the phase over every seed and sparsity: {max(diffs):.3g}.",
+        ]
+    L += [
+        "",
+        "## Target: the best prunekit row >= 1 pt above the peer",
+        "",
+        "Gain = row - peer, paired by seed (mean ± sample std of the per-seed differences); "
+        "'+kd' rows are compared with the peer run with the same distillation. The best "
+        "row is picked per cell on the same numbers, so the gain is, if anything, flattered.",
+        "",
+    ]
+    for peer in [lab for lab in labels if lab.startswith("peer")]:
+        ours = [
+            lab
+            for lab in labels
+            if not lab.startswith("peer")
+            and lab != "magnitude"
+            and lab.endswith("+kd") == peer.endswith("+kd")
+        ]
+        if not ours:
+            continue
+        for s in sps:
+            for split in ("test", "val"):
+                best = max(
+                    ours, key=lambda lab: statistics.mean(paired(results, lab, peer, s, split))
+                )
+                g = paired(results, best, peer, s, split)
+                gain = statistics.mean(g)
+                L.append(
+                    f"- {s} ({split}), against {peer}: best = {best}, {fmt(g)} pt "
+                    + ("(≥ 1 pt: met)." if gain >= 1 else f"(< 1 pt: missed by {1 - gain:.2f} pt).")
+                )
+    if "dense_same_epochs" in results[0]:
+        same = {k: [r["dense_same_epochs"][k] for r in results] for k in ("test", "val")}
+        tot = args.dense_epochs + args.finetune_epochs
+        L += [
+            "",
+            f"## Target: within 1 pt of a dense model trained {tot} epochs",
+            "",
+            f"Dense trained for the same total epochs ({tot}): test {fmt(same['test'])}, "
+            f"val {fmt(same['val'])}.",
+            "",
+        ]
+        for s in sps:
+            for split, data in (("test", test), ("val", val)):
+                best = max(labels, key=lambda lab: statistics.mean(data[(lab, s)]))
+                gap = statistics.mean(same[split]) - statistics.mean(data[(best, s)])
+                L.append(
+                    f"- {s} ({split}): best = {best}, {gap:.2f} pt below the same-epochs dense "
+                    + ("(≤ 1 pt: met)." if gap <= 1 else f"(> 1 pt: missed by {gap - 1:.2f} pt).")
+                )
+    if args.notes and args.model in NOTES:
+        L += ["", "## Why the targets are missed", "", *[f"- {n}" for n in NOTES[args.model]]]
+    L += ["", "Raw per-seed cells: the JSON next to this file.", ""]
+    return "\n".join(L)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="lenet300")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--dense-epochs", type=int, default=10)
+    p.add_argument("--finetune-epochs", type=int, default=3)
+    p.add_argument("--lr-factor", type=float, default=1.0)
+    p.add_argument("--sparsities", type=float, nargs="+", default=[0.95, 0.98, 0.99])
+    p.add_argument("--variants", nargs="+", default=["peer", "magnitude", "gmp"])
+    p.add_argument("--limit", type=int, default=None, help="training images (subsample)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cache", default="/tmp/prunekit-reconstruction-cache")
+    p.add_argument("--no-same-epochs-dense", action="store_true")
+    p.add_argument("--out", default=None, help="markdown report (JSON next to it)")
+    p.add_argument("--from-json", default=None, help="rewrite the report from a saved JSON")
+    p.add_argument("--notes", action="store_true", help="append the closing notes (NOTES)")
+    args = p.parse_args()
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        results, took, command, date = (saved[k] for k in ("results", "took", "command", "date"))
+        # the run's own arguments, not this call's
+        notes = args.notes
+        args = p.parse_args([*shlex.split(command)[2:], "--out", args.out or ""])
+        args.out, args.notes = args.out or None, notes
+    else:
+        t0 = time.perf_counter()
+        results = [run_seed(args, s) for s in args.seeds]
+        took = time.perf_counter() - t0
+        command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+        date = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}"
+    text = report(args, results, took, command, date)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.write_text(text)
+        if not Path(out.with_suffix(".json")).exists() or not args.from_json:
+            out.with_suffix(".json").write_text(
+                json.dumps(
+                    {"command": command, "date": date, "took": took, "results": results}, indent=1
+                )
+            )
+
+
+if __name__ == "__main__":
+    main()
