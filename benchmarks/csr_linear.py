@@ -1,6 +1,6 @@
 """Dense vs CSR Linear layers: where is the break-even sparsity?
 
-Part 1, single layers: ``nn.Linear`` (MKL sgemm) vs ``prunekit.sparse.SparseLinear``
+Part 1, single layers: ``nn.Linear`` (MKL sgemm) vs ``prunekit.inference.sparse.SparseLinear``
 (CSR @ dense) for the LeNet-300-100 shapes 784->300 and 300->100 and a large
 4096->4096 layer, with a uniformly random pattern of exactly ``round(s * out * in)``
 zero weights. For every (shape, batch, threads) ONE interleaved timing loop runs the
@@ -34,15 +34,15 @@ import torch
 from torch import nn
 
 from prunekit import RunConfig, prune
-from prunekit.pipeline import dataset_for, train_dense
-from prunekit.pruning.masks import clone, finalize
-from prunekit.sparse import (
+from prunekit.inference.sparse import (
     SparseLinear,
     interleaved_samples,
     interleaved_timer,
     to_sparse_inference,
     weight_sparsity,
 )
+from prunekit.pipeline import dataset_for, train_dense
+from prunekit.pruning.masks import clone, finalize
 
 SHAPES = [(300, 784), (100, 300), (4096, 4096)]  # (out_features, in_features)
 SPARSITIES = [0.5, 0.8, 0.9, 0.95, 0.98, 0.99]

@@ -36,7 +36,7 @@ import torch
 from _common import dense_baseline
 
 from prunekit import RunConfig, run
-from prunekit.entropy import unit_entropies
+from prunekit.pruning.entropy import unit_entropies
 from prunekit.pruning.masks import prunable_modules
 from prunekit.pruning.methods import METHODS, get_method
 from prunekit.pruning.objectives import OBJECTIVES

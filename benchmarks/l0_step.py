@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from sparse_optimization import STEP_VARIANTS, step_fn  # the same step as that benchmark's
 
-from prunekit.pruning.objectives.l0 import BETA, GAMMA, ZETA, _GatedWeight
+from prunekit.pruning.objectives.hard_concrete import BETA, GAMMA, ZETA
+from prunekit.pruning.objectives.l0_autograd import _GatedWeight
 
 BATCHES = (64, 128, 256, 512)
 

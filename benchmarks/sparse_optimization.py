@@ -36,6 +36,7 @@ from prunekit.models import default_recipe
 from prunekit.pipeline import dataset_for, dense_config, train_dense
 from prunekit.pruning.methods import METHODS, get_method
 from prunekit.pruning.objectives import OBJECTIVES
+from prunekit.pruning.options import RunFacts
 from prunekit.pruning.step import prune, target_modules
 
 # (model, dense epochs, sparsify epochs, training-example limit). LeNet-300-100: 20 dense
@@ -161,8 +162,8 @@ def step_fn(model_name: str, objective: str | None, granularity: str, batch: int
         objective = None
     obj = None
     if objective is not None:
-        extra = {"target_sparsity": 0.9, "window_steps": 10**6} if objective == "l0" else {}
-        obj = OBJECTIVES.get(objective)(granularity=granularity, check_every=0, **extra)
+        facts = RunFacts(granularity, 0.9, 10**6)  # l0 steers to 0.9 over a long window
+        obj = OBJECTIVES.get(objective)(facts, check_every=0)
         obj.attach(model, target_modules(model, granularity))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.rand(batch, 1, 28, 28)

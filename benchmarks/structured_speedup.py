@@ -61,8 +61,8 @@ from _common import tp_uniform
 from torch import nn
 
 import prunekit
-from prunekit.deploy import deploy
 from prunekit.evaluation import compare_latency, macs
+from prunekit.inference.deploy import deploy
 from prunekit.pruning.masks import clone
 from prunekit.surgery import fold_batchnorm, shrink
 

@@ -14,10 +14,12 @@ from typer.testing import CliRunner
 
 from prunekit import RunConfig, create_model, prune, run, sparsity
 from prunekit.cli import app
-from prunekit.pruning.connection import check_nm_run, implied_sparsity, kernel_scores, nm_keep
-from prunekit.pruning.granularity import make_masks
+from prunekit.pruning.granularity import implied_sparsity, make_masks
+from prunekit.pruning.granularity.kernel import kernel_scores
+from prunekit.pruning.granularity.nm import nm_keep
 from prunekit.pruning.masks import apply_mask, effective
 from prunekit.pruning.methods import get_method
+from prunekit.pruning.preflight import check_run
 from prunekit.registry import PrunekitError
 
 
@@ -85,7 +87,7 @@ def test_nm_bad_input() -> None:
         prune(model, "magnitude", 0.0, granularity="nm", n=4, m=4)
     with pytest.raises(PrunekitError, match="1 <= N < M, got 0:4"):
         prune(model, "magnitude", 0.5, granularity="nm", n=0, m=4)
-    with pytest.raises(PrunekitError, match="whole numbers"):
+    with pytest.raises(PrunekitError, match="whole number"):
         prune(model, "magnitude", 0.5, granularity="nm", n=2.5, m=4)
     with pytest.raises(PrunekitError, match="fixes sparsity at 1-N/M = 0.5; got 0.9"):
         prune(model, "magnitude", 0.9, granularity="nm", n=2, m=4)
@@ -182,9 +184,9 @@ def tiny(**kw) -> RunConfig:
 
 def test_nm_run_checks_before_training() -> None:
     base = get_method("magnitude").with_options(granularity="nm")
-    check_nm_run(base, 0.5)
+    check_run(base, 0.5)
     with pytest.raises(PrunekitError, match="use --schedule oneshot"):
-        check_nm_run(base.with_options(schedule="cubic"), 0.5)
+        check_run(base.with_options(schedule="cubic"), 0.5)
     with pytest.raises(PrunekitError, match="fixes sparsity at 1-N/M = 0.5"):
         run(tiny(granularity="nm", sparsity=0.9))
     with pytest.raises(PrunekitError, match="layer 'features.conv1'"):

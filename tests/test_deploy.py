@@ -12,8 +12,8 @@ from torch import fx, nn
 
 import prunekit
 from prunekit import PrunekitError, create_model
-from prunekit.deploy import RUNTIMES, Deployed, _have_cxx, deploy, rewrite
 from prunekit.evaluation import compare_latency
+from prunekit.inference.deploy import RUNTIMES, Deployed, _have_cxx, deploy, rewrite
 from prunekit.models.common import Normalize
 from prunekit.surgery import shrink
 
@@ -243,7 +243,7 @@ def test_deployed_works_with_the_latency_harness() -> None:
 
 def test_mismatch_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # the package attribute prunekit.deploy is the function; the module is in sys.modules
-    dep = sys.modules["prunekit.deploy"]
+    dep = sys.modules["prunekit.inference.deploy"]
     monkeypatch.setattr(dep, "_build", lambda gm, *a: lambda x: gm(x) + 1e-3)
     with pytest.raises(PrunekitError, match="differs from the model by 0.001"):
         deploy(zoo("lenet300", shrunk=False), SHAPES["lenet300"], runtime="eager", batch_size=2)

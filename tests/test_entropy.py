@@ -16,7 +16,9 @@ from torch import nn
 
 from prunekit import PrunekitError, RunConfig, prune, run
 from prunekit.cli import main
-from prunekit.entropy import (
+from prunekit.models import create_model
+from prunekit.pruning.criteria import CRITERIA, Context
+from prunekit.pruning.entropy import (
     LOG_2PI_E,
     RunningMoments,
     batch_gaussian_entropy,
@@ -25,8 +27,6 @@ from prunekit.entropy import (
     histogram_entropy,
     unit_entropies,
 )
-from prunekit.models import create_model
-from prunekit.pruning.criteria import CRITERIA, Context
 from prunekit.pruning.methods import get_method, with_method_args
 from prunekit.pruning.objectives import OBJECTIVES
 

@@ -12,7 +12,7 @@ from torch import nn
 import prunekit
 from prunekit import PrunekitError, create_model
 from prunekit.cli import main
-from prunekit.export import export_onnx, export_run
+from prunekit.inference.export import export_onnx, export_run
 from prunekit.saving import save_model
 from prunekit.surgery import shrink
 

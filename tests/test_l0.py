@@ -18,18 +18,18 @@ from prunekit.pruning.criteria import CRITERIA, Context
 from prunekit.pruning.masks import is_masked
 from prunekit.pruning.methods import get_method, with_method_args
 from prunekit.pruning.objectives import OBJECTIVES
-from prunekit.pruning.objectives.l0 import (
-    L0Objective,
-    NoisePool,
-    _GatedWeight,
-    _HardConcreteGate,
+from prunekit.pruning.objectives.hard_concrete import (
     closed_logit,
     hard_concrete,
     keep_probability,
 )
-from prunekit.pruning.objectives.l0 import (
+from prunekit.pruning.objectives.hard_concrete import (
     deterministic_gate as z_test_gate,
 )
+from prunekit.pruning.objectives.l0 import L0Objective
+from prunekit.pruning.objectives.l0_autograd import _GatedWeight, _HardConcreteGate
+from prunekit.pruning.objectives.l0_gates import NoisePool
+from prunekit.pruning.options import RunFacts
 from prunekit.pruning.phase import build_objective
 from prunekit.registry import PrunekitError
 
@@ -42,9 +42,11 @@ def sigmoid(x: float) -> float:
 
 
 def l0(**kw: object) -> L0Objective:
+    """The l0 objective; ``granularity`` and ``window_steps`` are run facts."""
     kw.setdefault("target_sparsity", None)
     kw.setdefault("lam", 1e-3)
-    return OBJECTIVES.get("l0")(**kw)  # type: ignore[return-value]
+    run = RunFacts(str(kw.pop("granularity", "weight")), None, kw.pop("window_steps", None))  # type: ignore[arg-type]
+    return OBJECTIVES.get("l0")(run, **kw)  # type: ignore[return-value]
 
 
 def mlp() -> nn.Sequential:
@@ -252,8 +254,8 @@ def test_bad_input() -> None:
         OBJECTIVES.get("l0")(lam=-1.0)
     with pytest.raises(PrunekitError, match="needs --lambda"):
         OBJECTIVES.get("l0")(target_sparsity=None)
-    with pytest.raises(PrunekitError, match="per weight or per neuron"):
-        OBJECTIVES.get("l0")(granularity="kernel")
+    with pytest.raises(PrunekitError, match="gates exist per .neuron. or .weight. unit"):
+        OBJECTIVES.get("l0")(RunFacts(granularity="kernel"))
     assert "lambda=0.25" in l0(lam=0.25).describe()
 
 

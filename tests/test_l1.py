@@ -17,12 +17,15 @@ from prunekit.pruning.masks import apply_mask, effective, original
 from prunekit.pruning.methods import get_method
 from prunekit.pruning.objectives import OBJECTIVES
 from prunekit.pruning.objectives.l1 import L1Objective, soft_threshold
+from prunekit.pruning.options import RunFacts
 from prunekit.pruning.phase import build_objective
 from prunekit.registry import PrunekitError
 
 
 def l1(**kw: object) -> L1Objective:
-    return OBJECTIVES.get("l1")(**kw)  # type: ignore[return-value]
+    """The l1 objective; ``granularity`` is a run fact."""
+    run = RunFacts(granularity=str(kw.pop("granularity", "weight")))
+    return OBJECTIVES.get("l1")(run, **kw)  # type: ignore[return-value]
 
 
 def linear(rows: list[list[float]]) -> nn.Linear:

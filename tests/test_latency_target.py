@@ -129,7 +129,9 @@ def test_target_checks_are_one_line_errors(monkeypatch):
         Target(speedup=2, runtime="tensorrt").check()
     import sys
 
-    monkeypatch.setattr(sys.modules["prunekit.deploy"], "_available", lambda r: r != "onnxruntime")
+    monkeypatch.setattr(
+        sys.modules["prunekit.inference.deploy"], "_available", lambda r: r != "onnxruntime"
+    )
     with pytest.raises(PrunekitError, match="onnxruntime is not installed"):
         Target(speedup=2, runtime="onnxruntime").check()
 

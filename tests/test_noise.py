@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prunekit import PrunekitError
-from prunekit.noise import corrupt, gaussian_noise, salt_pepper_noise
+from prunekit.evaluation.noise import corrupt, gaussian_noise, salt_pepper_noise
 
 
 def gen(seed: int = 0) -> torch.Generator:

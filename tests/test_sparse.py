@@ -8,14 +8,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunekit import create_model, prune
-from prunekit.pruning.masks import effective
-from prunekit.registry import PrunekitError
-from prunekit.sparse import (
+from prunekit.inference.sparse import (
     SparseLinear,
     interleaved_samples,
     interleaved_timer,
     to_sparse_inference,
 )
+from prunekit.pruning.masks import effective
+from prunekit.registry import PrunekitError
 
 
 def sparse_linear(out: int, inp: int, density: float, seed: int = 0) -> nn.Linear:

@@ -17,7 +17,7 @@ from ._version import __version__
 from .autoshrink import shrink
 from .config import RunConfig
 from .data import DATASETS, load_dataset
-from .deploy import deploy
+from .inference.deploy import deploy
 from .models import MODELS, create_model
 from .pipeline import run
 from .pruner import Pruner

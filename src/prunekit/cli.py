@@ -317,7 +317,7 @@ def prune(
         _run_lm(values, out, overwrite, quiet)
         return
     if "sparsity" not in values:  # an N:M pattern fixes the sparsity at 1 - N/M
-        from .pruning.connection import implied_sparsity
+        from .pruning.granularity import implied_sparsity
         from .pruning.methods import get_method
 
         gran = (
@@ -399,7 +399,7 @@ def entropy_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Export the per-unit activation entropies (nats) of a saved run's model."""
-    from .entropy_export import run_unit_entropies
+    from .evaluation.entropy_export import run_unit_entropies
     from .saving import atomic_write_json
 
     report = run_unit_entropies(
@@ -464,11 +464,11 @@ def export_cmd(
         )
         return
     if deploy:
-        from .deploy import export_deployed
+        from .inference.deploy import export_deployed
 
         info = export_deployed(run_dir, onnx, round_to=round_to)
     else:
-        from .export import export_run
+        from .inference.export import export_run
 
         info = export_run(run_dir, onnx, fold_bn=fold_bn, round_to=round_to)
     out_console.print(

@@ -279,7 +279,7 @@ class RunConfig:
             check = f.metadata.get("check")
             if check is not None:
                 setattr(self, f.name, check(f.name, getattr(self, f.name)))
-        from .noise import check_density, check_sigma
+        from .evaluation.noise import check_density, check_sigma
 
         for sigma in self.noise_sigmas:
             check_sigma(sigma)

@@ -46,8 +46,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .pruning.masks import masked_parameters, refresh
+from .pruning.masks import broadcast_masks
 from .registry import PrunekitError
+
+__all__ = ["broadcast_masks"]  # defined next to the masks it syncs; kept importable here
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -119,21 +121,6 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     out = t.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out.div_(dist.get_world_size())
-
-
-@torch.no_grad()
-def broadcast_masks(model: nn.Module, src: int = 0) -> int:
-    """Overwrite every rank's masks with rank ``src``'s; returns the number of masks."""
-    masks = masked_parameters(model)
-    if not dist.is_initialized() or dist.get_world_size() <= 1:
-        return len(masks)
-    for mask in masks.values():
-        dist.broadcast(mask, src)
-    for module in model.modules():  # the plain attribute = orig * mask
-        for buf_name, _ in module.named_buffers(recurse=False):
-            if buf_name.endswith("_mask"):
-                refresh(module, buf_name[: -len("_mask")])
-    return len(masks)
 
 
 def _digest(t: torch.Tensor) -> int:

@@ -89,59 +89,30 @@ def measured_results(name: str, results_dir: str | Path) -> list[ResultTable]:
 # -- options -----------------------------------------------------------------------
 
 
-def _defaults(fn: Any, skip: int) -> list[tuple[str, str]]:
-    """(option, default) of a registered factory: its keyword parameters after the
-    first ``skip``, or the names in its ``options`` attribute (criteria, which read
-    their options from ``Context.options``: the defaults are in their docstrings)."""
-    if fn is None:
-        return []
-    params = {p.name: p for p in list(inspect.signature(fn).parameters.values())[skip:]}
-    names = list(getattr(fn, "options", None) or params)
-    out = []
-    for name in names:
-        p = params.get(name)
-        if p is None:
-            out.append((name, f"see `{fn.__module__}`"))
-        elif p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
-            out.append((name, "required" if p.default is p.empty else repr(p.default)))
-    return out
-
-
 def option_table(method: Method) -> list[tuple[str, str, str]]:
     """(part, option, default) of everything ``-o KEY=VALUE`` can set for ``method``,
-    with the method's own overrides of a default applied."""
-    from .pruning.criteria import CRITERIA
-    from .pruning.granularity import GRANULARITIES
-    from .pruning.objectives import OBJECTIVES
-    from .pruning.schedules import SCHEDULES
+    read from each part's options dataclass, with the method's own overrides applied."""
+    from .pruning.methods import part_options
 
-    parts = [
-        ("objective " + str(method.objective), OBJECTIVES.get(method.objective), 0,
-         method.objective_args) if method.objective else None,
-        ("schedule " + method.schedule, SCHEDULES.get(method.schedule), 3, method.schedule_args),
-        ("criterion " + method.criterion, CRITERIA.get(method.criterion), 3,
-         method.criterion_args),
-        ("granularity " + method.granularity, GRANULARITIES.get(method.granularity), 4,
-         method.granularity_args),
-    ]  # fmt: skip
+    labels = {
+        "objective_args": f"objective {method.objective}",
+        "schedule_args": f"schedule {method.schedule}",
+        "criterion_args": f"criterion {method.criterion}",
+        "granularity_args": f"granularity {method.granularity}",
+    }
     rows = []
-    for part in parts:
-        if part is None:
-            continue
-        label, fn, skip, overrides = part
-        for opt, default in _defaults(fn, skip):
-            rows.append((label, opt, repr(overrides[opt]) if opt in overrides else default))
+    for field_name, options in part_options(method).items():
+        overrides = getattr(method, field_name)
+        for opt, default, _help in options.rows():
+            rows.append((labels[field_name], opt, repr(overrides.get(opt, default))))
     return rows
 
 
 def _needs_calibration(method: Method) -> bool:
-    """Whether the method's criterion reads calibration data (``ctx.data``)."""
-    from .pruning.criteria import CRITERIA
+    """Whether the method's criterion reads calibration data."""
+    from .pruning.criteria import needs_data
 
-    try:
-        return "ctx.data" in inspect.getsource(CRITERIA.get(method.criterion))
-    except (OSError, TypeError):
-        return False
+    return needs_data(method.criterion)
 
 
 # -- the page ----------------------------------------------------------------------
@@ -154,6 +125,9 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _docstring(obj: Any) -> str:
+    from .pruning.options import Part
+
+    obj = obj.fn if isinstance(obj, Part) else obj
     return inspect.cleandoc(inspect.getmodule(obj).__doc__ or "") if obj is not None else ""
 
 

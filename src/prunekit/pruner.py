@@ -31,13 +31,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .pruning.connection import check_nm_run
 from .pruning.criteria import Context, needs_data
 from .pruning.granularity import GRANULARITIES, check_sparsity
 from .pruning.masks import apply_mask, original
 from .pruning.masks import finalize as bake_masks
 from .pruning.methods import Method, get_method, with_method_args
 from .pruning.phase import PruningPhase, plan
+from .pruning.preflight import check_run
 from .pruning.schedules import SCHEDULES
 from .registry import PrunekitError
 
@@ -165,7 +165,7 @@ class Pruner:
             )
         if not any(True for _ in model.parameters()):
             raise PrunekitError(f"{type(model).__name__} has no parameters to prune")
-        check_nm_run(self.method, self.sparsity, model)
+        check_run(self.method, self.sparsity, model)
         gen = generator or torch.Generator().manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed + 1)  # for transform()
         self.phase = PruningPhase(

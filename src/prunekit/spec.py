@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
 from .config import RunConfig
 from .data import DATASETS
 from .models import MODELS
-from .pruning.connection import check_nm_run
-from .pruning.granularity import GRANULARITIES
+from .pruning.granularity import Granularity
+from .pruning.granularity import get as get_granularity
 from .pruning.methods import Method, get_method, with_method_args
 from .pruning.objectives import OBJECTIVES
+from .pruning.options import RunFacts
+from .pruning.preflight import check_run
 from .pruning.schedules import SCHEDULES
-from .pruning.step import UNIT_GRANULARITIES
+from .pruning.step import target_modules
 from .registry import PrunekitError
 
 
@@ -40,15 +43,16 @@ class RunSpec:
     ``config`` is the user's (checked) config, the source of the run id
     (``config.hash()``) and of ``result.json``'s ``"config"``; ``method`` the
     registered method with every override and option routed in; ``granularity`` its
-    granularity's name (``GRANULARITIES``); ``removes_units`` whether that granularity
-    prunes whole units (shrunk after fine-tuning); ``sparsity`` the target fraction of
-    units of removal (for N:M, checked to be the pattern's ``1 - n/m``).
+    :class:`~prunekit.pruning.granularity.Granularity` object and
+    ``granularity_options`` that granularity's options (checked); ``sparsity`` the
+    target fraction of units of removal (for N:M, checked to be the pattern's
+    ``1 - n/m``).
     """
 
     config: RunConfig
     method: Method
-    granularity: str
-    removes_units: bool
+    granularity: Granularity
+    granularity_options: Any
     sparsity: float
 
     @property
@@ -57,16 +61,23 @@ class RunSpec:
         return self.config.hash()
 
     @property
+    def removes_units(self) -> bool:
+        """Whole output units are pruned (``shrink`` removes them after fine-tuning)."""
+        return self.granularity.removes_units
+
+    @property
     def checks_model(self) -> bool:
         """Whether :meth:`check_model` has anything to check (else no model need be
         built for it)."""
-        return self.granularity == "nm"
+        return self.granularity.checks_model
 
     def check_model(self, model: nn.Module) -> None:
-        """Checks that need the model (built from the data's shape): an N:M ``m`` must
-        divide the fan-in of every layer it prunes. Called before any training."""
+        """Checks that need the model (built from the data's shape), e.g. an N:M ``m``
+        must divide the fan-in of every layer it prunes. Called before any training;
+        the target and the schedule were checked by :func:`resolve`."""
         if self.checks_model:
-            check_nm_run(self.method, self.sparsity, model)
+            modules = target_modules(model, self.method.granularity)
+            self.granularity.check_model(modules, self.granularity_options)
 
 
 def resolve(config: RunConfig) -> RunSpec:
@@ -85,23 +96,26 @@ def resolve(config: RunConfig) -> RunSpec:
         raise PrunekitError(f"method 'dense' prunes nothing; use sparsity 0, not {config.sparsity}")
     method = get_method(config.method)
     if config.granularity is not None:
-        GRANULARITIES.get(config.granularity)
+        get_granularity(config.granularity)
     if config.schedule is not None:
         SCHEDULES.get(config.schedule)
     method = method.with_options(
         granularity=config.granularity, scope=config.scope, schedule=config.schedule
     )
     method = with_method_args(method, config.method_args)
-    # N:M: the pattern, the target it fixes (1 - n/m) and a schedule that reaches it
-    # in one event; the fan-in of each layer is check_model's, once the model exists.
-    check_nm_run(method, config.sparsity)
+    # The granularity's own target check (N:M: the pattern and the 1 - n/m it fixes)
+    # and a schedule that reaches a fixed target in one event; the layers are
+    # check_model's, once the model exists.
+    check_run(method, config.sparsity)
     if method.objective:  # building it checks its options before any training starts
-        OBJECTIVES.get(method.objective)(**method.objective_args)
+        facts = RunFacts(method.granularity, config.sparsity)
+        OBJECTIVES.get(method.objective)(facts, **method.objective_args)
+    granularity = get_granularity(method.granularity)
     return RunSpec(
         # A copy: the spec stays what was checked even if the caller edits its config.
         config=copy.deepcopy(config),
         method=method,
-        granularity=method.granularity,
-        removes_units=method.granularity in UNIT_GRANULARITIES,
+        granularity=granularity,
+        granularity_options=granularity.options(method.granularity_args),
         sparsity=config.sparsity,
     )

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..noise import check_density, check_images, check_sigma, corrupt
 from .accuracy import accuracy
+from .noise import check_density, check_images, check_sigma, corrupt
 
 DEFAULT_SIGMAS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5)
 DEFAULT_DENSITIES: tuple[float, ...] = (0.05, 0.1, 0.2)

@@ -44,12 +44,15 @@ MIN_REPEATS = 5
 #: this machine showed tight per-repeat ranges 2 % away from 1 (cache state, order), so
 #: a smaller effect is not told apart from such systematic error.
 MIN_EFFECT = 0.05
-#: Granularities whose pruned units are removed (the model shrinks, it gets faster).
-NEURON_GRANULARITIES = ("neuron",)
 
 
 def level(granularity: str | None) -> str:
-    return "neuron" if granularity in NEURON_GRANULARITIES else "weight"
+    """The level: "neuron" where the granularity removes whole units (the model shrinks and
+    gets faster), else "weight"; a name no granularity is registered under is "weight"."""
+    from ..pruning.granularity import GRANULARITIES
+
+    units = granularity in GRANULARITIES and GRANULARITIES.get(granularity).removes_units
+    return "neuron" if units else "weight"
 
 
 def finetune_epochs(row: Row) -> int | None:

@@ -58,8 +58,8 @@ def int8_onnx(
 ) -> tuple[bytes, bytes]:
     """``(float_onnx, int8_onnx)`` of ``model`` (module docstring); ``calibration``:
     images ``(N, *input_shape)`` in the model's input range."""
-    from ..deploy import rewrite
-    from ..export import onnx_bytes
+    from ..inference.deploy import rewrite
+    from ..inference.export import onnx_bytes
     from ..surgery import fold_batchnorm
 
     if linear not in LINEAR_MODES:
@@ -229,7 +229,7 @@ def export_int8_run(
     from dataclasses import replace
 
     from ..config import RunConfig
-    from ..export import load_shrunk
+    from ..inference.export import load_shrunk
     from ..pipeline import dataset_for
     from ..saving import atomic_write_bytes, atomic_write_json
 

@@ -148,7 +148,7 @@ def default_cache_dir() -> Path:
 
 def check_runtime(runtime: str) -> None:
     """One-line errors for a runtime the tables cannot time here."""
-    from ..deploy import _available
+    from ..inference.deploy import _available
 
     if runtime not in TABLE_RUNTIMES:
         raise PrunekitError(
@@ -285,7 +285,7 @@ def _layers(model: nn.Module, groups: list[UnitGroup], input_shape) -> list[Laye
 
 def build_runtime(module: nn.Module, runtime: str, example: torch.Tensor, threads: int) -> Any:
     """``module`` (eval) as a callable in ``runtime`` (prunekit.deploy's builders)."""
-    from ..deploy import Deployed, _build
+    from ..inference.deploy import Deployed, _build
 
     gm = fx.symbolic_trace(module.eval())
     with warnings.catch_warnings():
@@ -563,7 +563,7 @@ def measure_deployed(
     """Median ms per batch of each model deployed in ``runtime`` (BN folded, exact
     rewrites; :func:`prunekit.deploy.deploy`), timed interleaved with ``threads``;
     ``extra``: modules timed alongside as they are (the reference layer)."""
-    from ..deploy import deploy
+    from ..inference.deploy import deploy
 
     shape = tuple(input_shape)
     with warnings.catch_warnings():

@@ -6,8 +6,8 @@ whatever is imported first.
 """
 
 from . import (  # noqa: F401,E402
-    connection,  # registers the kernel and nm granularities
     criteria,
+    granularity,  # registers every granularity
     methods,  # noqa: F401  (defines METHODS before the modules that fill it)
     objectives,
 )

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterable
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.utils import prune
 
@@ -271,3 +272,19 @@ def clone(model: nn.Module) -> nn.Module:
             if isinstance(hook, prune.BasePruningMethod):
                 refresh(m, hook._tensor_name)
     return copy.deepcopy(model)
+
+
+@torch.no_grad()
+def broadcast_masks(model: nn.Module, src: int = 0) -> int:
+    """Overwrite every rank's masks with rank ``src``'s; returns the number of masks
+    (under torchrun after each pruning event; a no-op without a process group)."""
+    masks = masked_parameters(model)
+    if not dist.is_initialized() or dist.get_world_size() <= 1:
+        return len(masks)
+    for mask in masks.values():
+        dist.broadcast(mask, src)
+    for module in model.modules():  # the plain attribute = orig * mask
+        for buf_name, _ in module.named_buffers(recurse=False):
+            if buf_name.endswith("_mask"):
+                refresh(module, buf_name[: -len("_mask")])
+    return len(masks)

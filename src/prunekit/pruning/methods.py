@@ -16,7 +16,6 @@ How a method spends the sparsify phase (the fine-tune budget after dense trainin
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -254,71 +253,45 @@ describe(
 )
 
 
-def _options(fn: Any, skip: int) -> set[str]:
-    """Keyword options a factory accepts (its parameters after the first ``skip``).
+def part_options(method: Method) -> dict[str, Any]:
+    """The options dataclass of each part of ``method``, keyed by the ``Method`` field
+    that holds its values (objective first: a name shared with another part goes there)."""
+    from .criteria import CRITERIA
+    from .granularity import get as get_granularity
+    from .objectives import OBJECTIVES
+    from .options import Options, options_of
+    from .schedules import SCHEDULES
 
-    A callable may instead list them in an ``options`` attribute (criteria do, since
-    they receive their options through ``Context.options``)."""
-    if hasattr(fn, "options"):
-        return set(fn.options)
-    params = list(inspect.signature(fn).parameters.values())[skip:]
-    return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-
-
-def _check_option(fn: Any, key: str, value: Any) -> Any:
-    """``value`` checked against the type the factory declares for ``key`` (annotation,
-    else the default's type); options it does not type pass as given."""
-    from ..checks import from_annotation, from_default
-
-    try:
-        param = inspect.signature(fn).parameters.get(key)
-    except (TypeError, ValueError):
-        param = None
-    if param is None:
-        return value
-    check = from_annotation(param.annotation)
-    if check is None and param.default is not inspect.Parameter.empty:
-        check = from_default(param.default)
-    return value if check is None else check(f"method option {key}", value)
+    return {
+        "objective_args": options_of(OBJECTIVES.get(method.objective))
+        if method.objective
+        else Options,
+        "schedule_args": options_of(SCHEDULES.get(method.schedule)),
+        "criterion_args": options_of(CRITERIA.get(method.criterion)),
+        "granularity_args": get_granularity(method.granularity).Options,
+    }
 
 
 def with_method_args(method: Method, args: dict[str, Any]) -> Method:
     """Route free-form options (``--lambda``, ``--cycles``, ``--nm`` ...) to the method's
-    objective, schedule, criterion or granularity, by the option names each of them
-    accepts; an unknown option is an error that lists what the method takes."""
-    from .criteria import CRITERIA
-    from .granularity import GRANULARITIES
-    from .objectives import OBJECTIVES
-    from .schedules import SCHEDULES
-
+    objective, schedule, criterion or granularity, by the fields of each one's options
+    dataclass; a value is checked against the field's type, and an unknown option is an
+    error that lists what the method takes."""
     if not args:
         return method
-    targets = {
-        "objective_args": _options(OBJECTIVES.get(method.objective), 0)
-        if method.objective
-        else set(),
-        "schedule_args": _options(SCHEDULES.get(method.schedule), 3),
-        "criterion_args": _options(CRITERIA.get(method.criterion), 3),
-        "granularity_args": _options(GRANULARITIES.get(method.granularity), 4),
-    }
-    factories = {
-        "objective_args": OBJECTIVES.get(method.objective) if method.objective else None,
-        "schedule_args": SCHEDULES.get(method.schedule),
-        "criterion_args": CRITERIA.get(method.criterion),
-        "granularity_args": GRANULARITIES.get(method.granularity),
-    }
+    targets = part_options(method)
     routed = {field_name: dict(getattr(method, field_name)) for field_name in targets}
     unknown = []
     for key, value in args.items():
-        for field_name, accepted in targets.items():
-            if key in accepted:
-                # Typed by the factory's own signature: -o lam=abc fails here, one line.
-                routed[field_name][key] = _check_option(factories[field_name], key, value)
+        for field_name, options in targets.items():
+            if key in options.names():
+                # Typed by the part's own dataclass: -o lam=abc fails here, one line.
+                routed[field_name][key] = options.check(key, value)
                 break
         else:
             unknown.append(key)
     if unknown:
-        accepted_all = sorted(set().union(*targets.values()))
+        accepted_all = sorted({n for options in targets.values() for n in options.names()})
         raise PrunekitError(
             f"method {method.name!r} does not take option(s) {', '.join(sorted(unknown))}; "
             f"it takes: {', '.join(accepted_all) or 'none'}"

@@ -8,36 +8,28 @@ sparsity is always reached.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..distributed import broadcast_masks
 from .criteria import Context
+from .masks import broadcast_masks
 from .methods import Method
 from .objectives import OBJECTIVES, Objective
+from .options import RunFacts
 from .reconstruction.batchnorm import recalibrate_batchnorm
 from .schedules import SCHEDULES
 from .step import prune_step, target_modules
 
 
 def build_objective(method: Method, sparsity: float, window_steps: int) -> Objective:
-    """The method's objective. A factory that takes the keywords ``granularity``,
-    ``target_sparsity`` or ``window_steps`` (steps the objective is active) gets them from
-    the method and the run unless the method's options set them (L1's group form, L0's
-    target-sparsity controller)."""
+    """The method's objective, built from its options and the facts of the run: the
+    granularity (L1's group form, L0's unit gates), the target sparsity (L0's
+    controller) and ``window_steps``, the steps the objective is active."""
     assert method.objective is not None
-    factory = OBJECTIVES.get(method.objective)
-    accepted = inspect.signature(factory).parameters
-    known = {
-        "granularity": method.granularity,
-        "target_sparsity": sparsity,
-        "window_steps": window_steps,
-    }
-    extra = {k: v for k, v in known.items() if k in accepted and k not in method.objective_args}
-    return factory(**method.objective_args, **extra)
+    run = RunFacts(method.granularity, sparsity, window_steps)
+    return OBJECTIVES.get(method.objective)(run, **method.objective_args)
 
 
 def plan(method: Method, sparsity: float, total_steps: int) -> tuple[int | None, list]:

@@ -2,18 +2,46 @@
 
 Every schedule returns the pruning events of a phase as a list of
 ``(step, target_sparsity)`` with ``step`` in ``[start, end]`` and targets
-non-decreasing; the last target is always exactly the requested sparsity.
+non-decreasing; the last target is always exactly the requested sparsity. A
+schedule's options (``-o cycles=5``) are a dataclass declared next to it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from ..registry import PrunekitError, Registry
+from .options import Options, Part, option
 
 Events = list[tuple[int, float]]
 Schedule = Callable[..., Events]
 SCHEDULES: Registry[Schedule] = Registry("schedule")
+
+
+@dataclass(frozen=True)
+class SchedulePart(Part):
+    """A registered schedule, called ``(target, start, end, **options)``; the options
+    are checked against its dataclass and its defaults filled in from there."""
+
+    name: str = ""
+
+    def __call__(self, target: float, start: int, end: int, **values: Any) -> Events:
+        opts = self.options.parse(values, f"schedule {self.name!r}")
+        return self.fn(target, start, end, **dataclasses.asdict(opts))
+
+
+def schedule(name: str, options: type[Options] = Options) -> Callable[[Schedule], SchedulePart]:
+    """Register ``fn(target, start, end, **options) -> events`` as the schedule ``name``."""
+
+    def deco(fn: Schedule) -> SchedulePart:
+        part = SchedulePart(fn, options, name)
+        SCHEDULES.add(name, part)
+        return part
+
+    return deco
 
 
 def cubic_sparsity(t: float, t0: float, n: int, dt: float, s_i: float, s_f: float) -> float:
@@ -28,14 +56,19 @@ def cubic_sparsity(t: float, t0: float, n: int, dt: float, s_i: float, s_f: floa
     return s_f + (s_i - s_f) * (1.0 - frac) ** 3
 
 
-@SCHEDULES.register("oneshot")
+@schedule("oneshot")
 def oneshot(target: float, start: int, end: int) -> Events:
     """Prune once, at ``start``; the rest of the phase fine-tunes."""
     return [(start, target)]
 
 
-@SCHEDULES.register("iterative")
-def iterative(target: float, start: int, end: int, cycles: int = 3) -> Events:
+@dataclass(frozen=True)
+class IterativeOptions(Options):
+    cycles: int = option(3, "prune / fine-tune cycles")
+
+
+@schedule("iterative", IterativeOptions)
+def iterative(target: float, start: int, end: int, *, cycles: int) -> Events:
     """``cycles`` prune/fine-tune cycles spread evenly over ``[start, end)``, each
     removing the same fraction of the remaining weights (Han et al. 2015):
     ``s_k = 1 - (1 - s)**(k / cycles)``, k = 1..cycles."""
@@ -50,14 +83,22 @@ def iterative(target: float, start: int, end: int, cycles: int = 3) -> Events:
     return events
 
 
-@SCHEDULES.register("cubic")
+@dataclass(frozen=True)
+class CubicOptions(Options):
+    initial: float = option(0.0, "sparsity s_i before the first event")
+    prune_fraction: float = option(0.75, "fraction of the phase the events span")
+    frequency: int | None = option(None, "steps between events (None: about 10 events)")
+
+
+@schedule("cubic", CubicOptions)
 def cubic(
     target: float,
     start: int,
     end: int,
-    initial: float = 0.0,
-    prune_fraction: float = 0.75,
-    frequency: int | None = None,
+    *,
+    initial: float,
+    prune_fraction: float,
+    frequency: int | None,
 ) -> Events:
     """Zhu & Gupta gradual pruning: events every ``frequency`` steps over the first
     ``prune_fraction`` of the phase (default: ~10 events), then fine-tuning."""

@@ -15,8 +15,8 @@ from torch import nn
 
 from ..config import default as run_default
 from ..registry import PrunekitError
-from .criteria import CRITERIA, Context
-from .granularity import check_sparsity, make_masks
+from .criteria import CRITERIA, Context, Criterion
+from .granularity import check_sparsity, get
 from .masks import (
     apply_mask,
     check_exclude,
@@ -26,10 +26,6 @@ from .masks import (
     prunable_modules,
     sync_tied,
 )
-
-# Granularities that remove whole output units: the classifier head is left alone,
-# since removing its units would remove classes.
-UNIT_GRANULARITIES = {"neuron"}
 
 
 def unit_groups(model: nn.Module) -> list[Any] | None:
@@ -52,11 +48,10 @@ def target_modules(
     group that can shrink (not tied to the model input or output, so the head's
     classes stay) with none of its layers in ``exclude``."""
     check_exclude(model, exclude)
-    groups = unit_groups(model) if granularity in UNIT_GRANULARITIES else None
+    units = get(granularity).removes_units  # the head's units are classes: it stays
+    groups = unit_groups(model) if units else None
     if groups is None:
-        return prunable_modules(
-            model, exclude=exclude, include_last=granularity not in UNIT_GRANULARITIES
-        )
+        return prunable_modules(model, exclude=exclude, include_last=not units)
     excluded = set(exclude)
     shrinkable = [g for g in groups if g.fixed is None and not excluded & set(g.producers)]
     names = {p for g in shrinkable for p in g.producers}
@@ -115,18 +110,24 @@ def prune_step(
     removal is pruned. Returns the masks applied (``{"fc1.weight": mask, ...}``).
     ``sparsity`` is trusted: checked by the callers at the boundary (``prune``,
     ``Pruner``, ``RunConfig``)."""
+    gran = get(granularity)
     modules = modules if modules is not None else target_modules(model, granularity)
     ctx = ctx or Context()
     crit = CRITERIA.get(criterion)
-    if granularity in getattr(crit, "solver_granularities", ()):
+    if isinstance(crit, Criterion) and crit.solver and granularity in crit.solver_granularities:
         # Wanda / SparseGPT choose masks (and update weights) layer by layer themselves
-        solve = crit.solver  # type: ignore[attr-defined]
-        return solve(model, modules, ctx, sparsity, scope, granularity, **granularity_args)
+        return crit.solver(model, modules, ctx, sparsity, scope, granularity, **granularity_args)
     scores = crit(model, modules, ctx)
-    groups = unit_groups(model) if granularity in UNIT_GRANULARITIES else None
+    missing = [n for n in modules if n not in scores]
+    if missing:
+        raise PrunekitError(f"criterion gave no scores for layers {missing}")
+    options = gran.options(granularity_args)
+    groups = unit_groups(model) if gran.removes_units else None
     if groups is not None:
-        granularity_args["ties"], groups = _ties(groups, modules)
-    masks = make_masks(granularity, modules, scores, sparsity, scope, **granularity_args)
+        ties, groups = _ties(groups, modules)
+        masks = gran.masks(modules, scores, sparsity, scope, options, ties=ties)  # type: ignore[call-arg]
+    else:
+        masks = gran.masks(modules, scores, sparsity, scope, options)
     for key, mask in masks.items():
         mod_name, _, param = key.rpartition(".")
         apply_mask(modules[mod_name], mask, param)

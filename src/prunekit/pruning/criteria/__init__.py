@@ -2,9 +2,10 @@
 
 A criterion only scores; a granularity (``..granularity``) decides what is pruned.
 Scores are weight-shaped, or one per output unit for unit criteria (entropy).
-Each criterion lives in its own file beside its formula; importing this package
-registers them all. A criterion that scores from calibration data sets the attribute
-``needs_data = True`` (``Pruner`` then refuses to start without ``data=``).
+Each criterion lives in its own file beside its formula and its options dataclass
+(``..options``), registered with ``@criterion(name, OptionsClass, needs_data=...)``;
+importing this package registers them all. ``needs_data``: it scores from calibration
+data (``Pruner`` then refuses to start without ``data=``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from ...registry import Registry
+from ..options import Options, Part
 
 
 @dataclass
@@ -38,13 +40,43 @@ class Context:
     records: dict[str, Any] = field(default_factory=dict)
 
 
-Criterion = Callable[[nn.Module, dict[str, nn.Module], Context], dict[str, torch.Tensor]]
-CRITERIA: Registry[Criterion] = Registry("criterion")
+ScoreFn = Callable[[nn.Module, dict[str, nn.Module], Context], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Criterion(Part):
+    """A registered criterion: ``fn(model, modules, ctx) -> scores`` and its options.
+
+    needs_data: it scores from calibration data. solver / solver_granularities: a
+    whole-step pruner (Wanda, SparseGPT) that chooses the masks itself, and updates
+    weights, at those granularities.
+    """
+
+    needs_data: bool = False
+    solver: Callable[..., dict[str, torch.Tensor]] | None = None
+    solver_granularities: tuple[str, ...] = ()
+
+
+CRITERIA: Registry[Callable[..., dict[str, torch.Tensor]]] = Registry("criterion")
+
+
+def criterion(
+    name: str, options: type[Options] = Options, *, needs_data: bool = False
+) -> Callable[[ScoreFn], Criterion]:
+    """Register ``fn(model, modules, ctx) -> {layer: scores}`` as the criterion ``name``."""
+
+    def deco(fn: ScoreFn) -> Criterion:
+        part = Criterion(fn, options, needs_data)
+        CRITERIA.add(name, part)
+        return part
+
+    return deco
 
 
 def needs_data(name: str) -> bool:
     """Whether the registered criterion ``name`` scores from calibration data."""
-    return bool(getattr(CRITERIA.get(name), "needs_data", False))
+    crit = CRITERIA.get(name)
+    return isinstance(crit, Criterion) and crit.needs_data
 
 
 def _register_all() -> None:

@@ -3,7 +3,7 @@ compression"): a unit whose activation hardly varies over the data carries littl
 information, so the units with the lowest activation entropy are pruned first.
 
 ``score_j = H_j`` in nats, one score per output unit (shape ``(out,)``), higher = keep;
-``H_j`` as defined in :mod:`prunekit.entropy` (activation after the unit's nonlinearity,
+``H_j`` as defined in :mod:`prunekit.pruning.entropy` (activation after the unit's nonlinearity,
 conv channels spatially pooled per example), measured on the calibration set
 ``ctx.data`` with the model in eval mode. A dead-ReLU unit (constant 0) gets the
 lowest possible score: 0 (histogram) or ``0.5 log(2 pi e eps)`` (gaussian).
@@ -25,45 +25,47 @@ calibration entropies at the pruning event.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from ...entropy import DEFAULT_BATCH_SIZE, DEFAULT_BINS, unit_entropies
 from ...registry import PrunekitError
-from . import CRITERIA, Context
+from ..entropy import DEFAULT_BATCH_SIZE, DEFAULT_BINS, unit_entropies
+from ..options import Options, option
+from . import Context, criterion
 
 
-@CRITERIA.register("entropy")
+@dataclass(frozen=True)
+class EntropyOptions(Options):
+    estimator: str = option("histogram", "'histogram' or 'gaussian'")
+    bins: int = option(DEFAULT_BINS, "histogram bins")
+    calibration_batches: int | None = option(None, "batches of the calibration set (all)")
+    calibration_batch_size: int = option(DEFAULT_BATCH_SIZE, "calibration batch size")
+
+
+@criterion("entropy", EntropyOptions, needs_data=True)
 def entropy_scores(
     model: nn.Module, modules: dict[str, nn.Module], ctx: Context
 ) -> dict[str, torch.Tensor]:
     if ctx.data is None:
         raise PrunekitError("criterion 'entropy' needs calibration data (an empty calibration set)")
-    opts = ctx.options
+    opts = EntropyOptions.parse(ctx.options, "criterion 'entropy'")
     scores = unit_entropies(
         model,
         ctx.data[0],
         modules,
-        estimator=opts.get("estimator", "histogram"),
-        bins=opts.get("bins", DEFAULT_BINS),
-        batch_size=opts.get("calibration_batch_size", DEFAULT_BATCH_SIZE),
-        batches=opts.get("calibration_batches"),
+        estimator=opts.estimator,
+        bins=opts.bins,
+        batch_size=opts.calibration_batch_size,
+        batches=opts.calibration_batches,
     )
     record = getattr(ctx.objective, "record_calibration", None)
     if record is not None:
-        record(scores, opts.get("estimator", "histogram"))
+        record(scores, opts.estimator)
     # The last pruning event's per-unit entropies, for the report's histogram.
     ctx.records["entropy"] = {
-        "estimator": opts.get("estimator", "histogram"),
+        "estimator": opts.estimator,
         "units": {n: [round(float(v), 4) for v in t.flatten()] for n, t in scores.items()},
     }
     return scores
-
-
-entropy_scores.options = (  # type: ignore[attr-defined]
-    "estimator",
-    "bins",
-    "calibration_batches",
-    "calibration_batch_size",
-)
-entropy_scores.needs_data = True  # type: ignore[attr-defined]

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from ..masks import effective
-from . import CRITERIA, Context
+from . import Context, criterion
 
 
-@CRITERIA.register("magnitude")
+@criterion("magnitude")
 def magnitude(
     model: nn.Module, modules: dict[str, nn.Module], ctx: Context
 ) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ calibration data ``ctx.data`` is split into that many mini-batches.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,17 +25,24 @@ from torch import nn
 
 from ...registry import PrunekitError
 from ..masks import effective, original
-from . import CRITERIA, Context
+from ..options import Options, option
+from . import Context, criterion
 
 
-@CRITERIA.register("noise-sensitivity")
+@dataclass(frozen=True)
+class NoiseSensitivityOptions(Options):
+    calibration_batches: int = option(8, "batches the calibration set is split into")
+
+
+@criterion("noise-sensitivity", NoiseSensitivityOptions, needs_data=True)
 def noise_sensitivity(
     model: nn.Module, modules: dict[str, nn.Module], ctx: Context
 ) -> dict[str, torch.Tensor]:
     if ctx.data is None:
         raise PrunekitError("criterion 'noise-sensitivity' needs calibration data")
     x, y = ctx.data
-    n_batches = int(ctx.options.get("calibration_batches", 8))
+    opts = NoiseSensitivityOptions.parse(ctx.options, "criterion 'noise-sensitivity'")
+    n_batches = int(opts.calibration_batches)
     if n_batches < 1:
         raise PrunekitError(f"calibration_batches must be >= 1, got {n_batches}")
     corrupt = getattr(ctx.objective, "corrupt", None)
@@ -58,7 +66,3 @@ def noise_sensitivity(
         name: effective(m).detach().square() * f
         for (name, m), f in zip(modules.items(), fisher, strict=True)
     }
-
-
-noise_sensitivity.options = ("calibration_batches",)  # type: ignore[attr-defined]
-noise_sensitivity.needs_data = True  # type: ignore[attr-defined]

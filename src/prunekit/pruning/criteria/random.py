@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from ..masks import original
-from . import CRITERIA, Context
+from . import Context, criterion
 
 
-@CRITERIA.register("random")
+@criterion("random")
 def random_scores(
     model: nn.Module, modules: dict[str, nn.Module], ctx: Context
 ) -> dict[str, torch.Tensor]:

@@ -11,19 +11,25 @@ loop (``prunekit.training``) while the objective is active:
 - ``after_step(model, lr)``: after each optimizer step (proximal updates).
 - ``detach(model)``: stop acting; fold any state into the weights.
 
-Each objective is in its own file beside its formula; factories are registered
-by name in ``OBJECTIVES`` and called with the method's keyword options.
+Each objective is in its own file beside its formula, with a small options dataclass
+(``..options``); ``@objective(name, OptionsClass)`` registers its factory
+``fn(options, run) -> Objective``. The registered part is called
+``OBJECTIVES.get(name)(run, **options)``: ``run`` is the :class:`RunFacts` of the run
+(granularity, target sparsity, window length), the keywords the method's options,
+checked against the dataclass (an unknown one is a one-line error).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from ...registry import Registry
+from ..options import Options, Part, RunFacts
 
 
 class Objective:
@@ -56,7 +62,31 @@ class Objective:
         return self.name
 
 
-OBJECTIVES: Registry[Callable[..., Objective]] = Registry("objective")
+@dataclass(frozen=True)
+class ObjectivePart(Part):
+    """A registered objective: ``fn(options, run)`` and its options dataclass."""
+
+    name: str = ""
+
+    def __call__(self, run: RunFacts | None = None, **values: Any) -> Objective:
+        opts = self.options.parse(values, f"objective {self.name!r}")
+        return self.fn(opts, run if run is not None else RunFacts())
+
+
+OBJECTIVES: Registry[ObjectivePart] = Registry("objective")
+
+
+def objective(
+    name: str, options: type[Options] = Options
+) -> Callable[[Callable[..., Objective]], ObjectivePart]:
+    """Register ``fn(options, run) -> Objective`` as the objective ``name``."""
+
+    def deco(fn: Callable[..., Objective]) -> ObjectivePart:
+        part = ObjectivePart(fn, options, name)
+        OBJECTIVES.add(name, part)
+        return part
+
+    return deco
 
 
 def _register_all() -> None:

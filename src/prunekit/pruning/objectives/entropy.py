@@ -8,7 +8,7 @@ under the neuron granularity)::
 
 ``H_j = 0.5 * log(2 pi e (sigma_j^2 + eps))`` is the Gaussian differential entropy of
 unit j's activation on the *current training batch* (read after its nonlinearity,
-conv channels spatially pooled per example; see :mod:`prunekit.entropy`), with
+conv channels spatially pooled per example; see :mod:`prunekit.pruning.entropy`), with
 ``sigma_j^2`` the batch variance. Forward hooks collect those activations during the
 training forward pass itself, so the term costs one variance per unit and no extra
 forward.
@@ -42,16 +42,18 @@ from __future__ import annotations
 
 from collections import deque
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ...entropy import VAR_FLOOR, batch_gaussian_entropy, gaussian_entropy, tapped
 from ...registry import PrunekitError
+from ..entropy import VAR_FLOOR, batch_gaussian_entropy, gaussian_entropy, tapped
 from ..method_docs import MethodDoc, describe
 from ..methods import Method, register
-from . import OBJECTIVES, Objective
+from ..options import Options, RunFacts, option
+from . import Objective, objective
 
 # "Collapsed" in reports: activation std below this (in the activation's own units).
 COLLAPSED_STD = 0.01
@@ -155,20 +157,34 @@ def summarize(per_unit: dict[str, Tensor], collapsed_below: float | None = None)
     return out
 
 
-@OBJECTIVES.register("maxent")
-def maxent(
-    *, lam: float = 1e-3, eps: float = VAR_FLOOR, trace_batches: int = 20
-) -> EntropyObjective:
+_EPS = "variance floor of the Gaussian entropy estimate"
+_TRACE = "batches averaged per point of the reported entropy trace"
+
+
+@dataclass(frozen=True)
+class MaxentOptions(Options):
+    lam: float = option(1e-3, "strength of the entropy term")
+    eps: float = option(VAR_FLOOR, _EPS)
+    trace_batches: int = option(20, _TRACE)
+
+
+@dataclass(frozen=True)
+class MinentOptions(Options):
+    lam: float = option(1e-2, "strength of the entropy term")
+    eps: float = option(VAR_FLOOR, _EPS)
+    trace_batches: int = option(20, _TRACE)
+
+
+@objective("maxent", MaxentOptions)
+def maxent(o: MaxentOptions, run: RunFacts) -> EntropyObjective:
     """Maximum-entropy pruning term: ``+ lam * sum_j H_j`` (minimized: pushes every H_j down)."""
-    return EntropyObjective("maxent", lam, eps, trace_batches)
+    return EntropyObjective("maxent", o.lam, o.eps, o.trace_batches)
 
 
-@OBJECTIVES.register("minent")
-def minent(
-    *, lam: float = 1e-2, eps: float = VAR_FLOOR, trace_batches: int = 20
-) -> EntropyObjective:
+@objective("minent", MinentOptions)
+def minent(o: MinentOptions, run: RunFacts) -> EntropyObjective:
     """Minimum-entropy pruning term: ``+ lam * sum_j min(0, H_j)`` (pushes only H_j < 0 down)."""
-    return EntropyObjective("minent", lam, eps, trace_batches)
+    return EntropyObjective("minent", o.lam, o.eps, o.trace_batches)
 
 
 register(

@@ -1,34 +1,18 @@
 """L0 regularization with hard-concrete gates (Louizos, Welling & Kingma 2018,
-"Learning Sparse Neural Networks through L0 Regularization").
+"Learning Sparse Neural Networks through L0 Regularization"): the objective and its
+controller.
 
 Each gated unit j (one weight under the ``weight`` granularity, one output unit --
 Linear row / conv filter, its bias included -- under ``neuron``) gets a logit
-``log_alpha_j`` and a stochastic gate ``z_j`` that multiplies it during training::
+``log_alpha_j`` and a stochastic gate ``z_j`` (``hard_concrete.py``) that multiplies it
+during training (``l0_gates.py``, fused nodes in ``l0_autograd.py``)::
 
-    u ~ U(0, 1)
-    s     = sigmoid((log u - log(1 - u) + log_alpha) / beta)
-    s_bar = s * (zeta - gamma) + gamma
-    z     = min(1, max(0, s_bar))                         (hard-concrete sample)
-
-    P(z_j != 0) = sigmoid(log_alpha_j - beta * log(-gamma / zeta))
     L = L_task + lam * sum_j P(z_j != 0)                  (expected L0 norm)
 
-    z_test = min(1, max(0, sigmoid(log_alpha) * (zeta - gamma) + gamma))   (eval mode)
-
-with ``beta = 2/3, gamma = -0.1, zeta = 1.1``. The stretch past [0, 1] gives z exact
-point masses at 0 and at 1 while the gradient still reaches ``log_alpha`` through
-the samples in (0, 1) and through the closed-form penalty.
+The ``l0-gate`` criterion (``criteria/l0_gate.py``) then prunes by ``P(z_j != 0)``.
 
 Design choices (and why):
 
-- **Attachment.** Weight gates multiply the effective weight in a forward pre-hook
-  that runs after the mask hook (``weight = weight_orig * weight_mask * z``); to keep
-  that order every gated module gets an all-ones mask at attach (a ones mask changes
-  nothing). Neuron gates multiply the module's output channel-wise in a forward hook,
-  which equals scaling the unit's weight row *and* bias by ``z_j`` and costs one
-  product per activation instead of per weight. All gates of a layer are sampled with
-  one tensor op, once per training batch (shared by the batch, as in the paper).
-  In eval mode the deterministic ``z_test`` is used.
 - **Gate optimizer.** The logits are not model parameters (the saved model stays a
   plain model) and are trained by the objective's own Adam (lr ``gate_lr``, no weight
   decay), stepped in ``after_step``. Louizos et al. trained with Adam; with the loop's
@@ -61,150 +45,24 @@ Design choices (and why):
 from __future__ import annotations
 
 import math
-import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import prune
 
 from ...registry import PrunekitError
-from ..criteria import CRITERIA, Context
-from ..masks import apply_mask, is_masked, n_units, original, out_in, refresh
+from ..granularity import get as get_granularity
+from ..granularity import regularizable
 from ..method_docs import MethodDoc, describe
 from ..methods import Method, register
-from . import OBJECTIVES, Objective
-
-BETA, GAMMA, ZETA = 2.0 / 3.0, -0.1, 1.1
-
-
-# -- the hard-concrete distribution ---------------------------------------------------------
-def hard_concrete(
-    log_alpha: Tensor, u: Tensor, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA
-) -> Tensor:
-    """Hard-concrete sample ``z = min(1, max(0, s(zeta-gamma)+gamma))`` for uniforms ``u``."""
-    s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / beta)
-    return torch.clamp(s * (zeta - gamma) + gamma, 0.0, 1.0)
+from ..options import Options, RunFacts, option
+from . import Objective, objective
+from .hard_concrete import BETA, GAMMA, ZETA
+from .l0_gates import HardConcreteGates, NoisePool
 
 
-def keep_probability(
-    log_alpha: Tensor, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA
-) -> Tensor:
-    """``P(z != 0) = sigmoid(log_alpha - beta * log(-gamma / zeta))`` (closed form)."""
-    return torch.sigmoid(log_alpha - beta * math.log(-gamma / zeta))
-
-
-def deterministic_gate(log_alpha: Tensor, gamma: float = GAMMA, zeta: float = ZETA) -> Tensor:
-    """Deterministic test-time gate ``min(1, max(0, sigmoid(log_alpha)(zeta-gamma)+gamma))``."""
-    return torch.clamp(torch.sigmoid(log_alpha) * (zeta - gamma) + gamma, 0.0, 1.0)
-
-
-def closed_logit(gamma: float = GAMMA, zeta: float = ZETA) -> float:
-    """The largest ``log_alpha`` whose test-time gate is exactly 0: ``logit(-gamma/(zeta-gamma))``."""
-    p = -gamma / (zeta - gamma)
-    return math.log(p / (1.0 - p))
-
-
-def _gate_(t: Tensor, beta: float, gamma: float, zeta: float) -> Tensor:
-    """In place: ``t = noise + log_alpha`` -> ``z = clamp(sigmoid(t / beta)(zeta-gamma)+gamma, 0, 1)``."""
-    return t.mul_(1.0 / beta).sigmoid_().mul_(zeta - gamma).add_(gamma).clamp_(0.0, 1.0)
-
-
-def _gate_grad_(grad: Tensor, z: Tensor, beta: float, gamma: float, zeta: float) -> Tensor:
-    """In place on ``grad`` (= dL/dz): ``dL/dlog_alpha``. Inside (0, 1),
-    ``s = (z - gamma) / (zeta - gamma)``, so ``dz/dlog_alpha = (zeta-gamma)/beta * s(1-s)
-    = y (1 - y / (zeta - gamma)) / beta`` with ``y = z - gamma``; 0 where z is clamped."""
-    torch.ops.aten.hardtanh_backward.grad_input(grad, z, 0.0, 1.0, grad_input=grad)
-    y = torch.sub(z, gamma)  # not in place: z stays valid for a retained graph's next backward
-    y.addcmul_(y, y, value=-1.0 / (zeta - gamma))
-    return grad.mul_(y).mul_(1.0 / beta)
-
-
-class _HardConcreteGate(torch.autograd.Function):
-    """``hard_concrete`` given the logistic noise ``n = log u - log(1-u)``, fused to save
-    memory passes: one output tensor computed in place, and only ``z`` saved (the
-    gradient is rebuilt from ``z``, see :func:`_gate_grad_`)."""
-
-    @staticmethod
-    def forward(
-        ctx: Any, log_alpha: Tensor, noise: Tensor, beta: float, gamma: float, zeta: float
-    ) -> Tensor:
-        z = _gate_(torch.add(noise, log_alpha), beta, gamma, zeta)
-        ctx.save_for_backward(z)
-        ctx.consts = (beta, gamma, zeta)
-        return z
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        (z,) = ctx.saved_tensors
-        return _gate_grad_(grad.clone(), z, *ctx.consts), None, None, None, None
-
-
-class _GatedWeight(torch.autograd.Function):
-    """``W = weight_orig * mask * z`` with ``z`` the hard-concrete sample, as ONE autograd
-    node. On CPU a gated step of LeNet-300-100 is memory-bound: one pass over fc1's 235k
-    gates costs 25 us (in-place, scalar) to 100 us (two inputs, or a sigmoid), measured
-    with one thread, next to ~2.2 ms for a whole dense step at batch 128. Fusing the
-    gate, the mask and the product cuts the passes over the gates from ~19 (the composed
-    ops' forward and backward) to ~13; the penalty and the gates' Adam add ~6 more.
-
-    A masked-out entry has ``mask * z = 0``, which the backward treats as a clamped gate:
-    no gradient to its logit, and ``dL/dweight_orig = g * mask * z = 0`` as for a mask."""
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        weight: Tensor,
-        log_alpha: Tensor,
-        noise: Tensor,
-        mask: Tensor | None,
-        beta: float,
-        gamma: float,
-        zeta: float,
-    ) -> Tensor:
-        zm = _gate_(torch.add(noise, log_alpha), beta, gamma, zeta)
-        if mask is not None:
-            zm.mul_(mask)
-        ctx.save_for_backward(weight, zm)
-        ctx.consts = (beta, gamma, zeta)
-        return weight * zm
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        weight, zm = ctx.saved_tensors
-        g_weight = grad * zm if ctx.needs_input_grad[0] else None
-        g_alpha = None
-        if ctx.needs_input_grad[1]:
-            # dL/dz = grad * weight
-            g_alpha = _gate_grad_(torch.mul(grad, weight), zm, *ctx.consts)
-        return g_weight, g_alpha, None, None, None, None, None
-
-
-class NoisePool:
-    """Logistic noise ``log u - log(1 - u)`` for ``n`` gates per layer and step, served as a
-    contiguous slice at a fresh random offset of a pool of ``2 n`` values that is redrawn
-    every ``refresh`` steps. Each gate's noise is exactly logistic and the values of one
-    step are distinct pool entries (independent); only across steps is a value reused at a
-    shifted position. Drawing 266k uniforms per step with torch's CPU generator costs more
-    than LeNet-300-100's whole forward pass, and the pool removes that cost. ``refresh``
-    counts calls (one per gated layer and training forward)."""
-
-    def __init__(self, n: int, generator: torch.Generator, refresh: int = 256) -> None:
-        self.n, self.generator, self.refresh = n, generator, refresh
-        self.calls = 0
-        self.pool = torch.empty(0)
-
-    def take(self, numel: int) -> Tensor:
-        if self.calls % self.refresh == 0 or self.pool.numel() < 2 * numel:
-            u = torch.rand(max(2 * self.n, 2 * numel), generator=self.generator)
-            self.pool = u.clamp_(1e-6, 1.0 - 1e-6).logit_()
-        self.calls += 1
-        offset = int(torch.randint(self.pool.numel() - numel + 1, (1,), generator=self.generator))
-        return self.pool[offset : offset + numel]
-
-
-# -- the objective ---------------------------------------------------------------------------
-class L0Objective(Objective):
+class L0Objective(HardConcreteGates, Objective):
     """Hard-concrete gates per weight (``granularity="weight"``) or per output unit
     (``"neuron"``); see the module docstring for the formulas and choices."""
 
@@ -215,7 +73,8 @@ class L0Objective(Objective):
         *,
         lam: float | None,
         granularity: str,
-        target_sparsity: float | str | None,
+        target_sparsity: float | None,
+        from_run: bool = False,
         gate_lr: float,
         init_drop: float,
         rate: float,
@@ -230,12 +89,14 @@ class L0Objective(Objective):
     ) -> None:
         if lam is not None and not float(lam) >= 0.0:
             raise PrunekitError(f"l0: lambda must be >= 0, got {lam}")
-        if lam is None and target_sparsity is None:
+        if lam is None and target_sparsity is None and not from_run:
             raise PrunekitError("l0 with a fixed lambda (target_sparsity=null) needs --lambda")
-        if granularity not in ("weight", "neuron"):
-            raise PrunekitError(f"l0: gates exist per weight or per neuron, not {granularity!r}")
-        # "run": the pruning phase fills in the run's --sparsity (validation builds it bare)
-        self._pending = target_sparsity == "run"
+        form = get_granularity(granularity).regularized_as
+        if form is None:
+            known = " or ".join(repr(n) for n in regularizable())
+            raise PrunekitError(f"l0: gates exist per {known} unit, not {granularity!r}")
+        # from_run without a run target: built bare (validation); attach refuses it
+        self._pending = from_run and target_sparsity is None
         if self._pending:
             target_sparsity = 0.0
         if target_sparsity is not None and not 0.0 <= float(target_sparsity) < 1.0:
@@ -255,6 +116,7 @@ class L0Objective(Objective):
         self.sign = 1.0  # target mode: +1 closes gates, -1 opens them
         self._error = 0.0
         self.granularity = granularity
+        self.unit_gates = form == "unit"
         self.target = None if target_sparsity is None else float(target_sparsity)
         self.gate_lr, self.init_drop = float(gate_lr), float(init_drop)
         self.rate, self.anneal, self.check_every = float(rate), float(anneal), int(check_every)
@@ -273,116 +135,6 @@ class L0Objective(Objective):
         self.window = window_steps  # steps of the regularization window (from the phase)
         self.density = 1.0
         self.trace: list[dict[str, float]] = []
-
-    # -- gates ------------------------------------------------------------------------------
-    def gate_shape(self, module: nn.Module) -> torch.Size:
-        w = original(module)
-        return w.shape if self.granularity == "weight" else torch.Size([n_units(module)])
-
-    def noise(self, la: Tensor) -> Tensor:
-        """Logistic noise ``log u - log(1 - u)`` shaped like ``la`` (fresh, or from the pool)."""
-        if self.pool is None:  # fresh uniforms every step
-            u = torch.rand(la.shape, generator=self.generator).clamp_(1e-6, 1.0 - 1e-6)
-            return u.logit_()
-        return self.pool.take(la.numel()).view(la.shape)
-
-    def sample(self, name: str) -> Tensor:
-        """One hard-concrete sample of every gate of layer ``name`` (one tensor op)."""
-        la = self.log_alpha[name]
-        return _HardConcreteGate.apply(la, self.noise(la), self.beta, self.gamma, self.zeta)
-
-    def gate(self, name: str, training: bool) -> Tensor:
-        if training and torch.is_grad_enabled():
-            return self.sample(name)
-        return deterministic_gate(self.log_alpha[name].detach(), self.gamma, self.zeta)
-
-    def keep_probabilities(self) -> dict[str, Tensor]:
-        """``P(z != 0)`` per gate, detached."""
-        return {
-            n: keep_probability(la.detach(), self.beta, self.gamma, self.zeta)
-            for n, la in self.log_alpha.items()
-        }
-
-    def test_gates(self) -> dict[str, Tensor]:
-        return {
-            n: deterministic_gate(la.detach(), self.gamma, self.zeta)
-            for n, la in self.log_alpha.items()
-        }
-
-    def synced_tensors(self) -> list[Tensor]:
-        """The gate logits: not model parameters, so data-parallel training (torchrun)
-        averages their gradients across ranks itself (``prunekit.distributed``)."""
-        return list(self.log_alpha.values())
-
-    # -- objective hooks --------------------------------------------------------------------
-    def attach(self, model: nn.Module, modules: dict[str, nn.Module]) -> None:
-        if self._pending:
-            raise PrunekitError(
-                "l0: no target sparsity; pass target_sparsity (a fraction, or "
-                "None for a fixed lambda) or run it through the pruning phase"
-            )
-        self.modules = dict(modules)
-        init = math.log(1.0 - self.init_drop) - math.log(self.init_drop)
-        for name, m in self.modules.items():
-            w = original(m)
-            self.log_alpha[name] = torch.full(
-                self.gate_shape(m), init, dtype=w.dtype, device=w.device, requires_grad=True
-            )
-            if self.granularity == "weight":
-                if not is_masked(m):  # so the mask hook runs before the gate hook
-                    apply_mask(m, torch.ones_like(w))
-                mask = m.weight_mask
-                if bool((mask == 1).all()):  # remember the version of an all-ones mask
-                    self._ones_version[name] = mask._version
-                self._park_mask_hook(name, m)
-                self._hooks.append(m.register_forward_pre_hook(self._weight_hook(name)))
-            else:
-                self._hooks.append(m.register_forward_hook(self._unit_hook(name)))
-        self._opt = torch.optim.Adam(list(self.log_alpha.values()), lr=self.gate_lr, fused=True)
-        largest = max(la.numel() for la in self.log_alpha.values())
-        self.pool = NoisePool(largest, self.generator) if self.noise_pool else None
-
-    def _park_mask_hook(self, name: str, m: nn.Module) -> None:
-        """Take the mask's pre-hook out while gated (the gate hook applies the mask
-        itself); ``detach`` puts it back first in line."""
-        for hid, h in list(m._forward_pre_hooks.items()):
-            if isinstance(h, prune.BasePruningMethod) and h._tensor_name == "weight":
-                self._parked[name] = (hid, m._forward_pre_hooks.pop(hid))
-
-    def _weight_hook(self, name: str) -> Any:
-        def hook(module: nn.Module, inputs: Any) -> None:
-            # weight = weight_orig * weight_mask * z; while the mask is the untouched
-            # all-ones one (an in-place change bumps its version) its product is skipped.
-            ones = module.weight_mask._version == self._ones_version.get(name)
-            mask = None if ones else module.weight_mask
-            if module.training and torch.is_grad_enabled():
-                la = self.log_alpha[name]
-                module.weight = _GatedWeight.apply(
-                    module.weight_orig,
-                    la,
-                    self.noise(la),
-                    mask,
-                    self.beta,
-                    self.gamma,
-                    self.zeta,
-                )
-            else:
-                z = self.gate(name, False)
-                w = module.weight_orig * z
-                module.weight = w if mask is None else w * mask
-
-        return hook
-
-    def _unit_hook(self, name: str) -> Any:
-        conv = isinstance(self.modules[name], nn.modules.conv._ConvNd)
-
-        def hook(module: nn.Module, inputs: Any, output: Tensor) -> Tensor:
-            z = self.gate(name, module.training)
-            if conv:  # (N, C, *spatial)
-                return output * z.view(1, -1, *([1] * (output.dim() - 2)))
-            return output * z  # Linear / Conv1D: units on the last dim, (N, *, out)
-
-        return hook
 
     @property
     def coef(self) -> float:
@@ -458,51 +210,6 @@ class L0Objective(Objective):
                     + (" or the target sparsity" if self.target is not None else "")
                 )
 
-    @torch.no_grad()
-    def detach(self, model: nn.Module) -> None:
-        """Fold ``z_test`` into the weights and remove every hook and gate."""
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []
-        for name, (hid, h) in self._parked.items():
-            hooks = self.modules[name]._forward_pre_hooks
-            hooks[hid] = h
-            hooks.move_to_end(hid, last=False)
-        self._parked = {}
-        for name, z in self.test_gates().items():
-            m = self.modules[name]
-            if self.granularity == "weight":
-                original(m).mul_(z)
-            else:
-                w = out_in(m, original(m))  # a view: Conv1D's units are its columns
-                w.mul_(z.view(-1, *([1] * (w.dim() - 1))))
-                if getattr(m, "bias", None) is not None or is_masked(m, "bias"):
-                    original(m, "bias").mul_(z)
-            for pname in ("weight", "bias"):
-                refresh(m, pname)
-        probs = [p.flatten() for p in self.keep_probabilities().values()]
-        probs = torch.cat(probs) if probs else torch.zeros(0)
-        self.final = {
-            "lambda": self.coef,
-            "density_expected": self.density,
-            "open_fraction_test": self._open_fraction(),
-            # For the report's picture of the gates: P(z != 0) in 20 bins over [0, 1].
-            "keep_prob_hist": {
-                "edges": [i / 20 for i in range(21)],
-                "counts": [int(c) for c in torch.histc(probs.double(), 20, 0.0, 1.0)],
-            },
-        }
-        self.log_alpha = {}
-        self._opt = None
-
-    def _open_fraction(self) -> float:
-        zs = self.test_gates()
-        return float(sum(int((z > 0).sum()) for z in zs.values()) / max(self.num_gates, 1))
-
-    @property
-    def num_gates(self) -> int:
-        return sum(la.numel() for la in self.log_alpha.values())
-
     def describe(self) -> str:
         mode = f"target_sparsity={self.target:g}" if self.target is not None else "fixed lambda"
         lam = "auto" if self.lam is None else f"{self.coef:.4g}"
@@ -516,79 +223,47 @@ class L0Objective(Objective):
         return out
 
 
-@OBJECTIVES.register("l0")
-def l0(
-    *,
-    lam: float | None = None,
-    granularity: str = "weight",
-    target_sparsity: float | str | None = "run",
-    gate_lr: float = 0.05,
-    init_drop: float = 0.05,
-    rate: float = 0.02,
-    anneal: float = 0.6,
-    seed: int = 0,
-    check_every: int = 50,
-    window_steps: int | None = None,
-    noise_pool: bool = True,
-) -> L0Objective:
+@dataclass(frozen=True)
+class L0Options(Options):
+    lam: float | None = option(
+        None, "initial multiplier (target mode, None: auto) or the fixed lambda"
+    )
+    target_sparsity: float | None = option(
+        None,
+        "kept fraction the controller steers to: default the run's --sparsity; "
+        "null: lambda stays fixed (then --lambda is required)",
+    )
+    gate_lr: float = option(0.05, "learning rate of the gates' own Adam")
+    init_drop: float = option(0.05, "initial drop rate p of every gate")
+    rate: float = option(0.02, "growth per step of the controller's multiplier")
+    anneal: float = option(0.6, "fraction of the window over which d_t anneals to 1 - s")
+    seed: int = option(0, "seed of the gates' noise")
+    check_every: int = option(50, "steps between checks that a layer keeps an open gate")
+    noise_pool: bool = option(True, "serve the logistic noise from a pool (see NoisePool)")
+
+
+@objective("l0", L0Options)
+def l0(o: L0Options, run: RunFacts) -> L0Objective:
     """L0 term ``lam * sum_j P(z_j != 0)`` over hard-concrete gates (Louizos et al. 2018).
 
-    ``granularity``, ``target_sparsity`` and ``window_steps`` (length of the
-    regularization window) are filled in by the pruning phase from the method and the
-    run (``"run"``); ``target_sparsity=None`` keeps ``lam`` fixed (then it is required)."""
+    The run gives the granularity (weight or unit gates), the window length and the
+    target sparsity, unless ``target_sparsity`` is set (``None``: ``lam`` stays fixed,
+    then it is required)."""
+    given = o.given("target_sparsity")
     return L0Objective(
-        lam=lam,
-        granularity=granularity,
-        target_sparsity=target_sparsity,
-        gate_lr=gate_lr,
-        init_drop=init_drop,
-        rate=rate,
-        anneal=anneal,
-        seed=seed,
-        check_every=check_every,
-        window_steps=window_steps,
-        noise_pool=noise_pool,
+        lam=o.lam,
+        granularity=run.granularity,
+        target_sparsity=o.target_sparsity if given else run.target_sparsity,
+        from_run=not given,
+        gate_lr=o.gate_lr,
+        init_drop=o.init_drop,
+        rate=o.rate,
+        anneal=o.anneal,
+        seed=o.seed,
+        check_every=o.check_every,
+        window_steps=run.window_steps,
+        noise_pool=o.noise_pool,
     )
-
-
-# -- criterion -------------------------------------------------------------------------------
-@CRITERIA.register("l0-gate")
-def l0_gate(model: nn.Module, modules: dict[str, nn.Module], ctx: Context) -> dict[str, Tensor]:
-    """Score = ``P(z != 0)`` of each gate (``-o gate_score=test``: the test-time gate
-    ``z_test``, ties broken by ``P``). Weight-shaped for weight gates, shape ``(out,)``
-    for neuron gates. Needs the live ``l0`` objective (the pruning phase provides it)."""
-    obj = ctx.objective
-    if not isinstance(obj, L0Objective) or not obj.log_alpha:
-        raise PrunekitError(
-            "criterion 'l0-gate' needs the l0 objective's gates; use the "
-            "l0 method through prunekit.run / `prunekit prune`"
-        )
-    missing = [n for n in modules if n not in obj.log_alpha]
-    if missing:
-        raise PrunekitError(f"criterion 'l0-gate': no gates on layer(s) {missing}")
-    obj.check_alive()
-    if obj.target is not None and obj.num_gates and obj.density > 2.0 * (1.0 - obj.target) + 0.05:
-        # Too short a window: the cut, not the gates, then decides (LeNet-5 with a 59-step
-        # window ended at 83 % kept for a 2 % target and lost 20 points in an earlier benchmark
-        # run; with a 4-epoch phase the gates keep 2.7-3.0 %, sparse_optimization.md).
-        warnings.warn(
-            f"l0: after {obj.steps} regularized steps the gates keep {obj.density:.1%} "
-            f"(target {1.0 - obj.target:.1%}); the cut to the target is mostly blind. "
-            "Lengthen the phase (--finetune-epochs) or raise -o gate_lr",
-            stacklevel=2,
-        )
-    kind = ctx.options.get("gate_score", "prob")
-    if kind not in ("prob", "test"):
-        raise PrunekitError(f"gate_score must be 'prob' or 'test', got {kind!r}")
-    probs = obj.keep_probabilities()
-    if kind == "prob":
-        return {n: probs[n] for n in modules}
-    # z_test saturates at 0 and 1; P(z != 0) (< 1) orders the ties.
-    tests = obj.test_gates()
-    return {n: tests[n] + 1e-3 * probs[n] for n in modules}
-
-
-l0_gate.options = ("gate_score",)  # type: ignore[attr-defined]
 
 
 register(

@@ -42,15 +42,19 @@ large), training stops with an error naming the layer and lambda (checked every
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from ...registry import PrunekitError
+from ..granularity import get as get_granularity
+from ..granularity import regularizable
 from ..masks import effective, original, out_in
 from ..method_docs import MethodDoc, describe
 from ..methods import Method, register
-from . import OBJECTIVES, Objective
+from ..options import Options, RunFacts, option
+from . import Objective, objective
 
 
 def soft_threshold(w: Tensor, threshold: float) -> Tensor:
@@ -80,13 +84,13 @@ class L1Objective(Objective):
             raise PrunekitError(f"l1: lambda must be >= 0, got {lam}")
         if update not in ("proximal", "subgradient"):
             raise PrunekitError(f"l1: update must be 'proximal' or 'subgradient', got {update!r}")
-        if granularity not in ("weight", "neuron"):
-            raise PrunekitError(
-                f"l1: granularity must be 'weight' or 'neuron', got {granularity!r}"
-            )
+        form = get_granularity(granularity).regularized_as
+        if form is None:
+            known = " or ".join(repr(n) for n in regularizable())
+            raise PrunekitError(f"l1: granularity must be {known}, got {granularity!r}")
         self.lam, self.update, self.granularity = float(lam), update, granularity
         self.check_every = int(check_every)
-        self.group = granularity == "neuron"
+        self.group = form == "unit"
         self.modules: dict[str, nn.Module] = {}
         self.steps = 0
         self._last_lr = 0.0
@@ -158,15 +162,15 @@ class L1Objective(Objective):
         return f"l1 lambda={self.lam:g} ({self.update}, {form})"
 
 
-@OBJECTIVES.register("l1")
-def l1(
-    *,
-    lam: float = 1e-2,
-    update: str = "proximal",
-    granularity: str = "weight",
-    check_every: int = 50,
-    window_steps: int | None = None,
-) -> L1Objective:
+@dataclass(frozen=True)
+class L1Options(Options):
+    lam: float = option(1e-2, "penalty strength; the per-step threshold is lr * lam")
+    update: str = option("proximal", "'proximal' (soft-threshold after each step) or 'subgradient'")
+    check_every: int = option(50, "steps between checks that no layer was zeroed (0: never)")
+
+
+@objective("l1", L1Options)
+def l1(o: L1Options, run: RunFacts) -> L1Objective:
     """L1 term ``lam * sum |theta|`` (``granularity="neuron"``: group lasso per unit).
 
     Default ``lam = 1e-2``: with the default sparsify lr (0.01 for LeNet-300-100) it
@@ -178,8 +182,8 @@ def l1(
     LeNet-300-100, 20 + 16 epochs, 98 %, lam 1e-3 had the best validation accuracy of
     1e-2 / 3e-3 / 1e-3 / 3e-4; ``benchmarks/results/sparse_optimization_tuning.md``).
 
-    ``granularity`` and ``window_steps`` are filled in by the pruning phase."""
-    return L1Objective(lam, update, granularity, check_every, window_steps)
+    The run gives the granularity (``neuron``: group lasso) and the window length."""
+    return L1Objective(o.lam, o.update, run.granularity, o.check_every, run.window_steps)
 
 
 register(

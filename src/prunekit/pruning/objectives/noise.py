@@ -1,7 +1,7 @@
 """Robust-learning objectives: the spec's Gaussian and salt-and-pepper noise models.
 
 Both train on batches of which a ``noise_fraction`` is corrupted by the model's noise
-(``prunekit.noise``; the rest stays clean) and add a penalty over the prunable
+(``prunekit.evaluation.noise``; the rest stays clean) and add a penalty over the prunable
 layers' *effective* weights (mask applied; biases are not penalized):
 
 - ``gaussian`` (Gaussian noise model):       ``L = L_task + lam * sum_j theta_j^2``
@@ -21,15 +21,18 @@ weights; the benchmark (``benchmarks/robustness.py``, results in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from ...noise import check_density, check_sigma, corrupt
+from ...evaluation.noise import check_density, check_sigma, corrupt
 from ...registry import PrunekitError
 from ..masks import effective
 from ..method_docs import MethodDoc, describe
 from ..methods import Method, register
-from . import OBJECTIVES, Objective
+from ..options import Options, RunFacts, option
+from . import Objective, objective
 
 
 class NoiseObjective(Objective):
@@ -90,21 +93,37 @@ def weight_penalty(modules: object, *, positive_only: bool) -> torch.Tensor:
     return torch.stack(terms).sum()
 
 
-@OBJECTIVES.register("gaussian")
-def gaussian(
-    *, sigma: float = 0.3, noise_fraction: float = 0.5, lam: float = 5e-4
-) -> NoiseObjective:
+_FRACTION = "fraction of each training batch that is noised"
+_LAM = "strength of the weight penalty"
+
+
+@dataclass(frozen=True)
+class GaussianOptions(Options):
+    sigma: float = option(0.3, "std of the Gaussian input noise (images in [0, 1])")
+    noise_fraction: float = option(0.5, _FRACTION)
+    lam: float = option(5e-4, _LAM)
+
+
+@dataclass(frozen=True)
+class SaltPepperOptions(Options):
+    density: float = option(0.1, "fraction of pixels set to 0 or 1")
+    noise_fraction: float = option(0.5, _FRACTION)
+    lam: float = option(5e-4, _LAM)
+
+
+@objective("gaussian", GaussianOptions)
+def gaussian(o: GaussianOptions, run: RunFacts) -> NoiseObjective:
     """Gaussian noise model: ``L_task + lam * sum theta^2``, inputs noised with std ``sigma``."""
-    return NoiseObjective("gaussian", check_sigma(sigma), noise_fraction, lam, positive_only=False)
+    return NoiseObjective(
+        "gaussian", check_sigma(o.sigma), o.noise_fraction, o.lam, positive_only=False
+    )
 
 
-@OBJECTIVES.register("saltpepper")
-def saltpepper(
-    *, density: float = 0.1, noise_fraction: float = 0.5, lam: float = 5e-4
-) -> NoiseObjective:
+@objective("saltpepper", SaltPepperOptions)
+def saltpepper(o: SaltPepperOptions, run: RunFacts) -> NoiseObjective:
     """Salt-and-pepper model: ``L_task + lam * sum max(0, theta)^2``, impulse ``density``."""
     return NoiseObjective(
-        "saltpepper", check_density(density), noise_fraction, lam, positive_only=True
+        "saltpepper", check_density(o.density), o.noise_fraction, o.lam, positive_only=True
     )
 
 

@@ -3,7 +3,7 @@
 A criterion only scores; Wanda and SparseGPT also decide the mask per output row or
 column block and (SparseGPT) update the weights that remain, layer by layer, so
 ``prune_step`` hands a step at granularity ``weight`` or ``nm`` to the criterion's
-``solver`` attribute (:func:`make_criterion`), which runs
+``solver`` (:func:`make_criterion`), which runs
 ``model.reconstruct`` and returns the masks it applied. At other granularities
 (neuron, kernel) the plain scores are used, from one pass of the current model:
 
@@ -18,7 +18,9 @@ the seeded validation split; ``prunekit.prune(..., data=(x, y))`` in the library
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -26,6 +28,7 @@ from torch import nn
 
 from ...registry import PrunekitError
 from ..masks import effective
+from ..options import Options, option
 from .calibrate import collect
 from .layers import from_2d, to_2d
 from .model import check_layers, reconstruct
@@ -42,8 +45,19 @@ if TYPE_CHECKING:
 # weights. SparseGPT's paper uses 128 for LLMs: pass -o blocksize=128 there.
 DEFAULT_ALLOCATION = "global"
 DEFAULT_BLOCKSIZE = 16
-COMMON_OPTIONS = ("allocation", "owl_threshold", "owl_lambda")
-SPARSEGPT_OPTIONS = ("blocksize", "percdamp")
+
+
+@dataclass(frozen=True)
+class WandaOptions(Options):
+    allocation: str = option(DEFAULT_ALLOCATION, "per-layer sparsity: global, owl or uniform")
+    owl_threshold: float = option(5.0, "OWL outlier threshold M")
+    owl_lambda: float = option(0.08, "OWL spread of layer sparsities")
+
+
+@dataclass(frozen=True)
+class SparseGPTOptions(WandaOptions):
+    blocksize: int = option(DEFAULT_BLOCKSIZE, "columns per block of adaptive masks")
+    percdamp: float = option(0.01, "dampening: fraction of the mean Hessian diagonal")
 
 
 def calibration_inputs(ctx: Context, name: str) -> torch.Tensor:
@@ -70,7 +84,7 @@ def obs_layer_scores(
 ) -> dict[str, torch.Tensor]:
     check_layers(modules)
     stats = collect(model, modules, calibration_inputs(ctx, "sparsegpt"), hessian=True)
-    percdamp = float(ctx.options.get("percdamp", 0.01))
+    percdamp = float(SparseGPTOptions.parse(ctx.options, "criterion 'sparsegpt'").percdamp)
     out = {}
     for n, m in modules.items():
         h = stats[n].hessian().double()
@@ -87,14 +101,12 @@ def obs_layer_scores(
 def make_criterion(
     algorithm: str,
     scorer: Callable[[nn.Module, dict[str, nn.Module], Context], dict[str, torch.Tensor]],
-) -> Callable[..., dict[str, torch.Tensor]]:
-    """A criterion (``scorer``) carrying ``solver`` (whole-step pruning at
-    ``solver_granularities``) and its routable ``options``."""
+) -> Any:
+    """The registered criterion: ``scorer`` with a ``solver`` for whole-step pruning at
+    granularity weight and nm, and the algorithm's options."""
+    from ..criteria import Criterion
 
-    def criterion(
-        model: nn.Module, modules: dict[str, nn.Module], ctx: Context
-    ) -> dict[str, torch.Tensor]:
-        return scorer(model, modules, ctx)
+    opts_cls = SparseGPTOptions if algorithm == "sparsegpt" else WandaOptions
 
     def solver(
         model: nn.Module,
@@ -105,10 +117,7 @@ def make_criterion(
         granularity: str,
         **granularity_args: Any,
     ) -> dict[str, torch.Tensor]:
-        options = dict(ctx.options)
-        options.setdefault("allocation", DEFAULT_ALLOCATION)
-        if algorithm == "sparsegpt":
-            options.setdefault("blocksize", DEFAULT_BLOCKSIZE)
+        options = dataclasses.asdict(opts_cls.parse(ctx.options, f"criterion {algorithm!r}"))
         return reconstruct(
             model,
             modules,
@@ -121,11 +130,6 @@ def make_criterion(
             **options,
         )
 
-    criterion.__name__ = algorithm
-    criterion.__doc__ = scorer.__doc__
-    criterion.solver = solver  # type: ignore[attr-defined]
-    criterion.needs_data = True  # type: ignore[attr-defined]  (Pruner refuses to start without)
-    criterion.solver_granularities = ("weight", "nm")  # type: ignore[attr-defined]
-    extra = SPARSEGPT_OPTIONS if algorithm == "sparsegpt" else ()
-    criterion.options = COMMON_OPTIONS + extra  # type: ignore[attr-defined]
-    return criterion
+    return Criterion(
+        scorer, opts_cls, needs_data=True, solver=solver, solver_granularities=("weight", "nm")
+    )

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ...registry import PrunekitError
+from ..granularity.nm import DEFAULT_M, DEFAULT_N, check_nm, check_nm_sparsity
 from ..masks import apply_mask, effective, get_mask, original
 from .allocation import allocate
 from .calibrate import capture, forward_order
@@ -30,7 +31,7 @@ from .sparsegpt import sparsegpt_prune
 from .wanda import wanda_mask
 
 ALGORITHMS = ("wanda", "sparsegpt")
-GRANULARITIES = ("weight", "nm")
+GRANULARITIES = ("weight", "nm")  # the granularities whose masks a solver chooses itself
 
 
 def check_layers(modules: dict[str, nn.Module]) -> None:
@@ -53,8 +54,8 @@ def reconstruct(
     scope: str = "global",
     granularity: str = "weight",
     allocation: str = "global",
-    n: int = 2,
-    m: int = 4,
+    n: int = DEFAULT_N,
+    m: int = DEFAULT_M,
     skip_indivisible: bool = False,
     blocksize: int = 128,
     percdamp: float = 0.01,
@@ -76,8 +77,6 @@ def reconstruct(
         raise PrunekitError(f"{algorithm} needs calibration data (got 0 examples)")
     nm = granularity == "nm"
     if nm:
-        from ..connection import check_nm, check_nm_sparsity
-
         n, m = check_nm(n, m)
         check_nm_sparsity(sparsity, n, m)
         targets = {}

@@ -30,9 +30,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .evaluation.latency import interleaved_samples as _interleaved
-from .pruning.masks import clone, effective, finalize
-from .registry import PrunekitError
+from ..evaluation.latency import interleaved_samples as _interleaved
+from ..pruning.masks import clone, effective, finalize
+from ..registry import PrunekitError
 
 #: ``timer(dense_layer, csr_layer, x) -> (dense_ms, csr_ms)`` for the layer input ``x``.
 Timer = Callable[[nn.Module, nn.Module, Tensor], tuple[float, float]]

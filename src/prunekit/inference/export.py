@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .evaluation.cost import eval_mode
-from .registry import PrunekitError
-from .saving import _read_spec, atomic_write_bytes, load
+from ..evaluation.cost import eval_mode
+from ..registry import PrunekitError
+from ..saving import _read_spec, atomic_write_bytes, load
 
 OPSET = 17
 
@@ -96,7 +96,7 @@ def export_onnx(
 def load_shrunk(run_dir: str | Path, round_to: int = 1) -> tuple[nn.Module, tuple, dict]:
     """A saved run's model with its dead units removed (widths rounded up to ``round_to``),
     its input shape (from model.json) and the kept units per layer."""
-    from .surgery import shrink
+    from ..surgery import shrink
 
     run_dir = Path(run_dir)
     model = load(run_dir)
@@ -118,7 +118,7 @@ def export_run(
 ) -> dict[str, Any]:
     """Export a saved run: load it, remove its dead units (``shrink``, padding widths
     to a multiple of ``round_to``), optionally fold BatchNorm, write and check ONNX."""
-    from .surgery import fold_batchnorm
+    from ..surgery import fold_batchnorm
 
     model, shape, units = load_shrunk(run_dir, round_to)
     folded: list[str] = []

@@ -4,7 +4,7 @@
 same calibration set the pipeline's criteria use (the first 512 validation images of
 the run's dataset and split; training images when there is no validation split) and
 measures ``H_j`` of every unit of every prunable layer but the classifier head, as
-defined in :mod:`prunekit.entropy`. Units the run pruned (all-zero weights and bias)
+defined in :mod:`prunekit.pruning.entropy`. Units the run pruned (all-zero weights and bias)
 read as constants and are listed under ``"pruned"``.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from .entropy import DEFAULT_BATCH_SIZE, DEFAULT_BINS, find_taps, unit_entropies
-from .pruning.masks import effective, prunable_modules
-from .registry import PrunekitError
+from ..pruning.entropy import DEFAULT_BATCH_SIZE, DEFAULT_BINS, find_taps, unit_entropies
+from ..pruning.masks import effective, prunable_modules
+from ..registry import PrunekitError
 
 CALIBRATION_EXAMPLES = 512  # as in prunekit.pipeline.sparsify
 
@@ -33,9 +33,9 @@ def run_unit_entropies(
     data_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """``{"entropy": {layer: [H_j, ...]}, "pruned": {layer: [j, ...]}, ...}`` in nats."""
-    from .config import RunConfig
-    from .data import load_dataset
-    from .saving import load
+    from ..config import RunConfig
+    from ..data import load_dataset
+    from ..saving import load
 
     run_dir = Path(run_dir)
     model = load(run_dir)

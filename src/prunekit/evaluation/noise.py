@@ -27,7 +27,7 @@ import math
 
 import torch
 
-from .registry import PrunekitError
+from ..registry import PrunekitError
 
 NOISE_KINDS = ("gaussian", "saltpepper")
 

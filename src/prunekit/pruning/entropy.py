@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .registry import PrunekitError
+from ..registry import PrunekitError
 
 LOG_2PI_E = math.log(2.0 * math.pi * math.e)
 VAR_FLOOR = 1e-6
@@ -375,7 +375,7 @@ def unit_entropies(
     """Per-unit activation entropy ``{layer: H (units,)}`` in nats over the calibration
     inputs ``x`` (model in eval mode; restored afterwards). ``layers`` defaults to every
     prunable layer but the classifier head."""
-    from .pruning.masks import prunable_modules
+    from .masks import prunable_modules
 
     check_estimator(estimator)
     check_bins(bins)

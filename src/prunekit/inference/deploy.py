@@ -46,11 +46,11 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .evaluation.cost import _check_shape
-from .evaluation.latency import compare_latency
-from .models.common import Normalize
-from .pruning.masks import clone, finalize
-from .registry import PrunekitError
+from ..evaluation.cost import _check_shape
+from ..evaluation.latency import compare_latency
+from ..models.common import Normalize
+from ..pruning.masks import clone, finalize
+from ..registry import PrunekitError
 
 RUNTIMES = ("eager", "jit-freeze", "jit", "compile", "onnxruntime", "auto")
 
@@ -340,7 +340,7 @@ def deploy(
     ``relu_maxpool_swapped``, ``normalize_folded``, ``max_abs_diff`` and, for ``auto``,
     ``latency_ms`` of every candidate.
     """
-    from .surgery import fold_batchnorm, shrink
+    from ..surgery import fold_batchnorm, shrink
 
     if not isinstance(model, nn.Module):
         raise PrunekitError(f"deploy needs an nn.Module, got {type(model).__name__}")
@@ -418,11 +418,11 @@ def export_deployed(
 ) -> dict[str, Any]:
     """Export a saved run to ONNX after deploy's graph work: ``shrink`` (dead units
     removed, widths rounded up to ``round_to``), BatchNorm folded, the exact rewrites
-    (:func:`rewrite`); checked in onnxruntime like :func:`prunekit.export.export_onnx`.
+    (:func:`rewrite`); checked in onnxruntime like :func:`prunekit.inference.export.export_onnx`.
     Returns its dict plus ``units``, ``folded_batchnorm``, ``relu_maxpool_swapped`` and
     ``normalize_folded``."""
+    from ..surgery import fold_batchnorm
     from .export import export_onnx, load_shrunk
-    from .surgery import fold_batchnorm
 
     model, shape, units = load_shrunk(run_dir, round_to)
     model, folded = fold_batchnorm(model)
