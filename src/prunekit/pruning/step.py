@@ -16,7 +16,7 @@ from torch import nn
 from ..config import default as run_default
 from ..registry import PrunekitError
 from .criteria import CRITERIA, Context, Criterion
-from .granularity import check_sparsity, get
+from .granularity import get
 from .masks import (
     apply_mask,
     check_exclude,
@@ -173,7 +173,12 @@ def prune(
     modules = target_modules(model, gran, exclude)
     if not any(isinstance(p, torch.Tensor) for p in model.parameters()):
         raise PrunekitError("model has no parameters")
-    check_sparsity(sparsity)  # the library boundary; prune_step trusts its input
+    gran_args = {**(m.granularity_args if gran == m.granularity else {}), **granularity_args}
+    # The library boundary: the granularity's own target check (N:M: 1 - n/m);
+    # prune_step and the granularity's masks trust it.
+    unit = get(gran)
+    own = {k: v for k, v in gran_args.items() if k in unit.Options.names()}
+    unit.check_sparsity(sparsity, unit.options(own))
     gen = torch.Generator().manual_seed(seed)
     prune_step(
         model,
@@ -183,7 +188,7 @@ def prune(
         scope=scope or m.scope,
         ctx=Context(data=data, generator=gen, options=dict(m.criterion_args)),
         modules=modules,
-        **{**(m.granularity_args if gran == m.granularity else {}), **granularity_args},
+        **gran_args,
     )
     if recalibrate_bn and data is not None:
         from .reconstruction.batchnorm import recalibrate_batchnorm
