@@ -165,7 +165,8 @@ def step_fn(model_name: str, objective: str | None, granularity: str, batch: int
         facts = RunFacts(granularity, 0.9, 10**6)  # l0 steers to 0.9 over a long window
         obj = OBJECTIVES.get(objective)(facts, check_every=0)
         obj.attach(model, target_modules(model, granularity))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    groups = [{"params": list(model.parameters())}, *(obj.param_groups() if obj else [])]
+    opt = torch.optim.SGD(groups, lr=0.01, momentum=0.9, weight_decay=5e-4)  # + L0's gates
     x = torch.rand(batch, 1, 28, 28)
     y = torch.randint(0, 10, (batch,))
 
@@ -177,6 +178,8 @@ def step_fn(model_name: str, objective: str | None, granularity: str, batch: int
                 loss = loss + p
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if obj is not None:
+            obj.before_step(model)  # what Pruner's optimizer step pre-hook runs
         opt.step()
         if obj is not None:
             obj.after_step(model, 0.01)

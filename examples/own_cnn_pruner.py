@@ -68,6 +68,8 @@ def main() -> None:
         optimizer=optimizer,
         data=calib,  # only data-driven criteria (entropy) use it
     )
+    # A method's own parameters (L0's gate logits) are now one more group of `optimizer`
+    # (lr gate_lr): build a learning-rate scheduler, if any, after the Pruner.
     model.train()
     for _ in range(args.epochs):
         for x, y in loader:

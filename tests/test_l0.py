@@ -162,22 +162,40 @@ def test_gates_reach_log_alpha_and_penalty_gradient_is_closed_form() -> None:
     loss.backward()
     task = {n: la.grad.clone() for n, la in obj.log_alpha.items()}
     assert any(bool((g != 0).any()) for g in task.values())  # gradient reaches log alpha
-    seen = {}
-
-    class Spy:
-        def step(self) -> None:
-            seen.update({n: la.grad.clone() for n, la in obj.log_alpha.items()})
-
-        def zero_grad(self, set_to_none: bool = True) -> None:
-            for la in obj.log_alpha.values():
-                la.grad = None
-
-    obj._opt = Spy()  # type: ignore[assignment]
-    obj.after_step(model, 0.1)
+    # The logits are the training loop's to step: one group, lr gate_lr, no decay.
+    (group,) = obj.param_groups()
+    assert group["lr"] == obj.gate_lr and group["weight_decay"] == 0.0
+    assert [id(p) for p in group["params"]] == [id(la) for la in obj.log_alpha.values()]
+    raw = {}
+    obj._normalize_grads = lambda: raw.update(
+        {n: la.grad.clone() for n, la in obj.log_alpha.items()}
+    )  # type: ignore[method-assign]
+    obj.before_step(model)  # what the optimizer's step pre-hook runs
     for n, la in obj.log_alpha.items():
         a = la.detach().clone().requires_grad_()
         (0.01 * keep_probability(a).sum()).backward()
-        assert torch.allclose(seen[n], task[n] + a.grad, atol=1e-8)
+        assert torch.allclose(raw[n], task[n] + a.grad, atol=1e-8)
+
+
+def test_gate_gradient_stepped_by_plain_sgd_is_exactly_adam() -> None:
+    # The loop's SGD (no momentum) on the handed-over gradient == torch's Adam on the raw one.
+    model = mlp()
+    obj = l0(lam=0.0)
+    obj.attach(model, {"0": model[0], "2": model[2]})
+    (group,) = obj.param_groups()
+    sgd = torch.optim.SGD([group], lr=0.05)
+    twins = [la.detach().clone().requires_grad_() for la in obj.log_alpha.values()]
+    adam = torch.optim.Adam(twins, lr=0.05)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        for la, tw in zip(obj.log_alpha.values(), twins, strict=True):
+            grad = torch.randn(la.shape, generator=g) * 1e-3
+            la.grad, tw.grad = grad.clone(), grad.clone()
+        obj.before_step(model)
+        sgd.step()
+        adam.step()
+    for la, tw in zip(obj.log_alpha.values(), twins, strict=True):
+        torch.testing.assert_close(la.detach(), tw.detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_eval_gate_is_deterministic_and_fold_keeps_outputs() -> None:

@@ -196,3 +196,51 @@ def test_errors_are_one_line_and_name_the_fix() -> None:
     with pytest.raises(PrunekitError) as e:
         Pruner(Net(), "magnitude", 1.5, steps=10)
     assert "sparsity" in one_line(e)
+
+
+@pytest.mark.filterwarnings("ignore:l0. after")  # 10 regularized steps: expected
+def test_l0_gate_logits_join_the_users_optimizer_and_leave_it_after_the_cut() -> None:
+    torch.manual_seed(0)
+    model = Net()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    n_model = len(opt.param_groups)
+    pruner = Pruner(model, "l0", 0.8, steps=20, optimizer=opt, gate_lr=0.1)
+    gates = pruner.objective.log_alpha
+    assert len(opt.param_groups) == n_model + 1
+    group = opt.param_groups[-1]
+    assert group["lr"] == 0.1 and group["weight_decay"] == 0.0
+    assert {id(p) for p in group["params"]} == {id(t) for t in gates.values()}
+    sched = torch.optim.lr_scheduler.StepLR(opt, 5)  # built after the Pruner: knows the group
+    x, y = make_data(32, seed=0)
+    before = {n: t.detach().clone() for n, t in gates.items()}
+    cut = pruner.phase.events[0][0]
+    for step in range(cut):
+        loss = F.cross_entropy(model(x), y) + pruner.penalty()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step == 0:  # the user's optimizer moved the logits, Adam-sized: ~lr each
+            moved = torch.cat([(gates[n].detach() - before[n]).abs().flatten() for n in gates])
+            assert float(moved.max()) == pytest.approx(0.1, rel=1e-3)
+        pruner.step()
+    # the pruning event folded the gates: the group stays (for the scheduler), empty
+    assert not pruner.phase.active and group["params"] == []
+    assert not any(id(t) in {id(p) for p in opt.state} for t in before.values())
+    assert len(opt.param_groups) == n_model + 1
+    sched.step()
+    pruner.finalize()
+    no_pruning_state(model)
+
+
+def test_optimizer_errors_for_methods_with_parameters() -> None:
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.optim.lr_scheduler.StepLR(opt, 5)
+    with pytest.raises(PrunekitError) as e:
+        Pruner(model, "l0", 0.5, steps=10, optimizer=opt)
+    assert "build the scheduler after the Pruner" in one_line(e)
+    pruner = Pruner(Net(), "l0", 0.5, steps=10)
+    with pytest.raises(PrunekitError) as e:
+        pruner.penalty()
+    assert "pass optimizer=" in one_line(e)

@@ -25,6 +25,10 @@ from prunekit.registry import PrunekitError
 def test_each_granularity_declares_its_properties() -> None:
     assert set(GRANULARITIES.names()) >= {"weight", "kernel", "nm", "neuron"}
     assert [n for n in GRANULARITIES.names() if get(n).removes_units] == ["neuron"]
+    assert get("head").regularized_as is None
+    # heads span several matrices: the registry entry points to prune_heads, one line
+    with pytest.raises(PrunekitError, match="use prunekit.prune_heads"):
+        get("head")({"c": nn.Linear(4, 4)}, {"c": torch.ones(4, 4)}, 0.5, "layer")
     assert {n: get(n).regularized_as for n in ("weight", "kernel", "nm", "neuron")} == {
         "weight": "weight",
         "kernel": None,

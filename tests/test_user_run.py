@@ -57,3 +57,22 @@ def test_run_user_objects_are_checked():
         prunekit.run(Net, train=[], progress=False)
     with pytest.raises(PrunekitError, match="takes no train"):
         prunekit.run(prunekit.RunConfig(model="lenet300", dataset="synthetic"), train=train)
+
+
+@pytest.mark.filterwarnings("ignore:l0. after")  # a short phase: the cut is partly blind
+def test_run_l0_gates_join_the_runs_optimizer():
+    # The run builds its learning-rate schedule after the Pruner added the gate group.
+    train, val, test = loaders()
+    res = prunekit.run(
+        Net,
+        train=train,
+        val=val,
+        test=test,
+        method="l0",
+        sparsity=0.8,
+        epochs=1,
+        finetune_epochs=1,
+        progress=False,
+        gate_lr=0.2,
+    ).result
+    assert res["achieved_sparsity"] == pytest.approx(0.8, abs=0.005)

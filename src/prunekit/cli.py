@@ -504,12 +504,14 @@ def list_cmd() -> None:
         out_console.print(f"[bold]{title}[/bold]: {', '.join(reg.names())}")
     from .lm.models import LM_MODELS
     from .lm.prune import LM_METHODS
+    from .lm.structured import STRUCT_METHODS
     from .lm.text import CORPORA
 
     out_console.print(
         f"[bold]language models[/bold]: {', '.join(LM_MODELS)}, hf:PATH; "
         f"[bold]text corpora[/bold]: {', '.join(CORPORA)}, text:PATH; "
-        f"[bold]LM methods[/bold]: {', '.join(LM_METHODS)}"
+        f"[bold]LM methods[/bold]: {', '.join(LM_METHODS)}; "
+        f"heads + MLP units: {', '.join(STRUCT_METHODS)}"
     )
     t = Table(title="methods")
     for col in ("name", "criterion", "granularity", "objective", "schedule", "description"):

@@ -17,7 +17,8 @@ fine-tuning. Step ``t`` is the ``t``-th call of ``step()``; the events scheduled
 step 0 happen in the constructor, so the model is pruned before its first forward.
 
 ``prunekit.run`` drives the same object through :meth:`Pruner.callback` in its own
-loop (``prunekit.training.fit``): one code path for both.
+loop (``prunekit.training.fit``): one code path for both, the method's own parameters
+(L0 gate logits) included: they join the loop's optimizer as extra param groups.
 
 Masks follow ``torch.nn.utils.prune`` (``weight_orig`` keeps the Parameter object the
 optimizer holds), so an optimizer built before the ``Pruner`` stays valid.
@@ -98,8 +99,11 @@ class Pruner:
             neuron methods), reached exactly at :meth:`finalize`.
         steps: how many times :meth:`step` will be called (optimizer steps of the loop).
         optimizer: the loop's optimizer. It must hold the pruned layers' weights; the
-            method's own parameters, if any, are added to it as extra param groups, and
-            the learning rate of each step is read from it (proximal updates use it).
+            method's own parameters, if any (L0 gate logits), are added to it as extra
+            param groups with the method's learning rate (L0: ``gate_lr``, no weight
+            decay), and the learning rate of each step is read from it (proximal updates
+            use it). Build a learning-rate scheduler after the Pruner. Required by
+            methods with parameters of their own (see :meth:`use_optimizer`).
         data: ``(x, y)`` calibration batch, required by data-driven criteria (entropy,
             wanda, sparsegpt); also what BatchNorm is recalibrated on.
         granularity, scope, schedule: override the method's defaults.
@@ -177,17 +181,12 @@ class Pruner:
             recalibrate_bn=recalibrate_bn,
         )
         self.phase.on_start(model)  # finds the layers (errors for none), attaches the objective
-        self.optimizer = optimizer
+        self.optimizer: torch.optim.Optimizer | None = None
         self._lr: float | None = None
         self._hook = None
+        self._groups: list[dict[str, Any]] = []  # the method's groups in the optimizer
         if optimizer is not None:
-            self._check_optimizer(optimizer)
-            self._add_param_groups(optimizer)
-            self._hook = optimizer.register_step_pre_hook(self._record_lr)
-        elif self.phase.param_groups():
-            raise PrunekitError(
-                f"method {self.method.name!r} trains parameters of its own: pass optimizer="
-            )
+            self.use_optimizer(optimizer)
         self.t = 0
         self.finalized = False
         self.rezero = rezero and self.phase.objective is None
@@ -218,6 +217,7 @@ class Pruner:
         Call it after the model's forward on the batch: activation penalties (entropy
         objectives) read the activations that forward recorded."""
         self._check_open()
+        self._check_trained()
         p = self.phase.penalty(self.model)
         return p if p is not None else self._zero
 
@@ -226,6 +226,7 @@ class Pruner:
         gate update, controller) with ``lr`` (default: the optimizer's learning rate of
         that step), then the pruning events due before the next step."""
         self._check_open()
+        self._check_trained()
         if self.phase.active:
             lr = lr if lr is not None else self._lr
             if lr is None:
@@ -244,6 +245,7 @@ class Pruner:
         if not self.finalized:
             self._attach_masks()
             self.phase.on_end(self.model, max(self.t, self.steps))
+            self._release_groups()
             bake_masks(self.model)
             if self._hook is not None:
                 self._hook.remove()
@@ -252,6 +254,27 @@ class Pruner:
 
     def describe(self) -> str:
         return self.phase.describe()
+
+    def use_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Join ``optimizer`` (what ``optimizer=`` does): check that it holds the pruned
+        layers' weights, add the method's own parameters (L0 gate logits) to it as extra
+        param groups with the method's learning rate, and hook its step: the step's
+        learning rate is recorded and closed-form gradients (L0's penalty) are added
+        right before it steps. Build a learning-rate scheduler after this: one built
+        earlier does not know the new groups."""
+        if self.optimizer is not None:
+            raise PrunekitError("the pruner already has an optimizer")
+        self._check_optimizer(optimizer)
+        extra = self.phase.param_groups()
+        if extra and any("initial_lr" in g for g in optimizer.param_groups):
+            raise PrunekitError(
+                f"method {self.method.name!r} adds its own parameters to the optimizer, "
+                "which already has a learning-rate scheduler: build the scheduler after "
+                "the Pruner"
+            )
+        self._groups = self._add_param_groups(optimizer, extra)
+        self.optimizer = optimizer
+        self._hook = optimizer.register_step_pre_hook(self._before_optimizer_step)
 
     def callback(self) -> _FitCallback:
         """This pruner as a callback of ``prunekit.training.fit`` (the pipeline's loop)."""
@@ -271,6 +294,8 @@ class Pruner:
         self.phase.on_step(step, self.model)
         if due and self.rezero:
             self._detach_masks()
+        if not self.phase.active:
+            self._release_groups()
 
     def _detach_masks(self) -> None:
         """Masks -> plain zeroed weights (same Parameter objects); keep the masks here."""
@@ -297,9 +322,28 @@ class Pruner:
         if self.finalized:
             raise PrunekitError("the pruner is finalized; build a new Pruner to prune again")
 
-    def _record_lr(self, opt: torch.optim.Optimizer, *_: Any) -> None:
+    def _check_trained(self) -> None:
+        if self.phase.active and self.optimizer is None and self.phase.param_groups():
+            raise PrunekitError(
+                f"method {self.method.name!r} trains parameters of its own (gate "
+                "logits): pass optimizer= to the Pruner, the optimizer of your loop"
+            )
+
+    def _before_optimizer_step(self, opt: torch.optim.Optimizer, *_: Any) -> None:
         held = self._group_of_weights(opt)
         self._lr = float(opt.param_groups[held]["lr"])
+        self.phase.before_step(self.model)
+
+    def _release_groups(self) -> None:
+        """The objective stopped: its parameters leave the optimizer (and their state).
+        The groups stay, empty, so a scheduler's list of groups still matches."""
+        if self.optimizer is None:
+            return
+        for g in self._groups:
+            for p in g["params"]:
+                self.optimizer.state.pop(p, None)
+            g["params"] = []
+        self._groups = []
 
     def _group_of_weights(self, opt: torch.optim.Optimizer) -> int:
         first = id(original(next(iter(self.phase.modules.values()))))
@@ -318,15 +362,20 @@ class Pruner:
                 "build it on model.parameters() of the model given to the Pruner"
             )
 
-    def _add_param_groups(self, opt: torch.optim.Optimizer) -> None:
-        extra = self.phase.param_groups()
+    @staticmethod
+    def _add_param_groups(
+        opt: torch.optim.Optimizer, extra: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         taken = {id(p) for g in extra for p in g["params"]}
         if not taken:
-            return
+            return []
         for g in opt.param_groups:  # the method's parameters move to their own groups
             g["params"] = [p for p in g["params"] if id(p) not in taken]
+        added = []
         for g in extra:
-            opt.add_param_group(g)
+            opt.add_param_group(dict(g))
+            added.append(opt.param_groups[-1])
+        return added
 
 
 class _FitCallback:
@@ -337,8 +386,8 @@ class _FitCallback:
     def __init__(self, pruner: Pruner) -> None:
         self.pruner = pruner
 
-    def param_groups(self) -> list[dict[str, Any]]:
-        return self.pruner.phase.param_groups()
+    def on_optimizer(self, opt: torch.optim.Optimizer) -> None:
+        self.pruner.use_optimizer(opt)
 
     def on_step(self, step: int, model: nn.Module) -> None:
         if step != self.pruner.t:

@@ -5,9 +5,12 @@ objectives, noise augmentation). A callback may define any of:
 
 - ``on_start(model)`` before the optimizer is built (attach gates, hooks);
 - ``param_groups()`` extra optimizer groups (their params are taken out of the main group);
+- ``on_optimizer(opt)`` once the optimizer is built, before its scheduler (a ``Pruner``
+  adds the method's own parameters to it and hooks its step);
 - ``on_step(step, model)`` before each step (pruning events);
 - ``transform(x, y, generator)`` to change a batch;
 - ``penalty(model)`` a term added to the loss;
+- ``before_step(model)`` right before the optimizer step (closed-form gradients);
 - ``after_step(model, lr)`` after the optimizer step (proximal updates);
 - ``on_end(model, steps)`` after the last step.
 
@@ -89,8 +92,15 @@ def fit(
         momentum=settings.momentum,
         weight_decay=settings.weight_decay,
     )
+    _call(callbacks, "on_optimizer", opt)
+
+    def cosine(s: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))
+
+    # The schedule anneals the model's learning rate; a method's own parameters (L0 gate
+    # logits: the extra groups and those added by on_optimizer) keep the method's lr.
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))
+        opt, [cosine] + [lambda s: 1.0] * (len(opt.param_groups) - 1)
     )
     per_epoch = steps_per_epoch(len(split), settings.batch_size)
     batches = _batches(split, settings.batch_size, generator)
@@ -122,6 +132,7 @@ def fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             dp.sync_grads([*outside, *synced_tensors(callbacks)])
+            _call(callbacks, "before_step", model)
             opt.step()
             lr = opt.param_groups[0]["lr"]
             sched.step()

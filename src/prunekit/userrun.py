@@ -11,6 +11,7 @@ measured with ``argmax`` over the model's output; ``loss`` is the mean loss_fn v
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +32,22 @@ from .userio import save
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Rewind:
+    """Puts the random generators of the loaders (``DataLoader(..., generator=g)``)
+    back to their state when this was made: the pruning phase sees the batches in the
+    order dense training saw them, whether the dense model was trained in this call or
+    shared by a comparison's cells (a loader without a generator shuffles from torch's
+    global one, which each run seeds)."""
+
+    def __init__(self, loaders: Iterable[Batches | None]) -> None:
+        gens = {id(g): g for g in (getattr(ld, "generator", None) for ld in loaders)}
+        self.states = [(g, g.get_state()) for g in gens.values() if isinstance(g, torch.Generator)]
+
+    def __call__(self) -> None:
+        for g, state in self.states:
+            g.set_state(state)
 
 
 def _len(loader: Batches, name: str) -> int:
@@ -57,10 +74,11 @@ def _train(
     desc: str,
 ) -> Pruner | None:
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    # Before the scheduler: the Pruner may add the method's parameters as param groups.
+    pruner = pruner_factory(opt) if pruner_factory is not None else None
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))
     )
-    pruner = pruner_factory(opt) if pruner_factory is not None else None
     model.train()
     done = 0
     with progress_bar(progress, total=steps, desc=desc) as bar:
@@ -119,6 +137,48 @@ def _calibration(loader: Batches, batches: int) -> tuple[torch.Tensor, torch.Ten
     return torch.cat(xs), torch.cat(ys)
 
 
+def build(model_fn: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """``model_fn()`` under ``torch.manual_seed(seed)``, checked to be an ``nn.Module``."""
+    if not callable(model_fn):
+        raise PrunekitError("run() takes a RunConfig or a callable that builds the model")
+    torch.manual_seed(seed)
+    model = model_fn()
+    if not isinstance(model, nn.Module):
+        raise PrunekitError(f"the model factory returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def train_dense(
+    model_fn: Callable[[], nn.Module],
+    train: Batches,
+    *,
+    loss_fn: LossFn = F.cross_entropy,
+    epochs: int = 1,
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[nn.Module, float]:
+    """Build the model (seeded) and train it densely; returns (model, seconds)."""
+    n_train = _len(train, "train")
+    model = build(model_fn, seed)
+    t0 = time.perf_counter()
+    _train(
+        model,
+        train,
+        epochs * n_train,
+        lr,
+        loss_fn,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        pruner_factory=None,
+        progress=progress,
+        desc="dense",
+    )
+    return model, time.perf_counter() - t0
+
+
 def run_model(
     model_fn: Callable[[], nn.Module],
     *,
@@ -139,34 +199,39 @@ def run_model(
     out: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    dense: tuple[nn.Module, float] | None = None,
     **method_options: Any,
 ) -> Run:
     """Run the pipeline on a user's model factory and DataLoaders; see the module doc.
-    ``method_options`` go to the method (``lam=...``, ``granularity="neuron"`` ...)."""
+    ``method_options`` go to the method (``lam=...``, ``granularity="neuron"`` ...).
+    ``dense`` = (model trained densely by :func:`train_dense` with the same budget, its
+    seconds): a comparison trains it once per seed; it is copied, not changed."""
     if not callable(model_fn):
         raise PrunekitError("run() takes a RunConfig or a callable that builds the model")
     n_train = _len(train, "train")
     if out is not None:
         check_out_dir(Path(out), None, overwrite=overwrite)
-    torch.manual_seed(seed)
-    model = model_fn()
-    if not isinstance(model, nn.Module):
-        raise PrunekitError(f"the model factory returned {type(model).__name__}, not an nn.Module")
+    rewind = Rewind([train, val, test])
     t0 = time.perf_counter()
-    _train(
-        model,
-        train,
-        epochs * n_train,
-        lr,
-        loss_fn,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        pruner_factory=None,
-        progress=progress,
-        desc="dense",
-    )
-    dense_s = time.perf_counter() - t0
+    if dense is None:
+        model, dense_s = train_dense(
+            model_fn,
+            train,
+            loss_fn=loss_fn,
+            epochs=epochs,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            seed=seed,
+            progress=progress,
+        )
+    else:
+        model, dense_s = copy.deepcopy(dense[0]).train(), dense[1]
     dense_metrics = _evaluate(model, test, loss_fn)
+    # Reseeded: the phase (loader shuffling, noise draws) is the same whether the dense
+    # model was trained just now or shared by a comparison's cells.
+    torch.manual_seed(seed + 1)
+    rewind()
     calib = _calibration(val if val is not None else train, calibration_batches)
     t1 = time.perf_counter()
     steps = finetune_epochs * n_train

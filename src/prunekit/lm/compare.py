@@ -21,6 +21,7 @@ import yaml
 
 from ..registry import PrunekitError
 from .run import LMConfig, dense_for, run_lm
+from .struct_run import StructSpec
 
 PACKAGED = Path(__file__).resolve().parent.parent / "configs" / "lm.yaml"
 # Wanda paper (Sun et al. 2023, arXiv:2306.11695), LLaMA-2-7B WikiText perplexity as a
@@ -40,7 +41,9 @@ ANCHOR = {
 class LMCompareConfig:
     """``methods``: LM method names, optionally ``+owl`` (``sparsegpt+owl``);
     ``settings``: sparsities (``0.5``) or N:M patterns (``"2:4"``); ``base``: LMConfig
-    fields shared by every cell (model, dataset, budget)."""
+    fields shared by every cell (model, dataset, budget). ``struct_methods``
+    (``magnitude-struct``, ``wanda-struct``, ``flap``) run at ``struct_settings``: the
+    fraction of attention heads and MLP units removed in every block."""
 
     name: str = "lm"
     task: str = "lm"
@@ -48,6 +51,8 @@ class LMCompareConfig:
     methods: list[str] = field(default_factory=lambda: ["magnitude", "wanda", "sparsegpt"])
     settings: list[str] = field(default_factory=lambda: ["0.5", "0.7", "0.8", "0.9", "2:4", "4:8"])
     seeds: list[int] = field(default_factory=lambda: [0])
+    struct_methods: list[str] = field(default_factory=list)
+    struct_settings: list[str] = field(default_factory=lambda: ["0.25", "0.5"])
 
     def cells(self) -> list[tuple[str, str, LMConfig]]:
         """(label, setting, config) of every cell, validated before anything runs."""
@@ -70,6 +75,13 @@ class LMCompareConfig:
                         kw["sparsity"] = float(setting)
                     cfg = LMConfig.from_dict(
                         {**self.base, **kw, "method": method, "method_args": args, "seed": seed}
+                    )
+                    cfg.spec()
+                    out.append((label, setting, cfg))
+            for label in self.struct_methods:
+                for setting in map(str, self.struct_settings):
+                    cfg = LMConfig.from_dict(
+                        {**self.base, "sparsity": float(setting), "method": label, "seed": seed}
                     )
                     cfg.spec()
                     out.append((label, setting, cfg))
@@ -116,8 +128,8 @@ class _RunView:
             cfg.seed,
         )
         self.sparsity = spec.sparsity
-        self.granularity = "nm" if spec.nm else "weight"
-        self.scope = "owl" if spec.owl else "layer"
+        self.granularity = "head" if isinstance(spec, StructSpec) else "nm" if spec.nm else "weight"
+        self.scope = "owl" if spec.owl else getattr(spec, "scope", "layer")
         self.schedule = "oneshot"
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,7 +215,8 @@ def _rows(out: Path) -> list[dict[str, Any]]:
 def write_lm_report(out: Path) -> Path:
     """``lm_report.md``: mean perplexity ratio per method and setting, dense perplexity per
     seed, and ``lm_perplexity.png`` (perplexity vs sparsity, one line per method)."""
-    rows = _rows(out)
+    every = _rows(out)
+    rows = [r for r in every if r.get("granularity") != "head"]
     settings = sorted(
         dict.fromkeys(r["nm"] or f"{r['target_sparsity']:g}" for r in rows),
         key=lambda s: (":" in s, s),  # sparsities ascending, then N:M patterns
@@ -236,6 +249,7 @@ def write_lm_report(out: Path) -> Path:
             + " | ".join(str(ANCHOR.get((method, s), "")) for s in settings)
             + " |"
         )
+    lines += structured_table([r for r in every if r.get("granularity") == "head"])
     md = out / "lm_report.md"
     try:
         import matplotlib
@@ -266,3 +280,35 @@ def write_lm_report(out: Path) -> Path:
         pass
     md.write_text("\n".join(lines) + "\n")
     return md
+
+
+def structured_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines for the structured (head / MLP-unit) rows: per method and fraction,
+    the mean perplexity ratio, parameters removed and the interleaved speed-up (median of
+    the per-seed medians, with the lowest and highest per-seed IQR bound)."""
+    if not rows:
+        return []
+    cells: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((r["method"], r["target_sparsity"]), []).append(r)
+    lines = [
+        "",
+        "Structured (whole heads and MLP units removed, the same fraction of each per block;",
+        "the shrunk model measured; tokens/s timed interleaved with the dense model):",
+        "",
+        "| method | fraction removed | perplexity / dense | parameters removed | "
+        "speed-up (IQR) | tokens/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (method, frac), rs in sorted(cells.items()):
+        ratio = sum(r["perplexity_ratio"] for r in rs) / len(rs)
+        removed = sum(r["params_removed_fraction"] for r in rs) / len(rs)
+        speed = sorted(r["speedup"] for r in rs)[len(rs) // 2]
+        low = min(r["speedup_iqr"][0] for r in rs)
+        high = max(r["speedup_iqr"][1] for r in rs)
+        tps = sorted(r["tokens_per_s"] for r in rs)[len(rs) // 2]
+        lines.append(
+            f"| {method} | {frac:g} | {ratio:.3f} | {removed:.1%} | "
+            f"{speed:.2f}x ({low:.2f}-{high:.2f}) | {tps:,.0f} |"
+        )
+    return lines

@@ -28,6 +28,14 @@ from .blocks import prunable_linears
 from .metrics import perplexity, tokens_per_second
 from .models import build_lm, is_lm_model
 from .prune import LMPruneSpec, check_spec, prune_lm
+from .struct_run import (
+    StructSpec,
+    interleaved_throughput,
+    is_structured,
+    model_bytes,
+    struct_spec,
+)
+from .structured import model_inputs, prune_heads
 from .text import TokenData, Tokenizer, is_text_dataset, load_tokens
 
 RESULT_SCHEMA = "prunekit.result/v1"
@@ -78,9 +86,9 @@ class LMConfig:
         for name in ("train_steps", "recovery_steps", "warmup_steps"):
             if int(getattr(self, name)) < 0:
                 raise PrunekitError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.granularity not in (None, "weight", "nm"):
+        if self.granularity not in (None, "weight", "nm", "head"):
             raise PrunekitError(
-                f"LM pruning takes granularity 'weight' or 'nm', got {self.granularity!r}"
+                f"LM pruning takes granularity 'weight', 'nm' or 'head', got {self.granularity!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,8 +115,11 @@ class LMConfig:
         blob = json.dumps(out, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def spec(self) -> LMPruneSpec:
-        """The pruning spec; N:M when ``granularity="nm"`` or n/m are given."""
+    def spec(self) -> LMPruneSpec | StructSpec:
+        """The pruning spec; N:M when ``granularity="nm"`` or n/m are given; heads and
+        MLP units (``struct_run.StructSpec``) for a structured method / ``"head"``."""
+        if is_structured(self.method, self.granularity):
+            return struct_spec(self.method, self.sparsity, self.method_args)
         args = dict(self.method_args)
         n, m = args.pop("n", None), args.pop("m", None)
         if self.granularity == "nm" or n is not None or m is not None:
@@ -313,6 +324,8 @@ def run_lm(
     """The whole LM run. ``dense`` = (trained model, tokenizer, data, seconds, its
     measurements) lets a comparison train and measure the dense LM once; it is copied."""
     spec = cfg.spec()
+    if isinstance(spec, StructSpec):  # whole heads and MLP units, removed physically
+        return run_struct_lm(cfg, spec, out=out, overwrite=overwrite, dense=dense)
     if out is not None:
         check_out_dir(Path(out), cfg.hash(), overwrite=overwrite)
     t_start = time.perf_counter()
@@ -421,6 +434,9 @@ def reload(run_dir: str | Path) -> nn.Module:
     """The pruned model of a saved LM run (``from_pretrained`` on ``RUN/hf``)."""
     from transformers import AutoModelForCausalLM
 
+    from .hf_shrunk import register
+
+    register()  # a head-pruned GPT-2 (prunekit_gpt2) loads without remote code
     hf = Path(run_dir) / "hf"
     if not (hf / "config.json").is_file():
         raise PrunekitError(f"{run_dir} holds no language model (no hf/config.json)")
@@ -452,3 +468,98 @@ def evaluate_saved_lm(run_dir: str | Path) -> dict[str, Any]:
         "target_sparsity": saved.get("target_sparsity"),
         **measure(model, data, cfg),
     }
+
+
+def run_struct_lm(
+    cfg: LMConfig,
+    spec: StructSpec,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    dense: tuple | None = None,
+) -> LMRun:
+    """The structured LM run (``struct_run``'s docstring): prune heads and MLP units, shrink,
+    measure and save the small model."""
+    from .structured import find_groups, pretrained_form
+
+    if out is not None:
+        check_out_dir(Path(out), cfg.hash(), overwrite=overwrite)
+    t_start = time.perf_counter()
+    if dense is None:
+        base, tok, data, dense_s = train_dense(cfg)
+        dense_metrics = measure(base, data, cfg)
+    else:
+        base, tok, data, dense_s, dense_metrics = dense
+    find_groups(base)  # a model without known blocks fails before any work
+    masked = copy.deepcopy(base)
+    t0 = time.perf_counter()
+    calib = calibration(data, cfg)
+    small = prune_heads(
+        masked,
+        heads=spec.heads,
+        neurons=spec.neurons,
+        criterion=spec.criterion,
+        data=calib,
+        compensate=spec.compensate,
+        scope=spec.scope,
+        example_inputs=model_inputs(masked, calib[:2]),
+    )
+    report = small.prunekit_structured
+    if type(small).__name__ == "GPT2LMHeadModel":
+        small = pretrained_form(small)
+    del masked
+    prune_s = time.perf_counter() - t0
+    recovery_s = recover(small, data, cfg) if cfg.recovery_steps else 0.0
+    metrics = measure(small, data, cfg)
+    timing = interleaved_throughput(
+        base, small, cfg.context, data.vocab_size, repeats=max(15, cfg.throughput_repeats)
+    )
+    params_dense = sum({id(p): p.numel() for p in base.parameters()}.values())
+    result: dict[str, Any] = {
+        "schema": RESULT_SCHEMA,
+        "task": "lm",
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "method": spec.method,
+        "granularity": "head",
+        "nm": None,
+        "scope": spec.scope,
+        "target_sparsity": spec.sparsity,
+        **metrics,
+        **timing,
+        "perplexity_dense": dense_metrics["perplexity"],
+        "val_perplexity_dense": dense_metrics["val_perplexity"],
+        "perplexity_ratio": metrics["perplexity"] / dense_metrics["perplexity"],
+        "params_total_dense": params_dense,
+        "params_removed_fraction": 1 - metrics["params_total"] / params_dense,
+        "structured": {
+            **report,
+            "compensate": spec.criterion == "flap" if spec.compensate is None else spec.compensate,
+        },
+        "block_sparsity": None,
+        "owl_lambda": None,
+        "calibration": {"samples": cfg.calib_samples, "context": cfg.context, "split": "train"},
+        "data": {
+            "source": data.source,
+            "tokenizer": data.tokenizer,
+            "vocab_size": data.vocab_size,
+            "tokens": {s: int(data.split(s).numel()) for s in ("train", "validation", "test")},
+        },
+        "seed": cfg.seed,
+        "train_seconds": {
+            "dense": dense_s,
+            "prune": prune_s,
+            "recovery": recovery_s,
+            "total": time.perf_counter() - t_start,
+        },
+        "versions": _versions(),
+        "config_hash": cfg.hash(),
+        "config": cfg.to_dict(),
+    }
+    result.update(model_bytes(small))
+    result["size_bytes_dense"] = model_bytes(base)["size_bytes"]
+    if out is not None:
+        out = Path(out)
+        result.update(save_hf(out, small, tok))
+        atomic_write_json(out / "result.json", result)
+    return LMRun(model=small, result=result, tokenizer=tok)

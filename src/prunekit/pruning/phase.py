@@ -100,6 +100,10 @@ class PruningPhase:
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
         return self.objective.penalty(model) if self.active else None
 
+    def before_step(self, model: nn.Module) -> None:
+        if self.active:
+            self.objective.before_step(model)
+
     def after_step(self, model: nn.Module, lr: float) -> None:
         if self.active:
             self.objective.after_step(model, lr)

@@ -8,6 +8,7 @@ loop (``prunekit.training``) while the objective is active:
 - ``param_groups()``: extra optimizer parameter groups (e.g. L0 gate logits).
 - ``transform(x, y, generator) -> (x, y)``: change a training batch.
 - ``penalty(model) -> Tensor``: added to the task loss (0-dim).
+- ``before_step(model)``: right before the optimizer step (gradients in closed form).
 - ``after_step(model, lr)``: after each optimizer step (proximal updates).
 - ``detach(model)``: stop acting; fold any state into the weights.
 
@@ -50,6 +51,9 @@ class Objective:
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
         return None
+
+    def before_step(self, model: nn.Module) -> None:
+        pass
 
     def after_step(self, model: nn.Module, lr: float) -> None:
         pass

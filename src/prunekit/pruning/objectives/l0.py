@@ -14,12 +14,17 @@ The ``l0-gate`` criterion (``criteria/l0_gate.py``) then prunes by ``P(z_j != 0)
 Design choices (and why):
 
 - **Gate optimizer.** The logits are not model parameters (the saved model stays a
-  plain model) and are trained by the objective's own Adam (lr ``gate_lr``, no weight
-  decay), stepped in ``after_step``. Louizos et al. trained with Adam; with the loop's
-  SGD a logit's penalty step would be ``lr * lam * sigmoid'(.)``, which vanishes for the
-  strongly open gates a pre-trained network starts with, so no fixed gate lr works for
-  both 266k weight gates and 400 unit gates. Adam moves each logit by about ``gate_lr``
-  per step whatever the gradient scale.
+  plain model); ``param_groups()`` hands them to the training loop's optimizer as one
+  extra group (lr ``gate_lr``, no weight decay), so its learning-rate schedule,
+  gradient clipping and checkpoints cover them like any parameter. ``before_step`` (the
+  optimizer's step pre-hook) adds the closed-form penalty gradient and hands the
+  optimizer Adam's direction ``m_hat / (sqrt(v_hat) + eps)`` of that gradient rather
+  than the gradient itself: Louizos et al. trained with Adam, and a plain gradient step
+  ``lr * lam * sigmoid'(.)`` vanishes for the strongly open gates a pre-trained network
+  starts with, so no fixed gate lr would work for both 266k weight gates and 400 unit
+  gates. Stepped by SGD (the group sets momentum 0) this is exactly Adam
+  at lr ``gate_lr``; under Adam it is Adam on a normalized gradient, again about
+  ``gate_lr`` per step.
 - **Initialization.** A pruning run starts from a trained dense model, so gates start
   almost always fully open: ``log_alpha = log(1 - p) - log(p)`` with drop rate
   ``p = init_drop`` (default 0.05: ``log_alpha = 2.94``, ``z_test = 0.99``, 87 % of
@@ -125,13 +130,14 @@ class L0Objective(HardConcreteGates, Objective):
         self.log_alpha: dict[str, Tensor] = {}
         self.modules: dict[str, nn.Module] = {}
         self._hooks: list[Any] = []
-        self._opt: torch.optim.Optimizer | None = None
         self.steps = 0
         self.noise_pool = bool(noise_pool)
         self.pool: NoisePool | None = None
         self._probs: dict[str, Tensor] = {}
         self._ones_version: dict[str, int] = {}
         self._parked: dict[str, tuple[int, Any]] = {}
+        self._moments: dict[str, tuple[Tensor, Tensor]] = {}  # see _normalize_grads
+        self._moment_steps = 0
         self.window = window_steps  # steps of the regularization window (from the phase)
         self.density = 1.0
         self.trace: list[dict[str, float]] = []
@@ -143,7 +149,7 @@ class L0Objective(HardConcreteGates, Objective):
 
     def penalty(self, model: nn.Module) -> Tensor | None:
         """``coef * sum_j P(z_j != 0)``. Its gradient ``coef * P(1 - P)`` w.r.t. each logit
-        is added in closed form in ``after_step`` (no autograd graph over every gate), so
+        is added in closed form in ``before_step`` (no autograd graph over every gate), so
         the returned value is detached."""
         shift = self.beta * math.log(-self.gamma / self.zeta)
         with torch.no_grad():  # keep_probability, into buffers kept across steps
@@ -157,8 +163,9 @@ class L0Objective(HardConcreteGates, Objective):
         return torch.tensor(self.coef * expected) if self.coef != 0.0 else None
 
     @torch.no_grad()
-    def after_step(self, model: nn.Module, lr: float) -> None:
-        assert self._opt is not None
+    def before_step(self, model: nn.Module) -> None:
+        """Right before the optimizer step: the penalty's gradient ``coef * P(1 - P)``
+        joins the task gradient of each logit (and lambda is auto-initialized)."""
         for la in self.log_alpha.values():
             if la.grad is None:
                 la.grad = torch.zeros_like(la)
@@ -171,8 +178,10 @@ class L0Objective(HardConcreteGates, Objective):
             for n, la in self.log_alpha.items():
                 p = self._probs[n]
                 la.grad.add_(p, alpha=coef).addcmul_(p, p, value=-coef)  # coef * P(1-P)
-        self._opt.step()
-        self._opt.zero_grad(set_to_none=True)
+        self._normalize_grads()
+
+    def after_step(self, model: nn.Module, lr: float) -> None:
+        """After the optimizer stepped the logits: the lambda controller and checks."""
         self.steps += 1
         if self.target is not None:
             self._control(self.density - self.density_target(self.steps))
@@ -233,7 +242,7 @@ class L0Options(Options):
         "kept fraction the controller steers to: default the run's --sparsity; "
         "null: lambda stays fixed (then --lambda is required)",
     )
-    gate_lr: float = option(0.05, "learning rate of the gates' own Adam")
+    gate_lr: float = option(0.05, "learning rate of the gates' param group (Adam-normalized steps)")
     init_drop: float = option(0.05, "initial drop rate p of every gate")
     rate: float = option(0.02, "growth per step of the controller's multiplier")
     anneal: float = option(0.6, "fraction of the window over which d_t anneals to 1 - s")
@@ -295,7 +304,7 @@ _L0_SYMBOLS = {
     r"z_j": "the hard-concrete gate of unit j, exactly 0 or 1 with positive probability",
     r"\bar s_j": "a stretched concrete sample: sigmoid((log u - log(1-u) + log alpha_j) / beta) "
     "* (zeta - gamma) + gamma, u ~ U(0, 1)",
-    r"\log\alpha_j": "the gate's learned logit (its own Adam optimizer)",
+    r"\log\alpha_j": "the gate's learned logit (stepped by the training loop's optimizer)",
     r"\sigma(\cdot)": "the logistic function; the sum is the expected number of open gates",
     r"\beta, \gamma, \zeta": "2/3, -0.1, 1.1 (the paper's values)",
     r"\lambda": "penalty strength; by default steered after each step so that the expected "

@@ -38,7 +38,7 @@ class _GatedWeight(torch.autograd.Function):
     gates costs 25 us (in-place, scalar) to 100 us (two inputs, or a sigmoid), measured
     with one thread, next to ~2.2 ms for a whole dense step at batch 128. Fusing the
     gate, the mask and the product cuts the passes over the gates from ~19 (the composed
-    ops' forward and backward) to ~13; the penalty and the gates' Adam add ~6 more.
+    ops' forward and backward) to ~13; the penalty and the gates' update add ~6 more.
 
     A masked-out entry has ``mask * z = 0``, which the backward treats as a clamped gate:
     no gradient to its logit, and ``dL/dweight_orig = g * mask * z = 0`` as for a mask."""

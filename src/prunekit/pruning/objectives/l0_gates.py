@@ -124,7 +124,6 @@ class HardConcreteGates:
                 self._hooks.append(m.register_forward_pre_hook(self._weight_hook(name)))
             else:
                 self._hooks.append(m.register_forward_hook(self._unit_hook(name)))
-        self._opt = torch.optim.Adam(list(self.log_alpha.values()), lr=self.gate_lr, fused=True)
         largest = max(la.numel() for la in self.log_alpha.values())
         self.pool = NoisePool(largest, self.generator) if self.noise_pool else None
 
@@ -205,7 +204,40 @@ class HardConcreteGates:
             },
         }
         self.log_alpha = {}
-        self._opt = None
+        self._moments = {}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The gate logits, for the training loop's optimizer: lr ``gate_lr``, no weight
+        decay, no momentum (SGD's, RMSprop's: the gradient handed over is already a
+        running average, see ``_normalize_grads``; Adam ignores the key)."""
+        params = list(self.log_alpha.values())
+        group = {"params": params, "lr": self.gate_lr, "weight_decay": 0.0, "momentum": 0.0}
+        return [group] if params else []
+
+    def _normalize_grads(self) -> None:
+        """``grad <- m_hat / (sqrt(v_hat) + eps)``: Adam's direction (Kingma & Ba 2015:
+        m, v running means of g and g^2, bias-corrected; betas 0.9, 0.999, eps 1e-8), so
+        an optimizer stepping it with lr ``gate_lr`` (SGD without momentum) moves a logit
+        exactly as Adam would, about ``gate_lr`` per step whatever the gradient scale."""
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        self._moment_steps += 1
+        bc1, bc2 = 1.0 - b1**self._moment_steps, 1.0 - b2**self._moment_steps
+        for n, la in self.log_alpha.items():
+            if n not in self._moments:
+                self._moments[n] = (torch.zeros_like(la), torch.zeros_like(la))
+        ms = [self._moments[n][0] for n in self.log_alpha]
+        vs = [self._moments[n][1] for n in self.log_alpha]
+        gs = [la.grad for la in self.log_alpha.values()]
+        # one multi-tensor kernel per op over all layers (as torch's foreach Adam)
+        torch._foreach_lerp_(ms, gs, 1.0 - b1)
+        torch._foreach_mul_(vs, b2)
+        torch._foreach_addcmul_(vs, gs, gs, value=1.0 - b2)
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_div_(denom, math.sqrt(bc2))
+        torch._foreach_add_(denom, eps)
+        torch._foreach_mul_(denom, bc1)
+        for g, m, d in zip(gs, ms, denom, strict=True):
+            torch.div(m, d, out=g)
 
     def _open_fraction(self) -> float:
         zs = self.test_gates()
