@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from .registry import PrunekitError
+from .runoptions import BY_NAME, RUN_OPTIONS, RunOption, parse_options
+
+__all__ = ["app", "main", "parse_options", "run_options"]
 
 app = typer.Typer(
     add_completion=False,
@@ -46,45 +51,6 @@ def _root(
     ] = False,
 ) -> None:
     """Prune PyTorch models and compare pruning methods honestly."""
-
-
-def parse_options(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; values parsed as YAML scalars (numbers, bools, lists)."""
-    opts: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise PrunekitError(f"--option takes KEY=VALUE, got {item!r}")
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise PrunekitError(f"--option {key}: cannot parse value {value!r}") from None
-        opts[key.strip().replace("-", "_")] = _number_or(parsed)
-    return opts
-
-
-def _number_or(value: Any) -> Any:
-    """YAML 1.1 reads ``1e-3`` as a string; a user writing it means the number."""
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return value
-        if math.isfinite(number):
-            return number
-    return value
-
-
-def parse_floats(text: str | None, flag: str) -> list[float] | None:
-    """``"0.1,0.2"`` -> ``[0.1, 0.2]``; ``""`` -> ``[]``; None stays None (not given)."""
-    if text is None:
-        return None
-    try:
-        return [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise PrunekitError(
-            f"{flag} takes comma-separated numbers, e.g. 0.1,0.2; got {text!r}"
-        ) from None
 
 
 def _load_config_file(path: Path | None) -> dict[str, Any]:
@@ -166,107 +132,107 @@ def _run_lm(values: dict[str, Any], out: Path | None, overwrite: bool, quiet: bo
         out_console.print(f"saved to {out} (transformers format under {out / 'hf'})")
 
 
-Model = Annotated[str, typer.Option(help="Zoo model name (see `prunekit list`).")]
-Dataset = Annotated[str, typer.Option(help="Dataset name (see `prunekit list`).")]
-Seed = Annotated[int, typer.Option(help="Seed for weights, data order and split.")]
-Epochs = Annotated[int, typer.Option(help="Dense training epochs.")]
-DataDir = Annotated[Path | None, typer.Option(help="Directory with the dataset's IDX files.")]
-Download = Annotated[
-    bool,
-    typer.Option(
-        "--download", help="Download the dataset into the cache if it is not found locally."
-    ),
-]
-Limit = Annotated[int | None, typer.Option(help="Use at most this many training examples.")]
-TestLimit = Annotated[int | None, typer.Option(help="Use at most this many test examples.")]
+_CLI_TYPES: dict[str, Any] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "list": str,  # "0.1,0.2": parsed by RunOption.parse
+    "dict": list[str],  # -o KEY=VALUE, repeatable
+}
+
+
+def _run_parameter(o: RunOption) -> inspect.Parameter:
+    """A typer option for one RunConfig field. Its default is None (= not given), so a
+    --config file's value is not overwritten by a flag nobody typed; --help shows the
+    schema's default instead. Values are checked by RunConfig (one-line errors)."""
+    decls = [f"{o.flag}/{o.negative}"] if o.kind == "bool" else [o.flag, o.short]
+    info = typer.Option(
+        *[d for d in decls if d],
+        # Written into the help: click puts a text default in parentheses.
+        help=f"{o.help_text()}  [default: {o.default_text()}]",
+        show_default=False,
+        metavar=o.metavar(),
+    )
+    annotation = Annotated[_CLI_TYPES[o.kind] | None, info]
+    return inspect.Parameter(
+        o.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+    )
+
+
+def run_options(
+    *, exclude: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command one option per RunConfig field (but ``exclude``), generated from
+    the schema. The command's own parameters are the options that are not run options
+    (paths, --quiet ...); it receives the run options given on the command line as
+    ``run``: ``{field: value}``, typed, lists and ``-o`` parsed, absent ones left out."""
+
+    def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in inspect.signature(func, eval_str=True).parameters.values()
+            if p.name != "run"
+        ]
+        generated = [_run_parameter(o) for o in RUN_OPTIONS if o.name not in exclude]
+        clash = {p.name for p in own} & {p.name for p in generated}
+        if clash:
+            raise TypeError(f"{func.__name__}: parameters shadow run options {sorted(clash)}")
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            given = {p.name: BY_NAME[p.name].parse(kwargs.pop(p.name)) for p in generated}
+            return func(run={k: v for k, v in given.items() if v is not None}, **kwargs)
+
+        params = generated + own
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return wrap
+
+
 Out = Annotated[Path | None, typer.Option(help="Run directory to write.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace a different run already in --out.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+DataDir = Annotated[Path | None, typer.Option(help="Directory with the dataset's IDX files.")]
 ConfigFile = Annotated[
     Path | None,
     typer.Option("--config", help="YAML file of options; flags given on the command line win."),
 ]
+#: Run options of the pruning phase: `train` (a dense run) has no use for them.
+_PRUNING_OPTIONS = (
+    "method",
+    "sparsity",
+    "granularity",
+    "scope",
+    "schedule",
+    "finetune_epochs",
+    "finetune_lr",
+    "method_args",
+    "shrink",
+    "recalibrate_bn",
+)
 
 
 @app.command()
+@run_options(exclude=_PRUNING_OPTIONS)
 def train(
-    model: Model = "lenet300",
-    dataset: Dataset = "fashion-mnist",
-    epochs: Epochs = 2,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default: model recipe).")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Batch size (default: model recipe).")
-    ] = None,
-    seed: Seed = 0,
-    data_dir: DataDir = None,
-    download: Download = False,
-    limit: Limit = None,
-    test_limit: TestLimit = None,
+    run: dict[str, Any],
     out: Out = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """Train a dense model and evaluate it (a run with no pruning)."""
     _run_pipeline(
-        dict(
-            model=model,
-            dataset=dataset,
-            method="dense",
-            sparsity=0.0,
-            epochs=epochs,
-            finetune_epochs=0,
-            lr=lr,
-            batch_size=batch_size,
-            seed=seed,
-            data_dir=str(data_dir) if data_dir else None,
-            download=download,
-            limit=limit,
-            test_limit=test_limit,
-        ),
-        out,
-        overwrite,
-        quiet,
+        {**run, "method": "dense", "sparsity": 0.0, "finetune_epochs": 0}, out, overwrite, quiet
     )
 
 
 @app.command()
+@run_options()
 def prune(
-    model: Annotated[str | None, typer.Option(help="Zoo model name [default: lenet300].")] = None,
-    dataset: Annotated[
-        str | None, typer.Option(help="Dataset name [default: fashion-mnist].")
-    ] = None,
-    method: Annotated[
-        str | None, typer.Option(help="Method name, see `prunekit list` [default: magnitude].")
-    ] = None,
-    sparsity: Annotated[
-        float | None,
-        typer.Option(help="Fraction of units of removal to prune, in [0, 1) [default: 0.9]."),
-    ] = None,
-    granularity: Annotated[
-        str | None, typer.Option(help="weight | neuron | kernel | nm [default: the method's].")
-    ] = None,
-    scope: Annotated[
-        str | None, typer.Option(help="global | layer [default: the method's].")
-    ] = None,
-    schedule: Annotated[
-        str | None, typer.Option(help="oneshot | iterative | cubic [default: the method's].")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Dense training epochs [default: 2].")] = None,
-    finetune_epochs: Annotated[
-        int | None,
-        typer.Option(
-            help="Epochs of the sparsify phase: regularize, prune, fine-tune [default: 1]."
-        ),
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Dense learning rate [default: model recipe].")
-    ] = None,
-    finetune_lr: Annotated[
-        float | None, typer.Option(help="Sparsify-phase learning rate [default: 0.1 x lr].")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Batch size [default: model recipe].")
-    ] = None,
+    run: dict[str, Any],
     lam: Annotated[
         float | None, typer.Option("--lambda", help="Penalty strength of the method's objective.")
     ] = None,
@@ -291,40 +257,6 @@ def prune(
         str | None,
         typer.Option(
             help="N:M pattern for --granularity nm, e.g. 2:4; it fixes the sparsity at 1-N/M (omit --sparsity)."
-        ),
-    ] = None,
-    option: Annotated[
-        list[str] | None,
-        typer.Option("--option", "-o", help="Extra method option KEY=VALUE (repeatable)."),
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Seed for weights, data order, split and masks [default: 0].")
-    ] = None,
-    data_dir: DataDir = None,
-    download: Download = False,
-    limit: Limit = None,
-    test_limit: TestLimit = None,
-    latency_repeats: Annotated[
-        int | None,
-        typer.Option(help="Timed repeats per batch size, median reported [default: 30]."),
-    ] = None,
-    eval_sigmas: Annotated[
-        str | None,
-        typer.Option(
-            help="Gaussian sigmas for the robustness evaluation, comma-separated ('' = none) [default: 0.1,0.2,0.3,0.5]."
-        ),
-    ] = None,
-    eval_densities: Annotated[
-        str | None,
-        typer.Option(
-            help="Salt-and-pepper densities for the robustness evaluation, comma-separated ('' = none) [default: 0.05,0.1,0.2]."
-        ),
-    ] = None,
-    bn_recalibration: Annotated[
-        bool | None,
-        typer.Option(
-            "--bn-recalibration/--no-bn-recalibration",
-            help="Re-estimate BatchNorm statistics on the calibration data after each pruning event [default: on].",
         ),
     ] = None,
     target_speedup: Annotated[
@@ -356,30 +288,9 @@ def prune(
 ) -> None:
     """Train dense -> prune to --sparsity with --method -> fine-tune -> evaluate -> save."""
     values = _load_config_file(config)
-    flags = dict(
-        model=model,
-        dataset=dataset,
-        method=method,
-        sparsity=sparsity,
-        granularity=granularity,
-        scope=scope,
-        schedule=schedule,
-        epochs=epochs,
-        finetune_epochs=finetune_epochs,
-        lr=lr,
-        finetune_lr=finetune_lr,
-        batch_size=batch_size,
-        seed=seed,
-        data_dir=str(data_dir) if data_dir else None,
-        limit=limit,
-        test_limit=test_limit,
-        latency_repeats=latency_repeats,
-        download=download or None,
-        noise_sigmas=parse_floats(eval_sigmas, "--eval-sigmas"),
-        noise_densities=parse_floats(eval_densities, "--eval-densities"),
-        recalibrate_bn=bn_recalibration,
-    )
-    values.update({k: v for k, v in flags.items() if v is not None})
+    given = dict(run)
+    option_args = given.pop("method_args", {})
+    values.update(given)
     from .config import check_values
 
     values = check_values(values)  # a wrongly typed config value: one line, here
@@ -398,7 +309,7 @@ def prune(
         if not sep or not n_str.isdigit() or not m_str.isdigit():
             raise PrunekitError(f"--nm takes N:M with whole numbers, e.g. 2:4; got {nm!r}")
         method_args.update(n=int(n_str), m=int(m_str))
-    method_args.update(parse_options(option or []))
+    method_args.update(option_args)  # -o KEY=VALUE wins over the named shortcuts
     values["method_args"] = method_args
     from .lm import is_lm_config
 

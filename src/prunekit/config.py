@@ -21,10 +21,36 @@ MAX_BATCH = 1 << 20
 MAX_SEED = 2**32 - 3
 
 
-def _opt(default: Any, check: Check, help: str) -> Any:
-    """A RunConfig field: default (or factory, when callable), its check and its help,
-    in one place (the CLI and the comparison config read them from the metadata)."""
-    meta = {"check": check, "help": help}
+def _opt(
+    default: Any,
+    check: Check,
+    help: str,
+    *,
+    compare: str,
+    flag: str | None = None,
+    short: str | None = None,
+    shown: str | None = None,
+    hashed: bool = True,
+) -> Any:
+    """A RunConfig field: its default (or factory, when callable), its check and its
+    help, and how the other faces of the schema spell it (``prunekit.runoptions``):
+
+    - ``compare``: where a comparison config sets it (``budget.lr``, ``data.limit``,
+      ``evaluation.shrink``, or a grid key: ``models``, ``seeds``, ``methods[].args``);
+    - ``flag``/``short``: the CLI flag when it is not ``--field-name`` (a boolean's
+      ``--no-...`` form is derived);
+    - ``shown``: what ``--help`` prints as the default when the default is None;
+    - ``hashed``: False for where files live, which does not change what a run computes.
+    """
+    meta = {
+        "check": check,
+        "help": help,
+        "compare": compare,
+        "flag": flag,
+        "short": short,
+        "shown": shown,
+        "hashed": hashed,
+    }
     if callable(default):
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -43,103 +69,207 @@ def option_help(name: str) -> str:
     return {f.name: f.metadata.get("help", "") for f in fields(RunConfig)}[name]
 
 
-# Where the files live does not change what the run computes.
-_NOT_HASHED = {"data_dir", "download"}
+def default(name: str) -> Any:
+    """A RunConfig field's default: the one place it is written (``prunekit.prune``
+    and the CLI read it from here)."""
+    f = next(f for f in fields(RunConfig) if f.name == name)
+    return f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+
+
+_METHOD = "the method's"
+_RECIPE = "model recipe"
 
 
 @dataclass
 class RunConfig:
     """One pipeline run: train dense -> prune (method, target) -> fine-tune -> evaluate.
 
-    epochs / finetune_epochs: full passes over the training split.
-    lr / batch_size: dense training; None takes the model's recipe.
-    finetune_lr: the sparsify phase's initial lr; None = 0.1 x the dense lr.
-    method_args: options routed to the method's objective or schedule (e.g. lambda).
-    limit / test_limit: cap the number of training / test examples (smoke runs).
+    Every run option is one field here, with its default, check and help; the CLI
+    flags, the comparison config keys, the reproduce command and the stable hash are
+    all derived from these fields (``prunekit.runoptions``).
     """
 
-    model: str = _opt("lenet300", Check("str"), "Zoo model name (see `prunekit list`).")
-    dataset: str = _opt("fashion-mnist", Check("str"), "Dataset name (see `prunekit list`).")
-    method: str = _opt("magnitude", Check("str"), "Method name (see `prunekit list`).")
+    model: str = _opt(
+        "lenet300", Check("str"), "Zoo model name (see `prunekit list`).", compare="models"
+    )
+    dataset: str = _opt(
+        "fashion-mnist", Check("str"), "Dataset name (see `prunekit list`).", compare="dataset"
+    )
+    method: str = _opt(
+        "magnitude", Check("str"), "Method name (see `prunekit list`).", compare="methods[].name"
+    )
     sparsity: float = _opt(
-        0.9, Check("float", lo=0, hi=1, hi_open=True), "Fraction of units of removal to prune."
+        0.9,
+        Check("float", lo=0, hi=1, hi_open=True),
+        "Fraction of units of removal to prune; an N:M pattern (--nm) fixes it at 1-N/M.",
+        compare="sparsities",
     )
     granularity: str | None = _opt(
-        None, Check("str", optional=True), "weight | neuron | kernel | nm (the method's)."
+        None,
+        Check("str", optional=True),
+        "weight | neuron | kernel | nm.",
+        compare="methods[].granularity",
+        shown=_METHOD,
     )
     scope: str | None = _opt(
-        None, Check("str", optional=True, choices=("global", "layer")), "global | layer."
+        None,
+        Check("str", optional=True, choices=("global", "layer")),
+        "global | layer.",
+        compare="methods[].scope",
+        shown=_METHOD,
     )
     schedule: str | None = _opt(
-        None, Check("str", optional=True), "oneshot | iterative | cubic (the method's)."
+        None,
+        Check("str", optional=True),
+        "oneshot | iterative | cubic.",
+        compare="methods[].schedule",
+        shown=_METHOD,
     )
-    epochs: int = _opt(2, Check("int", lo=0, hi=MAX_EPOCHS), "Dense training epochs.")
+    epochs: int = _opt(
+        2, Check("int", lo=0, hi=MAX_EPOCHS), "Dense training epochs.", compare="budget.epochs"
+    )
     finetune_epochs: int = _opt(
-        1, Check("int", lo=0, hi=MAX_EPOCHS), "Epochs of the sparsify phase."
+        1,
+        Check("int", lo=0, hi=MAX_EPOCHS),
+        "Epochs of the sparsify phase: regularize, prune, fine-tune.",
+        compare="budget.finetune_epochs",
     )
     # A rate or a batch of 0 is never what a user means: refused, not replaced.
     lr: float | None = _opt(
-        None, Check("float", lo=0, lo_open=True, optional=True), "Dense lr (model recipe)."
+        None,
+        Check("float", lo=0, lo_open=True, optional=True),
+        "Dense learning rate.",
+        compare="budget.lr",
+        shown=_RECIPE,
     )
     finetune_lr: float | None = _opt(
         None,
         Check("float", lo=0, lo_open=True, optional=True),
-        "Sparsify-phase lr (0.1 x lr).",
+        "Sparsify-phase learning rate.",
+        compare="budget.finetune_lr",
+        shown="0.1 x lr",
     )
     batch_size: int | None = _opt(
-        None, Check("int", lo=1, hi=MAX_BATCH, optional=True), "Batch size (model recipe)."
+        None,
+        Check("int", lo=1, hi=MAX_BATCH, optional=True),
+        "Batch size.",
+        compare="budget.batch_size",
+        shown=_RECIPE,
     )
     momentum: float | None = _opt(
-        None, Check("float", lo=0, hi=1, hi_open=True, optional=True), "SGD momentum."
+        None,
+        Check("float", lo=0, hi=1, hi_open=True, optional=True),
+        "SGD momentum.",
+        compare="budget.momentum",
+        shown=_RECIPE,
     )
     weight_decay: float | None = _opt(
-        None, Check("float", lo=0, optional=True), "SGD weight decay (L2)."
+        None,
+        Check("float", lo=0, optional=True),
+        "SGD weight decay (L2).",
+        compare="budget.weight_decay",
+        shown=_RECIPE,
     )
-    seed: int = _opt(0, Check("int", lo=0, hi=MAX_SEED), "Seed for weights, data and masks.")
+    seed: int = _opt(
+        0,
+        Check("int", lo=0, hi=MAX_SEED),
+        "Seed for weights, data order, split and masks.",
+        compare="seeds",
+    )
     data_dir: str | None = _opt(
-        None, Check("str", optional=True), "Directory with the dataset's files."
+        None,
+        Check("str", optional=True),
+        "Directory with the dataset's files.",
+        compare="data.data_dir",
+        shown="$PRUNEKIT_DATA, /usr/share/datasets, cache",
+        hashed=False,
     )
-    download: bool = _opt(False, Check("bool"), "Download the dataset if not found.")
+    download: bool = _opt(
+        False,
+        Check("bool"),
+        "Download the dataset into the cache if it is not found locally.",
+        compare="data.download",
+        hashed=False,
+    )
     val_fraction: float = _opt(
-        0.1, Check("float", lo=0, hi=1, hi_open=True), "Validation share of the training set."
+        0.1,
+        Check("float", lo=0, hi=1, hi_open=True),
+        "Validation share of the training set.",
+        compare="data.val_fraction",
     )
     limit: int | None = _opt(
-        None, Check("int", lo=1, optional=True), "At most this many training examples."
+        None,
+        Check("int", lo=1, optional=True),
+        "Use at most this many training examples.",
+        compare="data.limit",
+        shown="all",
     )
     test_limit: int | None = _opt(
-        None, Check("int", lo=1, optional=True), "At most this many test examples."
+        None,
+        Check("int", lo=1, optional=True),
+        "Use at most this many test examples.",
+        compare="data.test_limit",
+        shown="all",
     )
+    # Routed to the method's objective, schedule, criterion or granularity by name.
     method_args: dict[str, Any] = _opt(
-        dict, Check("dict"), "Options routed to the method (e.g. lam, cycles)."
+        dict,
+        Check("dict"),
+        "Extra method option KEY=VALUE (repeatable), e.g. lam=1e-4, cycles=3.",
+        compare="methods[].args",
+        flag="--option",
+        short="-o",
     )
-    latency_repeats: int = _opt(30, Check("int", lo=1, hi=100_000), "Timed repeats per batch size.")
+    latency_repeats: int = _opt(
+        30,
+        Check("int", lo=1, hi=100_000),
+        "Timed repeats per batch size, median reported.",
+        compare="evaluation.latency_repeats",
+    )
     latency_batch_sizes: list[int] = _opt(
         lambda: [1, 64],
         Check("list", item=Check("int", lo=1, hi=MAX_BATCH)),
-        "Batch sizes timed.",
+        "Batch sizes timed, comma-separated.",
+        compare="evaluation.latency_batch_sizes",
     )
     # Robustness evaluation (every run): accuracy under Gaussian noise of each sigma and
     # salt-and-pepper noise of each density, drawn with a fixed seed (not the run's).
     noise_sigmas: list[float] = _opt(
         lambda: [0.1, 0.2, 0.3, 0.5],
         Check("list", item=Check("float")),
-        "Gaussian noise sigmas of the robustness evaluation.",
+        "Gaussian sigmas for the robustness evaluation, comma-separated ('' = none).",
+        compare="evaluation.noise_sigmas",
+        flag="--eval-sigmas",
     )
     noise_densities: list[float] = _opt(
         lambda: [0.05, 0.1, 0.2],
         Check("list", item=Check("float")),
-        "Salt-and-pepper densities of the robustness evaluation.",
+        "Salt-and-pepper densities for the robustness evaluation, comma-separated ('' = none).",
+        compare="evaluation.noise_densities",
+        flag="--eval-densities",
     )
     noise_eval_seed: int = _opt(
-        1234, Check("int", lo=0, hi=MAX_SEED), "Seed of the robustness noise."
+        1234,
+        Check("int", lo=0, hi=MAX_SEED),
+        "Seed of the robustness noise.",
+        compare="evaluation.noise_eval_seed",
     )
     # Neuron-granularity runs: physically remove the zeroed units after fine-tuning, so
     # the saved model, its cost figures and latency are those of the smaller model.
-    shrink: bool = _opt(True, Check("bool"), "Remove zeroed units (neuron granularity).")
+    shrink: bool = _opt(
+        True,
+        Check("bool"),
+        "Remove zeroed units after fine-tuning (neuron granularity).",
+        compare="evaluation.shrink",
+    )
     # Re-estimate BatchNorm running statistics on the calibration data after every
     # pruning event (no weight changes); a no-op for models without BatchNorm.
     recalibrate_bn: bool = _opt(
-        True, Check("bool"), "Re-estimate BatchNorm statistics after each pruning event."
+        True,
+        Check("bool"),
+        "Re-estimate BatchNorm statistics on the calibration data after each pruning event.",
+        compare="budget.recalibrate_bn",
+        flag="--bn-recalibration",
     )
 
     def __post_init__(self) -> None:
@@ -176,7 +306,7 @@ class RunConfig:
     def non_default(self) -> dict[str, Any]:
         out = {}
         for f in fields(self):
-            if f.name in _NOT_HASHED:
+            if not f.metadata["hashed"]:  # where the files live
                 continue
             default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
             value = getattr(self, f.name)

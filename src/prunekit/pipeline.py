@@ -29,54 +29,26 @@ from .evaluation import accuracy, measure_latency, summary
 from .evaluation.interleaved import speedup_with_spread
 from .evaluation.robustness import robustness
 from .integrity import check_alive, data_fingerprint
-from .models import MODELS, create_model, default_recipe
+from .models import create_model, default_recipe
 from .pruner import Pruner
-from .pruning.granularity import GRANULARITIES
-from .pruning.granularity import get as get_granularity
 from .pruning.masks import clone, finalize
-from .pruning.methods import Method, get_method, with_method_args
-from .pruning.objectives import OBJECTIVES
-from .pruning.options import RunFacts
+from .pruning.methods import Method
 from .pruning.phase import PruningPhase
-from .pruning.preflight import check_run
 from .pruning.reconstruction.batchnorm import batchnorm_layers
-from .pruning.schedules import SCHEDULES
 from .record import RESULT_SCHEMA, Run, versions
 from .registry import PrunekitError
 from .rundir import RunDir
 from .saving import check_out_dir, check_same_data
+from .spec import RunSpec, resolve
 from .surgery.shrink import shrink_for_result
 from .training import TrainSettings, fit, steps_per_epoch
 from .visualize import input_connections
 
 
-def resolve_method(cfg: RunConfig) -> Method:
-    """The registered method with the config's overrides, validated up front so that
-    bad input fails before any data is read or any training starts."""
-    method = get_method(cfg.method)
-    if cfg.granularity is not None:
-        GRANULARITIES.get(cfg.granularity)
-    if cfg.schedule is not None:
-        SCHEDULES.get(cfg.schedule)
-    if cfg.scope is not None and cfg.scope not in ("global", "layer"):
-        raise PrunekitError(f"scope must be 'global' or 'layer', got {cfg.scope!r}")
-    method = method.with_options(
-        granularity=cfg.granularity, scope=cfg.scope, schedule=cfg.schedule
-    )
-    return with_method_args(method, cfg.method_args)
-
-
 def validate(cfg: RunConfig) -> Method:
-    MODELS.get(cfg.model)
-    DATASETS.get(cfg.dataset)
-    if cfg.method == "dense" and cfg.sparsity != 0:
-        raise PrunekitError(f"method 'dense' prunes nothing; use sparsity 0, not {cfg.sparsity}")
-    method = resolve_method(cfg)
-    check_run(method, cfg.sparsity)  # e.g. N:M fixes the target at 1 - N/M
-    if method.objective:  # building it checks its options before any training starts
-        run = RunFacts(method.granularity, cfg.sparsity)
-        OBJECTIVES.get(method.objective)(run, **method.objective_args)
-    return method
+    """The resolved method of ``cfg`` (see :func:`prunekit.spec.resolve`, which checks
+    everything once; kept for callers that need only the method)."""
+    return resolve(cfg).method
 
 
 def settings_for(cfg: RunConfig, *, finetune: bool) -> TrainSettings:
@@ -222,7 +194,7 @@ def evaluate(
 
 
 def run(
-    cfg: RunConfig | Callable[[], nn.Module],
+    cfg: RunConfig | RunSpec | Callable[[], nn.Module],
     *,
     out: str | Path | None = None,
     overwrite: bool = False,
@@ -233,7 +205,9 @@ def run(
 ) -> Run:
     """Run the whole pipeline; with ``out`` also save the run directory.
 
-    ``cfg`` is a :class:`RunConfig` (zoo model and dataset by name) or a callable that
+    ``cfg`` is a :class:`RunConfig` (zoo model and dataset by name; resolved and
+    checked once by :func:`prunekit.spec.resolve`), a :class:`RunSpec` already
+    resolved (a comparison's cells), or a callable that
     builds an ``nn.Module``; the latter takes ``train=``, ``val=``, ``test=`` DataLoaders,
     ``loss_fn=``, ``method=``, ``sparsity=`` ... (``prunekit.userrun.run_model``).
     ``dense`` = (trained dense model, its training seconds) lets a comparison train
@@ -241,7 +215,7 @@ def run(
     ``progress``: bars on stderr (on by default; the CLI's ``--quiet`` and the
     comparison turn them off).
     """
-    if not isinstance(cfg, RunConfig):
+    if not isinstance(cfg, RunConfig | RunSpec):
         from .userrun import run_model
 
         return run_model(cfg, out=out, overwrite=overwrite, progress=progress, **user_objects)
@@ -250,16 +224,18 @@ def run(
             f"run(RunConfig) takes no {', '.join(sorted(user_objects))}: those are for "
             "run(model_factory, train=loader, ...)"
         )
-    method = validate(cfg)
+    spec = cfg if isinstance(cfg, RunSpec) else resolve(cfg)
+    # Downstream trusts the spec: nothing below validates the config again.
+    cfg, method = spec.config, spec.method
     if out is not None:
-        check_out_dir(Path(out), cfg.hash(), overwrite=overwrite)
+        check_out_dir(Path(out), spec.id, overwrite=overwrite)
     data = data or dataset_for(cfg)
     fingerprint = data_fingerprint(data)
     if out is not None:  # same flags on other data: another run
         check_same_data(Path(out), fingerprint, overwrite=overwrite)
-    if get_granularity(method.granularity).checks_model:  # e.g. N:M's M divides every fan-in
+    if spec.checks_model:  # e.g. N:M's m must divide every fan-in: fail before training
         shape = architecture(cfg, data)
-        check_run(method, cfg.sparsity, create_model(shape["name"], **shape["kwargs"]))
+        spec.check_model(create_model(shape["name"], **shape["kwargs"]))
     t_start = time.perf_counter()
     if dense is None:
         model, arch, dense_s = train_dense(cfg, data, progress=progress)
@@ -277,7 +253,7 @@ def run(
     if not is_main():  # torchrun: rank 0 alone evaluates and saves (latency timed without a twin)
         return Run(model=model, result={"rank": rank(), "world_size": world_size()}, arch=arch)
     structure: dict[str, Any] = {}
-    if get_granularity(method.granularity).removes_units and cfg.shrink:
+    if spec.removes_units and cfg.shrink:
         model, structure = shrink_for_result(model, input_shape)
     metrics = evaluate(model, data, input_shape, cfg, reference=reference)
     result: dict[str, Any] = {

@@ -147,9 +147,8 @@ def compare_cmd(
         sparsities=_csv(sparsities, float, "--sparsities"),
         seeds=_csv(seeds, int, "--seeds"),
     )
-    cells = plan(cfg)
-    if dry_run:
-        for c in cells:
+    if dry_run:  # (a run plans, and resolves each cell, in `compare`)
+        for c in (cells := plan(cfg)):
             _out.print(
                 f"{c.id}  {c.kind:6} {c.label:16} s={c.run.sparsity:<5g} seed={c.run.seed}",
                 highlight=False,

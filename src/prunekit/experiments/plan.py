@@ -27,61 +27,40 @@ import yaml
 from ..checks import Check
 from ..config import MAX_SEED, RunConfig, check_values
 from ..registry import PrunekitError
+from ..runoptions import RUN_OPTIONS, SECTIONS, method_entry_keys, section_keys, to_argv
+from ..spec import RunSpec, resolve
 
 #: Peers: other libraries' pruners, run with the same dense model and budget, and the
 #: granularity each one prunes at (see ``peers.py``).
 PEER_GRANULARITY = {"torch-l1": "weight", "tp-magnitude": "neuron"}
 PEER_NAMES = tuple(PEER_GRANULARITY)
 
-_BUDGET_KEYS = (
-    "epochs",
-    "finetune_epochs",
-    "lr",
-    "finetune_lr",
-    "batch_size",
-    "momentum",
-    "weight_decay",
-)
-#: RunConfig fields that `prunekit prune` takes only from a --config file.
-_NO_FLAG = ("momentum", "weight_decay", "val_fraction", "latency_batch_sizes", "noise_eval_seed")
-_DATA_KEYS = ("data_dir", "limit", "test_limit", "val_fraction", "download")
-_EVAL_KEYS = (
-    "latency_repeats",
-    "latency_batch_sizes",
-    "noise_sigmas",
-    "noise_densities",
-    "noise_eval_seed",
-)
-_METHOD_KEYS = (
-    "name",
-    "label",
-    "args",
-    "granularity",
-    "granularities",
-    "scope",
-    "schedule",
-    "sparsities",
-    "budget",
-)
+# Every key list below comes from the run schema (each RunConfig field says where a
+# comparison sets it: ``budget.lr``, ``methods[].args``, ``seeds`` ...), so a new run
+# option is accepted here as soon as it is a field of ``RunConfig``.
+_BUDGET_KEYS = section_keys("budget")
+_DATA_KEYS = section_keys("data")
+_EVAL_KEYS = section_keys("evaluation")
+#: Keys of a ``methods:`` entry: the RunConfig fields it sets, plus its own.
+_METHOD_KEYS = (*method_entry_keys(), "label", "granularities", "sparsities", "budget")
+#: Top-level keys: the grid's RunConfig fields (``models``, ``seeds`` ...), the sections
+#: and the comparison's own settings.
 _TOP_KEYS = (
     "name",
-    "models",
-    "dataset",
+    *(o.compare for o in RUN_OPTIONS if "." not in o.compare),
     "methods",
     "exclude",
     "peers",
     "granularities",
-    "sparsities",
-    "seeds",
     "dense_baseline",
-    "budget",
-    "data",
-    "evaluation",
+    *SECTIONS,
     "heatmap_sparsity",
     "save_models",
     "full",
     "no_finetune",
 )
+#: Shown in a reproduce command even at their default, so that it reads on its own.
+_ALWAYS_SHOWN = ("model", "dataset", "method", "sparsity", "epochs", "finetune_epochs", "seed")
 #: Label suffix of the rows that ``no_finetune`` adds (the same method, pruned once from
 #: the dense model and evaluated without any retraining).
 NO_FINETUNE = " (no fine-tune)"
@@ -142,6 +121,9 @@ class Cell:
     kind: str
     label: str
     run: RunConfig
+    #: The cell resolved once by ``plan`` (None for peers and for cells that do not
+    #: resolve, whose error is then recorded when they run); not part of its identity.
+    spec: RunSpec | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -168,45 +150,10 @@ class Cell:
                 f"prunekit compare{cfg} --only {shlex.quote(self.label)} "
                 f"--sparsities {r.sparsity:g} --seeds {r.seed} --out runs/{out}"
             )
-        if self.kind == "dense":
-            parts = ["prunekit", "prune", "--method", "dense", "--sparsity", "0"]
-        else:
-            parts = ["prunekit", "prune", "--method", r.method, "--sparsity", f"{r.sparsity:g}"]
-        defaults = RunConfig()
-        flagged = [k for k in _BUDGET_KEYS if k not in _NO_FLAG]
-        for key in (
-            "model",
-            "dataset",
-            "granularity",
-            "scope",
-            "schedule",
-            *flagged,
-            "seed",
-            "data_dir",
-            "limit",
-            "test_limit",
-            "latency_repeats",
-        ):
-            value = getattr(r, key)
-            if value is not None and (
-                value != getattr(defaults, key)
-                or key in ("model", "dataset", "epochs", "finetune_epochs", "seed")
-            ):
-                parts += [f"--{key.replace('_', '-')}", str(value)]
-        if r.download:
-            parts.append("--download")
-        if r.noise_sigmas != defaults.noise_sigmas:
-            parts += ["--eval-sigmas", ",".join(f"{s:g}" for s in r.noise_sigmas)]
-        if r.noise_densities != defaults.noise_densities:
-            parts += ["--eval-densities", ",".join(f"{d:g}" for d in r.noise_densities)]
-        for k, v in sorted(r.method_args.items()):
-            parts += ["-o", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
-        command = " ".join(shlex.quote(p) for p in parts)
-        # Settings `prune` has no flag for go in a --config file, named after a comment.
-        extra = {k: getattr(r, k) for k in _NO_FLAG if getattr(r, k) != getattr(defaults, k)}
-        if extra:
-            command += f"  # --config FILE with: {json.dumps(extra, sort_keys=True)}"
-        return command
+        # Every run option that differs from its default, spelled by the schema: the
+        # command rebuilds this very RunConfig (same non-default fields, same hash).
+        parts = ["prunekit", "prune", *to_argv(r, always=_ALWAYS_SHOWN)]
+        return " ".join(shlex.quote(p) for p in parts)
 
 
 # -- loading and validation -------------------------------------------------------------
@@ -435,9 +382,6 @@ def config_from_dict(data: dict[str, Any], *, full: bool = False) -> CompareConf
     sparsities = tuple(
         float(s) for s in _as_tuple(data.get("sparsities", [0.5, 0.8, 0.9]), "sparsities")
     )
-    for s in sparsities + tuple(s for e in methods for s in (e.sparsities or ())):
-        if not 0.0 < s < 1.0:
-            raise PrunekitError(f"sparsities must be in (0, 1), got {s}")
     seeds = tuple(int(s) for s in _as_tuple(data.get("seeds", [0]), "seeds"))
     if not models or not methods and not data.get("dense_baseline", True) or not seeds:
         raise PrunekitError("config plans no runs: give models, methods and seeds")
@@ -475,8 +419,6 @@ def _run_config(cfg: CompareConfig, model: str, seed: int, **fields_: Any) -> Ru
 def plan(cfg: CompareConfig) -> list[Cell]:
     """Every cell of the grid, in run order: per (model, seed) the dense baseline, then
     each method entry x granularity x sparsity. Duplicate cells are planned once."""
-    from ..pipeline import validate
-
     cells: list[Cell] = []
     seen: set[str] = set()
 
@@ -488,13 +430,8 @@ def plan(cfg: CompareConfig) -> list[Cell]:
     for model in cfg.models:
         for seed in cfg.seeds:
             if cfg.dense_baseline:
-                add(
-                    Cell(
-                        "dense",
-                        "dense",
-                        _run_config(cfg, model, seed, method="dense", sparsity=0.0),
-                    )
-                )
+                run = _run_config(cfg, model, seed, method="dense", sparsity=0.0)
+                add(Cell("dense", "dense", run, resolve(run)))
             for e in cfg.methods:
                 for gran in e.granularities:
                     label = e.label if len(e.granularities) == 1 else f"{e.label}/{gran}"
@@ -513,13 +450,14 @@ def plan(cfg: CompareConfig) -> list[Cell]:
                         )
                         if e.peer:
                             add(Cell("peer", e.label, run))
-                        else:
-                            try:
-                                validate(run)
-                            except PrunekitError as err:
-                                if not e.auto:
-                                    raise PrunekitError(f"method {e.label!r}: {err}") from None
-                            add(Cell("method", label, run))
+                            continue
+                        spec = None
+                        try:
+                            spec = resolve(run)  # once: the runner hands it to the pipeline
+                        except PrunekitError as err:
+                            if not e.auto:
+                                raise PrunekitError(f"method {e.label!r}: {err}") from None
+                        add(Cell("method", label, run, spec))
     return cells
 
 
@@ -542,9 +480,7 @@ def restrict(
             )
         cfg = replace(cfg, methods=tuple(e for e in cfg.methods if e.label in only))
     if sparsities:
-        for s in sparsities:
-            if not 0.0 < s < 1.0:
-                raise PrunekitError(f"sparsities must be in (0, 1), got {s}")
+        _FRACTIONS("sparsities", list(sparsities))
         cfg = replace(
             cfg,
             sparsities=tuple(sparsities),

@@ -161,9 +161,9 @@ def run_cell(cell: Cell, cache: _Cache, run_dir: Path | None) -> dict[str, Any]:
     data = cache.dataset(cell.run)
     dense = cache.dense_model(cell.run, data)
     if cell.kind != "peer":
-        return run(
-            cell.run, dense=dense, data=data, out=run_dir, overwrite=True, progress=False
-        ).result
+        # The spec resolved when the cell was planned (None: the run raises its error).
+        spec = cell.spec or cell.run
+        return run(spec, dense=dense, data=data, out=run_dir, overwrite=True, progress=False).result
     result, model = run_peer(cell.label, cell.run, data, dense)
     if run_dir is not None:
         try:

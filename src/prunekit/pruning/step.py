@@ -13,10 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import default as run_default
 from ..registry import PrunekitError
 from .criteria import CRITERIA, Context, Criterion
 from .dependency import UnsupportedModel, analyze
-from .granularity import check_sparsity, get
+from .granularity import get
 from .masks import (
     apply_mask,
     check_exclude,
@@ -105,8 +106,9 @@ def prune_step(
     **granularity_args: Any,
 ) -> dict[str, torch.Tensor]:
     """Score, select and apply masks so that a ``sparsity`` fraction of the units of
-    removal is pruned. Returns the masks applied (``{"fc1.weight": mask, ...}``)."""
-    check_sparsity(sparsity)
+    removal is pruned. Returns the masks applied (``{"fc1.weight": mask, ...}``).
+    ``sparsity`` is trusted: checked by the callers at the boundary (``prune``,
+    ``Pruner``, ``RunConfig``)."""
     gran = get(granularity)
     modules = modules if modules is not None else target_modules(model, granularity)
     ctx = ctx or Context()
@@ -140,15 +142,16 @@ def prune_step(
 
 def prune(
     model: nn.Module,
-    method: str = "magnitude",
-    sparsity: float = 0.5,
+    # Defaults: the run schema's (RunConfig), the same as the CLI's.
+    method: str = run_default("method"),
+    sparsity: float = run_default("sparsity"),
     *,
-    scope: str | None = None,
-    granularity: str | None = None,
+    scope: str | None = run_default("scope"),
+    granularity: str | None = run_default("granularity"),
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
-    seed: int = 0,
+    seed: int = run_default("seed"),
     exclude: Iterable[str] = (),
-    recalibrate_bn: bool = True,
+    recalibrate_bn: bool = run_default("recalibrate_bn"),
     **granularity_args: Any,
 ) -> nn.Module:
     """Prune ``model`` in place with a registered method's criterion and return it.
@@ -169,6 +172,12 @@ def prune(
     modules = target_modules(model, gran, exclude)
     if not any(isinstance(p, torch.Tensor) for p in model.parameters()):
         raise PrunekitError("model has no parameters")
+    gran_args = {**(m.granularity_args if gran == m.granularity else {}), **granularity_args}
+    # The library boundary: the granularity's own target check (N:M: 1 - n/m);
+    # prune_step and the granularity's masks trust it.
+    unit = get(gran)
+    own = {k: v for k, v in gran_args.items() if k in unit.Options.names()}
+    unit.check_sparsity(sparsity, unit.options(own))
     gen = torch.Generator().manual_seed(seed)
     prune_step(
         model,
@@ -178,7 +187,7 @@ def prune(
         scope=scope or m.scope,
         ctx=Context(data=data, generator=gen, options=dict(m.criterion_args)),
         modules=modules,
-        **{**(m.granularity_args if gran == m.granularity else {}), **granularity_args},
+        **gran_args,
     )
     if recalibrate_bn and data is not None:
         from .reconstruction.batchnorm import recalibrate_batchnorm

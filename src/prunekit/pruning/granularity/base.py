@@ -74,8 +74,11 @@ class Granularity:
         scope: str,
         **options: Any,
     ) -> dict[str, torch.Tensor]:
-        """``masks`` with options given as keywords (checked)."""
-        return self.masks(modules, scores, sparsity, scope, self.options(options))
+        """``masks`` with options given as keywords, and the target checked: the entry
+        for callers outside a run (``make_masks``). ``masks`` itself trusts its target,
+        checked once at the boundary (``RunConfig``/``resolve``, ``Pruner``, ``prune``)."""
+        opts = self.options(options)
+        return self.masks(modules, scores, self.check_sparsity(sparsity, opts), scope, opts)
 
 
 GRANULARITIES: Registry[Granularity] = Registry("granularity")

@@ -21,7 +21,7 @@ from torch import nn
 
 from ...registry import PrunekitError
 from ..masks import original
-from .base import GRANULARITIES, Granularity, _prepare, _select, check_sparsity
+from .base import GRANULARITIES, Granularity, _prepare, _select
 
 
 def weight_scores(name: str, module: nn.Module, score: torch.Tensor, what: str) -> torch.Tensor:
@@ -55,7 +55,7 @@ class Kernel(Granularity):
         scope: str,
         options: Any,
     ) -> dict[str, torch.Tensor]:
-        s = check_sparsity(sparsity)
+        s = float(sparsity)  # checked at the boundary (see Granularity.__call__)
         prepared = {n: weight_scores(n, modules[n], scores[n], "kernel") for n in modules}
         groups = {n: kernel_scores(sc) for n, sc in prepared.items()}
         drop = _select(groups, s, scope, keep_one=False)

@@ -20,7 +20,7 @@ from torch import nn
 from ...registry import PrunekitError
 from ..masks import from_out_in, original, out_in
 from ..options import Options, option
-from .base import GRANULARITIES, Granularity, _select, check_sparsity, unit_scores
+from .base import GRANULARITIES, Granularity, _select, unit_scores
 
 
 def _whole(key: str, value: Any) -> Any:
@@ -57,7 +57,7 @@ class Neuron(Granularity):
         Each group is one "layer" for ``scope="layer"``. Default: every layer alone.
         ``round_to=k``: each group keeps a multiple of ``k`` units (capped at its size)
         by keeping its best-scored extra units, so the pruned fraction can be lower."""
-        s = check_sparsity(sparsity)
+        s = float(sparsity)  # checked at the boundary (see Granularity.__call__)
         round_to = int(options.round_to)
         if round_to < 1:
             raise PrunekitError(f"round_to must be a whole number >= 1, got {options.round_to}")

@@ -127,7 +127,6 @@ class NM(Granularity):
     ) -> dict[str, torch.Tensor]:
         """N:M along the input dimension; ``sparsity`` must equal ``1 - n/m``."""
         n, m = check_nm(options.n, options.m)
-        self.check_sparsity(sparsity, options)
         masks = {}
         for name, module in modules.items():
             fan_in = out_in(module, original(module)).shape[1]

@@ -14,7 +14,7 @@ from torch import nn
 
 from ...registry import PrunekitError
 from ..masks import original
-from .base import GRANULARITIES, Granularity, _prepare, _select, check_sparsity, per_weight
+from .base import GRANULARITIES, Granularity, _prepare, _select, per_weight
 
 
 class Weight(Granularity):
@@ -29,7 +29,7 @@ class Weight(Granularity):
         scope: str,
         options: Any,
     ) -> dict[str, torch.Tensor]:
-        s = check_sparsity(sparsity)
+        s = float(sparsity)  # checked at the boundary (see Granularity.__call__)
         prepared = {n: _prepare(modules[n], per_weight(modules[n], scores[n])) for n in modules}
         for n, sc in prepared.items():
             if sc.shape != original(modules[n]).shape:
