@@ -161,15 +161,3 @@ def unit_scores(module: nn.Module, score: torch.Tensor) -> torch.Tensor:
     per_unit = finite.flatten(1).mean(1)
     dead = torch.isinf(score).flatten(1).all(1)
     return torch.where(dead, torch.tensor(float("-inf")), per_unit)
-
-
-def _round_kept(drop: torch.Tensor, score: torch.Tensor, k: int) -> torch.Tensor:
-    """Un-drop the best-scored dropped units until the kept count is a multiple of
-    ``k`` (or the group is whole); already-pruned (``-inf``) units stay dropped."""
-    kept = int((~drop).sum())
-    extra = min(-kept % k, drop.numel() - kept)
-    candidates = torch.where(drop & ~torch.isinf(score), score, -torch.inf)
-    order = torch.sort(candidates, descending=True, stable=True).indices[:extra]
-    drop = drop.clone()
-    drop[order[~torch.isinf(candidates[order])]] = False
-    return drop
