@@ -103,13 +103,15 @@ def sparsify(
     model: nn.Module,
     cfg: RunConfig,
     data: Dataset,
-    method: Method,
+    method: Method | RunSpec,
     *,
     progress: bool = False,
     callbacks: Sequence[Any] = (),
 ) -> PruningPhase:
     """The method's phase: objective, pruning events and fine-tuning, in place.
-    ``callbacks``: more ``fit`` callbacks, run after the pruner's (distillation)."""
+    ``method``: the run's :class:`RunSpec` (checked once by ``resolve``, trusted here)
+    or a ``Method`` (checked by the ``Pruner``). ``callbacks``: more ``fit`` callbacks,
+    run after the pruner's (distillation)."""
     settings = settings_for(cfg, finetune=True)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     calib = calibration_set(data)  # the first CALIBRATION_EXAMPLES validation examples
@@ -132,7 +134,7 @@ def sparsify(
         generator=gen,
         callbacks=[pruner.callback(), *callbacks],
         progress=progress,
-        desc=f"{method.name} {cfg.sparsity:g}",
+        desc=f"{pruner.method.name} {cfg.sparsity:g}",
     )
     finalize(model)
     return pruner.phase
@@ -246,7 +248,7 @@ def run(
     input_shape = tuple(data.input_shape)
     accuracy_dense = accuracy(model, data.test.x, data.test.y)
     t0 = time.perf_counter()
-    phase = sparsify(model, cfg, data, method, progress=progress)
+    phase = sparsify(model, cfg, data, spec, progress=progress)
     sparsify_s = time.perf_counter() - t0
     if cfg.sparsity > 0:
         check_alive(model, method, cfg.sparsity)  # a dead layer: fail, naming it

@@ -33,37 +33,16 @@ import torch
 from torch import nn
 
 from .pruning.criteria import Context, needs_data
-from .pruning.granularity import GRANULARITIES, check_sparsity
 from .pruning.masks import apply_mask, original
 from .pruning.masks import finalize as bake_masks
-from .pruning.methods import Method, get_method, with_method_args
+from .pruning.methods import Method
 from .pruning.phase import PruningPhase, plan
-from .pruning.preflight import check_run
-from .pruning.schedules import SCHEDULES
+from .pruning.preflight import check_model
 from .registry import PrunekitError
+from .spec import RunSpec, resolve_method
 
 #: Upper bound of the search for the smallest ``steps`` a schedule fits in.
 _MAX_STEPS_SEARCH = 1_000_000
-
-
-def resolve(
-    method: str | Method,
-    *,
-    granularity: str | None = None,
-    scope: str | None = None,
-    schedule: str | None = None,
-    options: dict[str, Any] | None = None,
-) -> Method:
-    """The registered method (or a ``Method`` as given) with overrides, validated."""
-    m = method if isinstance(method, Method) else get_method(method)
-    if granularity is not None:
-        GRANULARITIES.get(granularity)
-    if schedule is not None:
-        SCHEDULES.get(schedule)
-    if scope is not None and scope not in ("global", "layer"):
-        raise PrunekitError(f"scope must be 'global' or 'layer', got {scope!r}")
-    m = m.with_options(granularity=granularity, scope=scope, schedule=schedule)
-    return with_method_args(m, dict(options or {}))
 
 
 def fits(method: Method, sparsity: float, steps: int) -> bool:
@@ -94,9 +73,12 @@ class Pruner:
 
     Args:
         model: any ``nn.Module`` with Linear/Conv (or transformers ``Conv1D``) layers.
-        method: a name from ``prunekit.METHODS`` or a :class:`~prunekit.Method`.
+        method: a name from ``prunekit.METHODS``, a :class:`~prunekit.Method`, or a
+            :class:`~prunekit.spec.RunSpec` already resolved (the pipeline's): its
+            method and sparsity are used as checked, with no overrides or options here.
         sparsity: target fraction of units of removal in [0, 1) (weights; neurons for
-            neuron methods), reached exactly at :meth:`finalize`.
+            neuron methods), reached exactly at :meth:`finalize`; with a RunSpec, its own
+            (a different value is an error).
         steps: how many times :meth:`step` will be called (optimizer steps of the loop).
         optimizer: the loop's optimizer. It must hold the pruned layers' weights; the
             method's own parameters, if any (L0 gate logits), are added to it as extra
@@ -127,7 +109,7 @@ class Pruner:
     def __init__(
         self,
         model: nn.Module,
-        method: str | Method = "magnitude",
+        method: str | Method | RunSpec = "magnitude",
         sparsity: float = 0.5,
         steps: int = 1,
         *,
@@ -145,12 +127,26 @@ class Pruner:
         **options: Any,
     ) -> None:
         self.model = model
-        self.method = resolve(
-            method, granularity=granularity, scope=scope, schedule=schedule, options=options
-        )
-        self.sparsity = check_sparsity(sparsity)
-        if self.method.name == "dense" and self.sparsity != 0:
-            raise PrunekitError(f"method 'dense' prunes nothing; use sparsity 0, not {sparsity}")
+        if isinstance(method, RunSpec):  # resolved and checked once, by prunekit.spec.resolve
+            if granularity or scope or schedule or options:
+                raise PrunekitError(
+                    "a RunSpec is already resolved: pass no granularity, scope, schedule "
+                    "or options with it"
+                )
+            if sparsity != method.sparsity:
+                raise PrunekitError(
+                    f"sparsity={sparsity} differs from the RunSpec's {method.sparsity}"
+                )
+            self.method, self.sparsity = method.method, method.sparsity
+        else:  # the same method-level checks as a run's
+            self.method, self.sparsity = resolve_method(
+                method,
+                sparsity,
+                granularity=granularity,
+                scope=scope,
+                schedule=schedule,
+                options=options,
+            )
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise PrunekitError(f"steps must be a whole number >= 0, got {steps!r}")
         self.steps = steps
@@ -169,7 +165,7 @@ class Pruner:
             )
         if not any(True for _ in model.parameters()):
             raise PrunekitError(f"{type(model).__name__} has no parameters to prune")
-        check_run(self.method, self.sparsity, model)
+        check_model(self.method, model)
         gen = generator or torch.Generator().manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed + 1)  # for transform()
         self.phase = PruningPhase(

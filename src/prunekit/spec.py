@@ -5,7 +5,9 @@ free-form method options). :func:`resolve` checks all of it at the boundary, onc
 before any data is read: the model and dataset are registered, the method exists and
 takes the overrides (granularity, scope, schedule) and the options routed to its
 objective, schedule, criterion or granularity, an N:M pattern matches the target, and
-the objective builds with its options. The :class:`RunSpec` it returns is frozen and
+the objective's options pass their checks (without building it: the pruning phase
+builds it once). The method-level half, :func:`resolve_method`, is also what
+``Pruner`` checks its arguments with. The :class:`RunSpec` it returns is frozen and
 complete (no ``None`` left to fill in); the pipeline takes it and does not validate
 again. ``run(RunConfig)`` resolves first; a comparison resolves each cell when it
 plans it and hands the spec to the pipeline.
@@ -25,14 +27,13 @@ from torch import nn
 from .config import RunConfig
 from .data import DATASETS
 from .models import MODELS
-from .pruning.granularity import Granularity
+from .pruning.granularity import Granularity, check_sparsity
 from .pruning.granularity import get as get_granularity
 from .pruning.methods import Method, get_method, with_method_args
 from .pruning.objectives import OBJECTIVES
 from .pruning.options import RunFacts
-from .pruning.preflight import check_run
+from .pruning.preflight import check_model, check_run
 from .pruning.schedules import SCHEDULES
-from .pruning.step import target_modules
 from .registry import PrunekitError
 
 
@@ -75,9 +76,40 @@ class RunSpec:
         """Checks that need the model (built from the data's shape), e.g. an N:M ``m``
         must divide the fan-in of every layer it prunes. Called before any training;
         the target and the schedule were checked by :func:`resolve`."""
-        if self.checks_model:
-            modules = target_modules(model, self.method.granularity)
-            self.granularity.check_model(modules, self.granularity_options)
+        check_model(self.method, model)
+
+
+def resolve_method(
+    method: str | Method,
+    sparsity: float,
+    *,
+    granularity: str | None = None,
+    scope: str | None = None,
+    schedule: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> tuple[Method, float]:
+    """``(method, sparsity)``: the registered method (or a ``Method`` as given) with its
+    overrides and options routed in, checked against the target ``sparsity``: the
+    granularity's target check (N:M: ``1 - n/m``), the schedule, the objective's
+    options. What :func:`resolve` checks of a run's method and ``Pruner`` of its
+    arguments, in one place."""
+    m = method if isinstance(method, Method) else get_method(method)
+    if granularity is not None:
+        get_granularity(granularity)
+    if schedule is not None:
+        SCHEDULES.get(schedule)
+    if scope is not None and scope not in ("global", "layer"):
+        raise PrunekitError(f"scope must be 'global' or 'layer', got {scope!r}")
+    m = m.with_options(granularity=granularity, scope=scope, schedule=schedule)
+    m = with_method_args(m, dict(options or {}))
+    sparsity = check_sparsity(sparsity)
+    if m.name == "dense" and sparsity != 0:
+        raise PrunekitError(f"method 'dense' prunes nothing; use sparsity 0, not {sparsity}")
+    # The layers are check_model's, once the model exists.
+    check_run(m, sparsity)
+    if m.objective:  # its options, checked against the run's facts; built by the phase
+        OBJECTIVES.get(m.objective).check(RunFacts(m.granularity, sparsity), **m.objective_args)
+    return m, sparsity
 
 
 def resolve(config: RunConfig) -> RunSpec:
@@ -92,24 +124,14 @@ def resolve(config: RunConfig) -> RunSpec:
         raise PrunekitError(f"resolve takes a RunConfig, got {type(config).__name__}")
     MODELS.get(config.model)
     DATASETS.get(config.dataset)
-    if config.method == "dense" and config.sparsity != 0:
-        raise PrunekitError(f"method 'dense' prunes nothing; use sparsity 0, not {config.sparsity}")
-    method = get_method(config.method)
-    if config.granularity is not None:
-        get_granularity(config.granularity)
-    if config.schedule is not None:
-        SCHEDULES.get(config.schedule)
-    method = method.with_options(
-        granularity=config.granularity, scope=config.scope, schedule=config.schedule
+    method, sparsity = resolve_method(
+        config.method,
+        config.sparsity,
+        granularity=config.granularity,
+        scope=config.scope,
+        schedule=config.schedule,
+        options=config.method_args,
     )
-    method = with_method_args(method, config.method_args)
-    # The granularity's own target check (N:M: the pattern and the 1 - n/m it fixes)
-    # and a schedule that reaches a fixed target in one event; the layers are
-    # check_model's, once the model exists.
-    check_run(method, config.sparsity)
-    if method.objective:  # building it checks its options before any training starts
-        facts = RunFacts(method.granularity, config.sparsity)
-        OBJECTIVES.get(method.objective)(facts, **method.objective_args)
     granularity = get_granularity(method.granularity)
     return RunSpec(
         # A copy: the spec stays what was checked even if the caller edits its config.
@@ -117,5 +139,5 @@ def resolve(config: RunConfig) -> RunSpec:
         method=method,
         granularity=granularity,
         granularity_options=granularity.options(method.granularity_args),
-        sparsity=config.sparsity,
+        sparsity=sparsity,
     )

@@ -416,11 +416,32 @@ def _run_config(cfg: CompareConfig, model: str, seed: int, **fields_: Any) -> Ru
     return RunConfig(**{k: v for k, v in values.items() if k in known})
 
 
+def _resolved(cfg: CompareConfig) -> dict[str, RunSpec | None]:
+    """The specs already resolved for ``cfg``'s cells, by cell id (None: the cell did not
+    resolve; its error is recorded when it runs). A config is planned when it is loaded
+    (to fail before training) and again by ``compare``; this keeps each cell to one
+    ``resolve``. Not a field: the config's identity and hash do not see it."""
+    known = getattr(cfg, "_resolved", None)
+    if known is None:
+        known = {}
+        object.__setattr__(cfg, "_resolved", known)
+    return known
+
+
+def _with_spec(cell: Cell, known: dict[str, RunSpec | None]) -> Cell:
+    """``cell`` with its spec, resolved once per cell id (a cell's id is its content)."""
+    if cell.id not in known:
+        known[cell.id] = resolve(cell.run)
+    return replace(cell, spec=known[cell.id])
+
+
 def plan(cfg: CompareConfig) -> list[Cell]:
     """Every cell of the grid, in run order: per (model, seed) the dense baseline, then
-    each method entry x granularity x sparsity. Duplicate cells are planned once."""
+    each method entry x granularity x sparsity. Duplicate cells are planned once, and
+    each cell is resolved once (the runner hands its spec to the pipeline)."""
     cells: list[Cell] = []
     seen: set[str] = set()
+    known = _resolved(cfg)
 
     def add(cell: Cell) -> None:
         if cell.id not in seen:
@@ -431,7 +452,7 @@ def plan(cfg: CompareConfig) -> list[Cell]:
         for seed in cfg.seeds:
             if cfg.dense_baseline:
                 run = _run_config(cfg, model, seed, method="dense", sparsity=0.0)
-                add(Cell("dense", "dense", run, resolve(run)))
+                add(_with_spec(Cell("dense", "dense", run), known))
             for e in cfg.methods:
                 for gran in e.granularities:
                     label = e.label if len(e.granularities) == 1 else f"{e.label}/{gran}"
@@ -451,13 +472,14 @@ def plan(cfg: CompareConfig) -> list[Cell]:
                         if e.peer:
                             add(Cell("peer", e.label, run))
                             continue
-                        spec = None
+                        cell = Cell("method", label, run)
                         try:
-                            spec = resolve(run)  # once: the runner hands it to the pipeline
+                            cell = _with_spec(cell, known)
                         except PrunekitError as err:
                             if not e.auto:
                                 raise PrunekitError(f"method {e.label!r}: {err}") from None
-                        add(Cell("method", label, run, spec))
+                            known[cell.id] = None
+                        add(cell)
     return cells
 
 
@@ -470,6 +492,7 @@ def restrict(
 ) -> CompareConfig:
     """The config narrowed from the command line (``--only``, ``--sparsities``,
     ``--seeds``); the result is a different config (its own hash, its own database)."""
+    original = cfg
     if only:
         labels = {e.label for e in cfg.methods}
         unknown = sorted(set(only) - labels - {"dense"})
@@ -488,4 +511,7 @@ def restrict(
         )
     if seeds:
         cfg = replace(cfg, seeds=tuple(seeds))
+    # The narrowed config's cells that the original planned keep their specs (same id,
+    # same run): resolved once, not again for the narrower grid.
+    object.__setattr__(cfg, "_resolved", _resolved(original))
     return cfg

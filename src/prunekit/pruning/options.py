@@ -6,6 +6,9 @@ is routed to the part whose dataclass has the field (``methods.with_method_args`
 the docs' option tables are read from the same fields, and nothing inspects a
 function signature.
 
+An objective's options also check themselves against the run (:meth:`Options.validate`),
+so a run is checked before training without building its objective.
+
 A registered criterion, objective or schedule is a :class:`Part`: the callable and its
 options class, typed, instead of attributes hung on a function. Facts of the run
 (granularity, target sparsity, window length) are not options: the pruning phase hands
@@ -60,6 +63,10 @@ class Options:
         inst = cls(**{k: cls.check(k, v) for k, v in values.items()})
         object.__setattr__(inst, "_given", frozenset(values))
         return inst
+
+    def validate(self, run: RunFacts) -> None:
+        """Checks across fields or against the run's facts (an objective's options are
+        checked here, at the boundary, without building the objective); none by default."""
 
     def given(self, name: str) -> bool:
         """Whether the user set ``name`` (a default can then defer to a run fact)."""

@@ -20,7 +20,7 @@ from .objectives import OBJECTIVES, Objective
 from .options import RunFacts
 from .reconstruction.batchnorm import recalibrate_batchnorm
 from .schedules import SCHEDULES
-from .step import prune_step, target_modules
+from .step import Targets, find_targets, prune_step
 
 
 def build_objective(method: Method, sparsity: float, window_steps: int) -> Objective:
@@ -71,6 +71,7 @@ class PruningPhase:
         self.events: list[tuple[int, float]] = events
         self.active = False
         self.modules: dict[str, nn.Module] = {}
+        self.targets: Targets | None = None  # found (and traced) once, at on_start
         self.history: list[dict[str, float]] = []
         # BatchNorm statistics re-estimated on ctx.data after every pruning event
         self.recalibrate_bn = recalibrate_bn
@@ -78,7 +79,8 @@ class PruningPhase:
 
     # -- callback hooks -------------------------------------------------------------
     def on_start(self, model: nn.Module) -> None:
-        self.modules = target_modules(model, self.method.granularity, self.exclude)
+        self.targets = find_targets(model, self.method.granularity, self.exclude)
+        self.modules = self.targets.modules
         if self.objective is not None:
             self.objective.attach(model, self.modules)
             self.active = True
@@ -134,7 +136,7 @@ class PruningPhase:
             sparsity=target,
             scope=self.method.scope,
             ctx=self.ctx,
-            modules=self.modules,
+            targets=self.targets,
             **self.method.granularity_args,
         )
         broadcast_masks(model)  # under torchrun: every rank keeps rank 0's masks (a no-op alone)

@@ -15,10 +15,9 @@ from .schedules import SCHEDULES
 from .step import target_modules
 
 
-def check_run(method: Any, sparsity: float, model: nn.Module | None = None) -> None:
-    """The granularity's own checks of the target sparsity, a schedule whose every event
-    targets a fixed sparsity (e.g. oneshot for N:M), and, given the model and when the
-    granularity has model checks, every targeted layer."""
+def check_run(method: Any, sparsity: float) -> None:
+    """The granularity's own checks of the target sparsity and a schedule whose every
+    event targets a fixed sparsity (e.g. oneshot for N:M)."""
     gran = get(method.granularity)
     opts = gran.options(method.granularity_args)
     gran.check_sparsity(sparsity, opts)
@@ -29,5 +28,13 @@ def check_run(method: Any, sparsity: float, model: nn.Module | None = None) -> N
                 f"{gran.fixed_by(opts)} reaches its sparsity in one event; schedule "
                 f"{method.schedule!r} prunes gradually: use --schedule oneshot"
             )
-    if model is not None and gran.checks_model:
-        gran.check_model(target_modules(model, method.granularity), opts)
+
+
+def check_model(method: Any, model: nn.Module) -> None:
+    """The granularity's checks of every layer it would prune in ``model`` (N:M: ``m``
+    divides each fan-in); nothing to do (and no model walk) for most granularities."""
+    gran = get(method.granularity)
+    if gran.checks_model:
+        gran.check_model(
+            target_modules(model, method.granularity), gran.options(method.granularity_args)
+        )

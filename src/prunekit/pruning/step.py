@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,9 +41,17 @@ def unit_groups(model: nn.Module) -> list[Any] | None:
         return None
 
 
-def target_modules(
-    model: nn.Module, granularity: str, exclude: Iterable[str] = ()
-) -> dict[str, nn.Module]:
+@dataclass(frozen=True)
+class Targets:
+    """The layers a granularity prunes and, for a unit granularity, the model's
+    dependency groups (None: untraceable, units chosen layer by layer). Traced once per
+    model: the pruning phase keeps it for all its events (masks do not change the graph)."""
+
+    modules: dict[str, nn.Module]
+    groups: list[Any] | None = None
+
+
+def find_targets(model: nn.Module, granularity: str, exclude: Iterable[str] = ()) -> Targets:
     """The layers a granularity prunes. Unit granularities: the producers of every
     group that can shrink (not tied to the model input or output, so the head's
     classes stay) with none of its layers in ``exclude``."""
@@ -50,7 +59,7 @@ def target_modules(
     units = get(granularity).removes_units  # the head's units are classes: it stays
     groups = unit_groups(model) if units else None
     if groups is None:
-        return prunable_modules(model, exclude=exclude, include_last=not units)
+        return Targets(prunable_modules(model, exclude=exclude, include_last=not units))
     excluded = set(exclude)
     shrinkable = [g for g in groups if g.fixed is None and not excluded & set(g.producers)]
     names = {p for g in shrinkable for p in g.producers}
@@ -60,7 +69,14 @@ def target_modules(
             f"{type(model).__name__} has no output units that can be removed (every "
             "Linear/Conv feeds the output or is excluded)"
         )
-    return found
+    return Targets(found, groups)
+
+
+def target_modules(
+    model: nn.Module, granularity: str, exclude: Iterable[str] = ()
+) -> dict[str, nn.Module]:
+    """The layers a granularity prunes (:func:`find_targets` without the groups)."""
+    return find_targets(model, granularity, exclude).modules
 
 
 def _ties(groups: list[Any], modules: dict[str, nn.Module]) -> tuple[list[list[str]], list[Any]]:
@@ -102,15 +118,17 @@ def prune_step(
     sparsity: float,
     scope: str,
     ctx: Context | None = None,
-    modules: dict[str, nn.Module] | None = None,
+    targets: Targets | None = None,
     **granularity_args: Any,
 ) -> dict[str, torch.Tensor]:
     """Score, select and apply masks so that a ``sparsity`` fraction of the units of
     removal is pruned. Returns the masks applied (``{"fc1.weight": mask, ...}``).
     ``sparsity`` is trusted: checked by the callers at the boundary (``prune``,
-    ``Pruner``, ``RunConfig``)."""
+    ``Pruner``, ``RunConfig``). ``targets``: from :func:`find_targets` on this model
+    (default: found here, tracing the model for a unit granularity)."""
     gran = get(granularity)
-    modules = modules if modules is not None else target_modules(model, granularity)
+    targets = targets if targets is not None else find_targets(model, granularity)
+    modules = targets.modules
     ctx = ctx or Context()
     crit = CRITERIA.get(criterion)
     if isinstance(crit, Criterion) and crit.solver and granularity in crit.solver_granularities:
@@ -121,7 +139,7 @@ def prune_step(
     if missing:
         raise PrunekitError(f"criterion gave no scores for layers {missing}")
     options = gran.options(granularity_args)
-    groups = unit_groups(model) if gran.removes_units else None
+    groups = targets.groups
     if groups is not None:
         ties, groups = _ties(groups, modules)
         masks = gran.masks(modules, scores, sparsity, scope, options, ties=ties)  # type: ignore[call-arg]
@@ -169,7 +187,7 @@ def prune(
 
     m = get_method(method)
     gran = granularity or m.granularity
-    modules = target_modules(model, gran, exclude)
+    targets = find_targets(model, gran, exclude)
     if not any(isinstance(p, torch.Tensor) for p in model.parameters()):
         raise PrunekitError("model has no parameters")
     gran_args = {**(m.granularity_args if gran == m.granularity else {}), **granularity_args}
@@ -186,7 +204,7 @@ def prune(
         sparsity=sparsity,
         scope=scope or m.scope,
         ctx=Context(data=data, generator=gen, options=dict(m.criterion_args)),
-        modules=modules,
+        targets=targets,
         **gran_args,
     )
     if recalibrate_bn and data is not None:

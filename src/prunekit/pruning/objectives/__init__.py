@@ -17,7 +17,9 @@ Each objective is in its own file beside its formula, with a small options datac
 ``fn(options, run) -> Objective``. The registered part is called
 ``OBJECTIVES.get(name)(run, **options)``: ``run`` is the :class:`RunFacts` of the run
 (granularity, target sparsity, window length), the keywords the method's options,
-checked against the dataclass (an unknown one is a one-line error).
+checked against the dataclass (an unknown one is a one-line error) and by its
+``validate(run)``; ``OBJECTIVES.get(name).check(run, **options)`` does only the checks
+(a run resolves with it, and the pruning phase builds the objective once).
 """
 
 from __future__ import annotations
@@ -72,9 +74,16 @@ class ObjectivePart(Part):
 
     name: str = ""
 
-    def __call__(self, run: RunFacts | None = None, **values: Any) -> Objective:
+    def check(self, run: RunFacts | None = None, **values: Any) -> Options:
+        """The options parsed and checked against ``run`` (one-line errors), without
+        building the objective: what a run's resolution does before any training."""
         opts = self.options.parse(values, f"objective {self.name!r}")
-        return self.fn(opts, run if run is not None else RunFacts())
+        opts.validate(run if run is not None else RunFacts())
+        return opts
+
+    def __call__(self, run: RunFacts | None = None, **values: Any) -> Objective:
+        run = run if run is not None else RunFacts()
+        return self.fn(self.check(run, **values), run)
 
 
 OBJECTIVES: Registry[ObjectivePart] = Registry("objective")

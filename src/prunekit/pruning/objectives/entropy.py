@@ -63,12 +63,7 @@ class EntropyObjective(Objective):
     """``lam * sum_j H_j`` (``kind="maxent"``) or ``lam * sum_j min(0, H_j)`` (``"minent"``)."""
 
     def __init__(self, kind: str, lam: float, eps: float, trace_batches: int = 20) -> None:
-        if not float(lam) >= 0.0:
-            raise PrunekitError(f"{kind}: lambda must be >= 0, got {lam}")
-        if not float(eps) > 0.0:
-            raise PrunekitError(f"{kind}: eps (variance floor) must be > 0, got {eps}")
-        if int(trace_batches) < 1:
-            raise PrunekitError(f"{kind}: trace_batches must be >= 1, got {trace_batches}")
+        # The values were checked by the options' validate (the factory's boundary).
         self.name = self.kind = kind
         self.lam, self.eps, self.trace_batches = float(lam), float(eps), int(trace_batches)
         self.model: nn.Module | None = None
@@ -161,11 +156,23 @@ _EPS = "variance floor of the Gaussian entropy estimate"
 _TRACE = "batches averaged per point of the reported entropy trace"
 
 
+def _check(kind: str, o: MaxentOptions | MinentOptions) -> None:
+    if not float(o.lam) >= 0.0:
+        raise PrunekitError(f"{kind}: lambda must be >= 0, got {o.lam}")
+    if not float(o.eps) > 0.0:
+        raise PrunekitError(f"{kind}: eps (variance floor) must be > 0, got {o.eps}")
+    if int(o.trace_batches) < 1:
+        raise PrunekitError(f"{kind}: trace_batches must be >= 1, got {o.trace_batches}")
+
+
 @dataclass(frozen=True)
 class MaxentOptions(Options):
     lam: float = option(1e-3, "strength of the entropy term")
     eps: float = option(VAR_FLOOR, _EPS)
     trace_batches: int = option(20, _TRACE)
+
+    def validate(self, run: RunFacts) -> None:
+        _check("maxent", self)
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,9 @@ class MinentOptions(Options):
     lam: float = option(1e-2, "strength of the entropy term")
     eps: float = option(VAR_FLOOR, _EPS)
     trace_batches: int = option(20, _TRACE)
+
+    def validate(self, run: RunFacts) -> None:
+        _check("minent", self)
 
 
 @objective("maxent", MaxentOptions)

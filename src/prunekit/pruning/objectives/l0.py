@@ -92,27 +92,12 @@ class L0Objective(HardConcreteGates, Objective):
         gamma: float = GAMMA,
         zeta: float = ZETA,
     ) -> None:
-        if lam is not None and not float(lam) >= 0.0:
-            raise PrunekitError(f"l0: lambda must be >= 0, got {lam}")
-        if lam is None and target_sparsity is None and not from_run:
-            raise PrunekitError("l0 with a fixed lambda (target_sparsity=null) needs --lambda")
+        # The user's values were checked by L0Options.validate (the factory's boundary).
         form = get_granularity(granularity).regularized_as
-        if form is None:
-            known = " or ".join(repr(n) for n in regularizable())
-            raise PrunekitError(f"l0: gates exist per {known} unit, not {granularity!r}")
-        # from_run without a run target: built bare (validation); attach refuses it
+        # from_run without a run target: built bare (outside a run); attach refuses it
         self._pending = from_run and target_sparsity is None
         if self._pending:
             target_sparsity = 0.0
-        if target_sparsity is not None and not 0.0 <= float(target_sparsity) < 1.0:
-            raise PrunekitError(f"l0: target_sparsity must be in [0, 1), got {target_sparsity}")
-        if not 0.0 < float(init_drop) < 1.0:
-            raise PrunekitError(f"l0: init_drop must be in (0, 1), got {init_drop}")
-        if not float(gate_lr) > 0.0 or not float(rate) >= 0.0 or not 0.0 < float(anneal) <= 1.0:
-            raise PrunekitError(
-                f"l0: need gate_lr > 0, rate >= 0, anneal in (0, 1]; got "
-                f"{gate_lr}, {rate}, {anneal}"
-            )
         if not (beta > 0 and gamma < 0 and zeta > 1):
             raise PrunekitError(
                 f"l0: need beta > 0, gamma < 0, zeta > 1; got {beta}, {gamma}, {zeta}"
@@ -249,6 +234,27 @@ class L0Options(Options):
     seed: int = option(0, "seed of the gates' noise")
     check_every: int = option(50, "steps between checks that a layer keeps an open gate")
     noise_pool: bool = option(True, "serve the logistic noise from a pool (see NoisePool)")
+
+    def validate(self, run: RunFacts) -> None:
+        lam, from_run = self.lam, not self.given("target_sparsity")
+        target = run.target_sparsity if from_run else self.target_sparsity
+        if lam is not None and not float(lam) >= 0.0:
+            raise PrunekitError(f"l0: lambda must be >= 0, got {lam}")
+        if lam is None and target is None and not from_run:
+            raise PrunekitError("l0 with a fixed lambda (target_sparsity=null) needs --lambda")
+        if get_granularity(run.granularity).regularized_as is None:
+            known = " or ".join(repr(n) for n in regularizable())
+            raise PrunekitError(f"l0: gates exist per {known} unit, not {run.granularity!r}")
+        if target is not None and not 0.0 <= float(target) < 1.0:
+            raise PrunekitError(f"l0: target_sparsity must be in [0, 1), got {target}")
+        if not 0.0 < float(self.init_drop) < 1.0:
+            raise PrunekitError(f"l0: init_drop must be in (0, 1), got {self.init_drop}")
+        gate_lr, rate, anneal = self.gate_lr, self.rate, self.anneal
+        if not float(gate_lr) > 0.0 or not float(rate) >= 0.0 or not 0.0 < float(anneal) <= 1.0:
+            raise PrunekitError(
+                f"l0: need gate_lr > 0, rate >= 0, anneal in (0, 1]; got "
+                f"{gate_lr}, {rate}, {anneal}"
+            )
 
 
 @objective("l0", L0Options)

@@ -80,14 +80,8 @@ class L1Objective(Objective):
         check_every: int,
         window_steps: int | None = None,
     ) -> None:
-        if not float(lam) >= 0.0:
-            raise PrunekitError(f"l1: lambda must be >= 0, got {lam}")
-        if update not in ("proximal", "subgradient"):
-            raise PrunekitError(f"l1: update must be 'proximal' or 'subgradient', got {update!r}")
+        # The values were checked by L1Options.validate (the factory's boundary).
         form = get_granularity(granularity).regularized_as
-        if form is None:
-            known = " or ".join(repr(n) for n in regularizable())
-            raise PrunekitError(f"l1: granularity must be {known}, got {granularity!r}")
         self.lam, self.update, self.granularity = float(lam), update, granularity
         self.check_every = int(check_every)
         self.group = form == "unit"
@@ -167,6 +161,17 @@ class L1Options(Options):
     lam: float = option(1e-2, "penalty strength; the per-step threshold is lr * lam")
     update: str = option("proximal", "'proximal' (soft-threshold after each step) or 'subgradient'")
     check_every: int = option(50, "steps between checks that no layer was zeroed (0: never)")
+
+    def validate(self, run: RunFacts) -> None:
+        if not float(self.lam) >= 0.0:
+            raise PrunekitError(f"l1: lambda must be >= 0, got {self.lam}")
+        if self.update not in ("proximal", "subgradient"):
+            raise PrunekitError(
+                f"l1: update must be 'proximal' or 'subgradient', got {self.update!r}"
+            )
+        if get_granularity(run.granularity).regularized_as is None:
+            known = " or ".join(repr(n) for n in regularizable())
+            raise PrunekitError(f"l1: granularity must be {known}, got {run.granularity!r}")
 
 
 @objective("l1", L1Options)

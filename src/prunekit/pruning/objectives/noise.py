@@ -41,10 +41,7 @@ class NoiseObjective(Objective):
     def __init__(
         self, kind: str, level: float, noise_fraction: float, lam: float, positive_only: bool
     ) -> None:
-        if not 0.0 <= float(noise_fraction) <= 1.0:
-            raise PrunekitError(f"noise_fraction must be in [0, 1], got {noise_fraction}")
-        if not float(lam) >= 0.0:
-            raise PrunekitError(f"{kind}: lambda must be >= 0, got {lam}")
+        # The values were checked by the options' validate (the factory's boundary).
         self.name = kind
         self.kind = kind
         self.level = float(level)
@@ -97,11 +94,22 @@ _FRACTION = "fraction of each training batch that is noised"
 _LAM = "strength of the weight penalty"
 
 
+def _check_common(kind: str, noise_fraction: float, lam: float) -> None:
+    if not 0.0 <= float(noise_fraction) <= 1.0:
+        raise PrunekitError(f"noise_fraction must be in [0, 1], got {noise_fraction}")
+    if not float(lam) >= 0.0:
+        raise PrunekitError(f"{kind}: lambda must be >= 0, got {lam}")
+
+
 @dataclass(frozen=True)
 class GaussianOptions(Options):
     sigma: float = option(0.3, "std of the Gaussian input noise (images in [0, 1])")
     noise_fraction: float = option(0.5, _FRACTION)
     lam: float = option(5e-4, _LAM)
+
+    def validate(self, run: RunFacts) -> None:
+        check_sigma(self.sigma)
+        _check_common("gaussian", self.noise_fraction, self.lam)
 
 
 @dataclass(frozen=True)
@@ -110,20 +118,22 @@ class SaltPepperOptions(Options):
     noise_fraction: float = option(0.5, _FRACTION)
     lam: float = option(5e-4, _LAM)
 
+    def validate(self, run: RunFacts) -> None:
+        check_density(self.density)
+        _check_common("saltpepper", self.noise_fraction, self.lam)
+
 
 @objective("gaussian", GaussianOptions)
 def gaussian(o: GaussianOptions, run: RunFacts) -> NoiseObjective:
     """Gaussian noise model: ``L_task + lam * sum theta^2``, inputs noised with std ``sigma``."""
-    return NoiseObjective(
-        "gaussian", check_sigma(o.sigma), o.noise_fraction, o.lam, positive_only=False
-    )
+    return NoiseObjective("gaussian", float(o.sigma), o.noise_fraction, o.lam, positive_only=False)
 
 
 @objective("saltpepper", SaltPepperOptions)
 def saltpepper(o: SaltPepperOptions, run: RunFacts) -> NoiseObjective:
     """Salt-and-pepper model: ``L_task + lam * sum max(0, theta)^2``, impulse ``density``."""
     return NoiseObjective(
-        "saltpepper", check_density(o.density), o.noise_fraction, o.lam, positive_only=True
+        "saltpepper", float(o.density), o.noise_fraction, o.lam, positive_only=True
     )
 
 
