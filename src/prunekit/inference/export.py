@@ -19,7 +19,7 @@ from torch import nn
 
 from ..evaluation.cost import eval_mode
 from ..registry import PrunekitError
-from ..saving import _read_spec, atomic_write_bytes, load
+from ..storage.saving import _read_spec, atomic_write_bytes, load
 
 OPSET = 17
 

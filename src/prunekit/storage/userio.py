@@ -22,9 +22,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .evaluation.cost import effective_tensors
-from .pruning.masks import clone, finalize
-from .registry import PrunekitError
+from ..evaluation.cost import effective_tensors
+from ..pruning.masks import clone, finalize
+from ..registry import PrunekitError
 from .resize import resize
 from .saving import _read_spec, atomic_write_json
 from .saving import load as load_run

@@ -30,11 +30,11 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from .checks import Check
-from .evaluation.cost import effective_tensors
+from ..checks import Check
+from ..evaluation.cost import effective_tensors
+from ..models import create_model
+from ..registry import PrunekitError
 from .integrity import check_state
-from .models import create_model
-from .registry import PrunekitError
 from .resize import resize
 
 FORMAT = "prunekit.model/v1"
