@@ -400,7 +400,7 @@ def entropy_cmd(
 ) -> None:
     """Export the per-unit activation entropies (nats) of a saved run's model."""
     from .evaluation.entropy_export import run_unit_entropies
-    from .storage.saving import atomic_write_json
+    from .storage.atomic import atomic_write_json
 
     report = run_unit_entropies(
         run_dir,

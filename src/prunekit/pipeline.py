@@ -37,9 +37,9 @@ from .pruning.reconstruction.batchnorm import batchnorm_layers
 from .registry import PrunekitError
 from .spec import RunSpec, resolve
 from .storage.integrity import check_alive, data_fingerprint
+from .storage.outdir import check_out_dir, check_same_data
 from .storage.record import RESULT_SCHEMA, Run, versions
 from .storage.rundir import RunDir
-from .storage.saving import check_out_dir, check_same_data
 from .surgery.shrink import shrink_for_result
 from .training import TrainSettings, fit, steps_per_epoch
 from .visualize import input_connections

@@ -26,8 +26,9 @@ from .evaluation.cost import achieved_sparsity, eval_mode, layer_sparsity, macs,
 from .progress import progress_bar
 from .pruner import Pruner
 from .registry import PrunekitError
+from .storage.atomic import atomic_write_json
+from .storage.outdir import check_out_dir
 from .storage.record import RESULT_SCHEMA, Run, versions
-from .storage.saving import atomic_write_json, check_out_dir
 from .storage.userio import save
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]

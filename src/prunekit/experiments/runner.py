@@ -30,7 +30,9 @@ from ..config import RunConfig
 from ..data import Dataset
 from ..progress import columns
 from ..registry import PrunekitError
-from ..storage.saving import check_writable, model_files, save_run
+from ..storage.modelfile import model_files
+from ..storage.outdir import check_writable
+from ..storage.saving import save_run
 from .peers import run_peer
 from .plan import Cell, CompareConfig, plan
 from .store import Store

@@ -254,8 +254,9 @@ def run_target(
     )
     from ..pruning.reconstruction.batchnorm import recalibrate_batchnorm
     from ..storage.integrity import data_fingerprint
+    from ..storage.outdir import check_out_dir, check_same_data
     from ..storage.record import RESULT_SCHEMA, Run, versions
-    from ..storage.saving import check_out_dir, check_same_data, save_run
+    from ..storage.saving import save_run
     from ..training import fit, steps_per_epoch
 
     method = validate(cfg)

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from ..registry import PrunekitError
-from ..storage.saving import atomic_write_json, check_out_dir
+from ..storage.atomic import atomic_write_json
+from ..storage.outdir import check_out_dir
 from .blocks import prunable_linears
 from .metrics import perplexity, tokens_per_second
 from .models import build_lm, is_lm_model

@@ -3,7 +3,7 @@
 Loading a shrunk model starts from an unpruned instance of its class: every tensor whose
 saved shape differs gets an empty tensor of that shape, and the layer's size attributes
 follow, so its forward, ``repr`` and later surgery see the real sizes. Used by the zoo
-run-directory loader (``storage.saving.load``) and the user-model loader (``userio.load_into``).
+run-directory loader (``saving.load``) and the user-model loader (``userio.load_into``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A run directory holds ``result.json`` (the result record, with the config it ran
 and the sha256 of every other file), ``model.json`` (constructor name, kwargs, tensor
 shapes) and ``model.safetensors`` (the weights, masks applied). :class:`RunDir` writes
 them all at once and reads them back; the byte-level work (atomic commit, checksums,
-safe loading without unpickling) stays in :mod:`prunekit.storage.saving`.
+safe loading without unpickling) stays in :mod:`prunekit.storage.saving` and its neighbours.
 """
 
 from __future__ import annotations
