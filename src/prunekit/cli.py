@@ -374,7 +374,7 @@ def evaluate_cmd(
     from .pipeline import evaluate_saved
 
     if (run_dir / "hf" / "config.json").is_file():  # a language model (prunekit.lm)
-        from .lm.run import evaluate_saved_lm
+        from .lm.reload import evaluate_saved_lm
 
         result = evaluate_saved_lm(run_dir)
     else:
