@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from prunekit.experiments.plan import load_config, plan
-from prunekit.experiments.report import markdown_table, method_table
 from prunekit.experiments.store import read_rows
 from prunekit.experiments.summary import summary_matrix
+from prunekit.experiments.tables import markdown_table, method_table
 
 
 def main() -> None:

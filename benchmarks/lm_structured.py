@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from prunekit.lm import LMConfig, run_lm
-from prunekit.lm.run import measure, prepare, train_lm
+from prunekit.lm.measure import measure
+from prunekit.lm.train import prepare, train_lm
 
 METHODS = ("magnitude-struct", "wanda-struct", "flap")
 

@@ -24,8 +24,8 @@ from prunekit.docsite import method_slug
 from prunekit.experiments import compare, read_rows
 from prunekit.experiments.pictures import PICTURES, chosen_rows, make_pictures
 from prunekit.experiments.plan import default_config_text, load_config, restrict
-from prunekit.experiments.report import markdown_table
 from prunekit.experiments.summary import summary_matrix
+from prunekit.experiments.tables import markdown_table
 from prunekit.visualize import input_connections_figure, save_png
 
 RESULTS = Path("benchmarks/results")

@@ -303,7 +303,7 @@ def test_cli_export_deploy_writes_the_rewritten_graph(tmp_path, capsys) -> None:
     ort = pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
     from prunekit.cli import main
-    from prunekit.saving import save_model
+    from prunekit.storage.modelfile import save_model
 
     model = zoo("lenet5", shrunk=False)
     prunekit.prune(model, "l1-filter", 0.5, granularity="neuron")

@@ -13,7 +13,7 @@ import prunekit
 from prunekit import PrunekitError, create_model
 from prunekit.cli import main
 from prunekit.inference.export import export_onnx, export_run
-from prunekit.saving import save_model
+from prunekit.storage.modelfile import save_model
 from prunekit.surgery import shrink
 
 ort = pytest.importorskip("onnxruntime")

@@ -26,7 +26,8 @@ from prunekit.models import MODELS, create_model
 from prunekit.pipeline import validate
 from prunekit.pruning.methods import METHODS
 from prunekit.registry import PrunekitError
-from prunekit.saving import load, read_header, save_run
+from prunekit.storage.modelfile import read_header
+from prunekit.storage.saving import load, save_run
 
 # PRUNEKIT_FUZZ_SCALE=10 for a deeper run; CI runs the bounded default.
 SCALE = float(os.environ.get("PRUNEKIT_FUZZ_SCALE", "1"))

@@ -17,7 +17,8 @@ from prunekit.latency.table import TableCache, table_key
 from prunekit.latency.target import Target, prepare, run_target
 from prunekit.models import create_model
 from prunekit.registry import PrunekitError
-from prunekit.saving import load, save_model
+from prunekit.storage.modelfile import save_model
+from prunekit.storage.saving import load
 
 
 def tiny() -> nn.Module:

@@ -13,15 +13,11 @@ from pathlib import Path
 import pytest
 
 from prunekit.experiments.plan import config_from_dict, plan
-from prunekit.experiments.report import (
-    heatmap_data,
-    layer_removed,
-    pareto_front,
-    runs_table,
-    write_report,
-)
+from prunekit.experiments.plots import heatmap_data, layer_removed, pareto_front
+from prunekit.experiments.report import write_report
 from prunekit.experiments.store import Store, read_rows
 from prunekit.experiments.summary import method_notes, summary_matrix
+from prunekit.experiments.tables import runs_table
 
 CFG = {
     "name": "fake",

@@ -24,7 +24,8 @@ from prunekit._idx import read_idx, write_idx
 from prunekit.data import IDX_FILES
 from prunekit.models import create_model
 from prunekit.registry import PrunekitError
-from prunekit.saving import atomic_write_bytes, commit, recover, save_run, stage
+from prunekit.storage.atomic import atomic_write_bytes, commit, recover, stage
+from prunekit.storage.saving import save_run
 
 ARCH = {"name": "lenet300", "kwargs": {}, "input_shape": [1, 28, 28]}
 
@@ -33,7 +34,7 @@ ARCH = {"name": "lenet300", "kwargs": {}, "input_shape": [1, 28, 28]}
 CHILD = """
 import sys, torch
 from prunekit.models import create_model
-from prunekit.saving import save_run
+from prunekit.storage.saving import save_run
 arch = {"name": "lenet300", "kwargs": {}, "input_shape": [1, 28, 28]}
 models = {}
 for v in (1.0, 2.0):

@@ -1,4 +1,4 @@
-"""The run directory has one owner (prunekit.rundir.RunDir) and the calibration set one
+"""The run directory has one owner (prunekit.storage.rundir.RunDir) and the calibration set one
 definition (prunekit.data.calibration_set): saving, reloading and the entropy export go
 through them."""
 
@@ -14,7 +14,7 @@ from prunekit.config import RunConfig
 from prunekit.data import CALIBRATION_EXAMPLES, calibration_set, load_dataset
 from prunekit.errors import PrunekitError
 from prunekit.models import create_model
-from prunekit.rundir import RunDir
+from prunekit.storage.rundir import RunDir
 
 
 def _mlp_arch() -> dict:

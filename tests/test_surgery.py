@@ -17,7 +17,7 @@ from prunekit import PrunekitError, RunConfig, create_model, load, run
 from prunekit.evaluation import param_counts
 from prunekit.pruning.masks import effective
 from prunekit.pruning.step import target_modules
-from prunekit.saving import save_model
+from prunekit.storage.modelfile import save_model
 from prunekit.surgery import UnsupportedModel, analyze, fold_batchnorm, keep_plan, shrink
 
 ZOO = {  # name -> (input shape, kept units per group at 50 %: exact counts)

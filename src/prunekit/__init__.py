@@ -34,7 +34,7 @@ from .pruning.methods import METHODS, Method
 from .pruning.objectives import OBJECTIVES
 from .pruning.step import prune
 from .registry import PrunekitError
-from .userio import load, save
+from .storage.userio import load, save
 
 __all__ = [
     "CRITERIA",

@@ -374,7 +374,7 @@ def evaluate_cmd(
     from .pipeline import evaluate_saved
 
     if (run_dir / "hf" / "config.json").is_file():  # a language model (prunekit.lm)
-        from .lm.run import evaluate_saved_lm
+        from .lm.reload import evaluate_saved_lm
 
         result = evaluate_saved_lm(run_dir)
     else:
@@ -400,7 +400,7 @@ def entropy_cmd(
 ) -> None:
     """Export the per-unit activation entropies (nats) of a saved run's model."""
     from .evaluation.entropy_export import run_unit_entropies
-    from .saving import atomic_write_json
+    from .storage.atomic import atomic_write_json
 
     report = run_unit_entropies(
         run_dir,

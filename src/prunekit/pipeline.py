@@ -28,18 +28,18 @@ from .distributed import is_main, rank, world_size
 from .evaluation import accuracy, measure_latency, summary
 from .evaluation.interleaved import speedup_with_spread
 from .evaluation.robustness import robustness
-from .integrity import check_alive, data_fingerprint
 from .models import create_model, default_recipe
 from .pruner import Pruner
 from .pruning.masks import clone, finalize
 from .pruning.methods import Method
 from .pruning.phase import PruningPhase
 from .pruning.reconstruction.batchnorm import batchnorm_layers
-from .record import RESULT_SCHEMA, Run, versions
 from .registry import PrunekitError
-from .rundir import RunDir
-from .saving import check_out_dir, check_same_data
 from .spec import RunSpec, resolve
+from .storage.integrity import check_alive, data_fingerprint
+from .storage.outdir import check_out_dir, check_same_data
+from .storage.record import RESULT_SCHEMA, Run, versions
+from .storage.rundir import RunDir
 from .surgery.shrink import shrink_for_result
 from .training import TrainSettings, fit, steps_per_epoch
 from .visualize import input_connections

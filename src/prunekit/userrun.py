@@ -25,10 +25,11 @@ from torch import nn
 from .evaluation.cost import achieved_sparsity, eval_mode, layer_sparsity, macs, param_counts
 from .progress import progress_bar
 from .pruner import Pruner
-from .record import RESULT_SCHEMA, Run, versions
 from .registry import PrunekitError
-from .saving import atomic_write_json, check_out_dir
-from .userio import save
+from .storage.atomic import atomic_write_json
+from .storage.outdir import check_out_dir
+from .storage.record import RESULT_SCHEMA, Run, versions
+from .storage.userio import save
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

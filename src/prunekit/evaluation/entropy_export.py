@@ -31,7 +31,7 @@ def run_unit_entropies(
 ) -> dict[str, Any]:
     """``{"entropy": {layer: [H_j, ...]}, "pruned": {layer: [j, ...]}, ...}`` in nats."""
     from ..data import calibration_set
-    from ..rundir import RunDir
+    from ..storage.rundir import RunDir
 
     run_dir = Path(run_dir)
     saved_run = RunDir(run_dir)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from ..registry import PrunekitError
-from ..saving import write_run
+from ..storage.atomic import write_run
 from .plan import Cell, CompareConfig
 from .runner import _Cache, _dense_key, _message, run_cell
 

@@ -30,7 +30,9 @@ from ..config import RunConfig
 from ..data import Dataset
 from ..progress import columns
 from ..registry import PrunekitError
-from ..saving import check_writable, model_files, save_run
+from ..storage.modelfile import model_files
+from ..storage.outdir import check_writable
+from ..storage.saving import save_run
 from .peers import run_peer
 from .plan import Cell, CompareConfig, plan
 from .store import Store
@@ -86,7 +88,7 @@ class _Cache:
         self.loaded = 0
 
     def _load_stored(self, r: RunConfig) -> tuple[nn.Module, float] | None:
-        from ..saving import load
+        from ..storage.saving import load
 
         if self.directory is None:
             return None
@@ -117,8 +119,8 @@ class _Cache:
             pass
 
     def dataset(self, r: RunConfig) -> Dataset:
-        from ..integrity import data_fingerprint
         from ..pipeline import dataset_for
+        from ..storage.integrity import data_fingerprint
 
         if self.data is None or self.data[0] != _data_key(r):
             self.data = None  # free the old one before loading the next
@@ -213,7 +215,7 @@ def compare(
     store = Store(out, cfg.hash(), config_yaml, config_path=config_path, extend=extend)
     try:
         if cache.data is not None:  # the preflight's data, checked against the directory's
-            from ..integrity import data_fingerprint
+            from ..storage.integrity import data_fingerprint
 
             store.check_data(_fingerprint_key(cells[0].run), data_fingerprint(cache.data[1]))
         cache.store = store

@@ -33,8 +33,9 @@ from torch import nn
 from ..progress import progress_bar
 from ..pruning.granularity import check_sparsity
 from ..registry import PrunekitError
-from ..saving import atomic_write_json, check_writable
-from ..userio import load, save
+from ..storage.atomic import atomic_write_json
+from ..storage.outdir import check_writable
+from ..storage.userio import load, save
 from ..userrun import Batches, LossFn, Rewind, run_model, train_dense
 from .runner import Outcome, SweepError, _message
 from .store import Store

@@ -19,7 +19,9 @@ from torch import nn
 
 from ..evaluation.cost import eval_mode
 from ..registry import PrunekitError
-from ..saving import _read_spec, atomic_write_bytes, load
+from ..storage.atomic import atomic_write_bytes
+from ..storage.modelfile import read_model_json
+from ..storage.saving import load
 
 OPSET = 17
 
@@ -100,7 +102,7 @@ def load_shrunk(run_dir: str | Path, round_to: int = 1) -> tuple[nn.Module, tupl
 
     run_dir = Path(run_dir)
     model = load(run_dir)
-    shape = tuple(_read_spec(run_dir / "model.json").get("input_shape") or ())
+    shape = tuple(read_model_json(run_dir / "model.json").get("input_shape") or ())
     if not shape:
         raise PrunekitError(f"{run_dir / 'model.json'} has no input_shape")
     x = torch.rand((2, *shape), generator=torch.Generator().manual_seed(1))

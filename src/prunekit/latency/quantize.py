@@ -231,7 +231,7 @@ def export_int8_run(
     from ..config import RunConfig
     from ..inference.export import load_shrunk
     from ..pipeline import dataset_for
-    from ..saving import atomic_write_bytes, atomic_write_json
+    from ..storage.atomic import atomic_write_bytes, atomic_write_json
 
     run_dir = Path(run_dir)
     try:

@@ -78,7 +78,7 @@ from ..evaluation.cost import eval_mode
 from ..evaluation.latency import compare_latency, forward_calls, interleaved_samples
 from ..pruning.dependency import UnitGroup, analyze
 from ..registry import PrunekitError
-from ..saving import atomic_write_json
+from ..storage.atomic import atomic_write_json
 
 TABLE_RUNTIMES = ("eager", "compile", "onnxruntime")
 CLOCKS = ("thread", "wall")

@@ -243,7 +243,6 @@ def run_target(
 ):
     """The whole latency-targeted pipeline (module docstring); returns a pipeline Run."""
     from ..evaluation import accuracy
-    from ..integrity import data_fingerprint
     from ..models import create_model
     from ..pipeline import (
         architecture,
@@ -254,8 +253,10 @@ def run_target(
         validate,
     )
     from ..pruning.reconstruction.batchnorm import recalibrate_batchnorm
-    from ..record import RESULT_SCHEMA, Run, versions
-    from ..saving import check_out_dir, check_same_data, save_run
+    from ..storage.integrity import data_fingerprint
+    from ..storage.outdir import check_out_dir, check_same_data
+    from ..storage.record import RESULT_SCHEMA, Run, versions
+    from ..storage.saving import save_run
     from ..training import fit, steps_per_epoch
 
     method = validate(cfg)

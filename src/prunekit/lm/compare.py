@@ -20,8 +20,10 @@ from typing import Any
 import yaml
 
 from ..registry import PrunekitError
-from .run import LMConfig, dense_for, run_lm
+from .config import LMConfig
+from .run import run_lm
 from .struct_run import StructSpec
+from .train import dense_for
 
 PACKAGED = Path(__file__).resolve().parent.parent / "configs" / "lm.yaml"
 # Wanda paper (Sun et al. 2023, arXiv:2306.11695), LLaMA-2-7B WikiText perplexity as a

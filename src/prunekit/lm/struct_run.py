@@ -1,4 +1,4 @@
-"""The structured LM run's parts (the run itself is ``run.run_struct_lm``): (train dense
+"""The structured LM run's parts (the run itself is ``struct_lm.run_struct_lm``): (train dense
 | load hf:) -> zero heads and MLP units -> shrink -> (recovery fine-tune of the small
 model) -> measure -> save the small model.
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .registry import PrunekitError
+from ..registry import PrunekitError
 
 
 def data_fingerprint(data: Any) -> str:
@@ -64,7 +64,7 @@ def check_alive(model: Any, method: Any, sparsity: float) -> None:
     """Refuse a pruned model with a layer whose every output unit is zero: it computes
     a constant, whatever its input, and its accuracy is chance. The message names the
     layer and the option that emptied it (the method's lambda, else the sparsity)."""
-    from .pruning.masks import PRUNABLE_TYPES, effective
+    from ..pruning.masks import PRUNABLE_TYPES, effective
 
     for name, m in model.named_modules():
         if not isinstance(m, PRUNABLE_TYPES):

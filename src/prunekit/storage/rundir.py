@@ -4,7 +4,7 @@ A run directory holds ``result.json`` (the result record, with the config it ran
 and the sha256 of every other file), ``model.json`` (constructor name, kwargs, tensor
 shapes) and ``model.safetensors`` (the weights, masks applied). :class:`RunDir` writes
 them all at once and reads them back; the byte-level work (atomic commit, checksums,
-safe loading without unpickling) stays in :mod:`prunekit.saving`.
+safe loading without unpickling) stays in :mod:`prunekit.storage.saving` and its neighbours.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 from torch import nn
 
-from .config import RunConfig
-from .data import Dataset, dataset_for
-from .errors import PrunekitError
+from ..config import RunConfig
+from ..data import Dataset, dataset_for
+from ..errors import PrunekitError
 from .saving import load, save_run
 
 RESULT_FILE = "result.json"
@@ -39,7 +39,7 @@ class RunDir:
         model: nn.Module | None = None,
         arch: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Write the whole directory at once (see :func:`prunekit.saving.save_run`);
+        """Write the whole directory at once (see :func:`prunekit.storage.saving.save_run`);
         returns the result as written, checksums included."""
         return save_run(self.path, result, model, arch)
 
@@ -64,7 +64,7 @@ class RunDir:
 
     def model(self) -> nn.Module:
         """The saved model, rebuilt from ``model.json`` + ``model.safetensors`` (eval
-        mode, checksums verified; see :func:`prunekit.saving.load`)."""
+        mode, checksums verified; see :func:`prunekit.storage.saving.load`)."""
         return load(self.path)
 
     def dataset(

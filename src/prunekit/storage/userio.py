@@ -22,11 +22,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .evaluation.cost import effective_tensors
-from .pruning.masks import clone, finalize
-from .registry import PrunekitError
+from ..evaluation.cost import effective_tensors
+from ..pruning.masks import clone, finalize
+from ..registry import PrunekitError
+from .atomic import atomic_write_json
+from .modelfile import read_model_json
 from .resize import resize
-from .saving import _read_spec, atomic_write_json
 from .saving import load as load_run
 
 USER_FORMAT = "prunekit.user-model/v1"
@@ -128,7 +129,7 @@ def load_into(directory: str | Path, model: nn.Module) -> nn.Module:
 
 
 def _shapes_of_zoo_dir(d: Path) -> dict[str, list[int]]:
-    return _read_spec(d / "model.json").get("shapes", {})
+    return read_model_json(d / "model.json").get("shapes", {})
 
 
 def _tied_names(model: nn.Module) -> set[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .pruning.masks import unit_dim
+from ..pruning.masks import unit_dim
 
 
 def resize(model: nn.Module, shapes: dict[str, list[int]]) -> None:

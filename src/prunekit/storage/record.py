@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._version import __version__
-from .distributed import world_size
+from .._version import __version__
+from ..distributed import world_size
 
 RESULT_SCHEMA = "prunekit.result/v1"
 
