@@ -36,6 +36,53 @@ def save_hf(out: Path, model: nn.Module, tokenizer: Tokenizer) -> dict[str, int]
 def versions() -> dict[str, Any]:
     import transformers
 
-    from ..pipeline import versions as base_versions
+    from ..storage.record import versions as base_versions
 
     return {**base_versions(), "transformers": transformers.__version__}
+
+
+def record_head(
+    cfg: Any,
+    spec: Any,
+    granularity: str,
+    nm: str | None,
+    scope: str,
+    metrics: dict[str, Any],
+    dense: dict[str, Any],
+) -> dict[str, Any]:
+    """The leading fields of every LM ``result.json``: what ran, and the pruned and
+    dense perplexities (``perplexity_ratio`` = pruned / dense test perplexity)."""
+    return {
+        "schema": RESULT_SCHEMA,
+        "task": "lm",
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "method": spec.method,
+        "granularity": granularity,
+        "nm": nm,
+        "scope": scope,
+        "target_sparsity": spec.sparsity,
+        **metrics,
+        "perplexity_dense": dense["perplexity"],
+        "val_perplexity_dense": dense["val_perplexity"],
+        "perplexity_ratio": metrics["perplexity"] / dense["perplexity"],
+    }
+
+
+def record_tail(cfg: Any, data: Any, seconds: dict[str, float]) -> dict[str, Any]:
+    """The trailing fields of every LM ``result.json``: calibration, data, seed, the
+    phases' wall seconds, versions and the config with its hash."""
+    return {
+        "calibration": {"samples": cfg.calib_samples, "context": cfg.context, "split": "train"},
+        "data": {
+            "source": data.source,
+            "tokenizer": data.tokenizer,
+            "vocab_size": data.vocab_size,
+            "tokens": {s: int(data.split(s).numel()) for s in ("train", "validation", "test")},
+        },
+        "seed": cfg.seed,
+        "train_seconds": seconds,
+        "versions": versions(),
+        "config_hash": cfg.hash(),
+        "config": cfg.to_dict(),
+    }

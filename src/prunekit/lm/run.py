@@ -22,7 +22,7 @@ from .config import LMConfig
 from .measure import measure
 from .models import build_lm
 from .prune import check_spec, prune_lm
-from .record import RESULT_SCHEMA, LMRun, save_hf, versions
+from .record import LMRun, record_head, record_tail, save_hf
 from .struct_lm import run_struct_lm
 from .struct_run import StructSpec
 from .text import TokenData, Tokenizer
@@ -64,40 +64,21 @@ def run_lm(
     prune_s = time.perf_counter() - t0
     recovery_s = recover(model, data, cfg) if cfg.recovery_steps else 0.0
     metrics = measure(model, data, cfg)
+    seconds = {"dense": dense_s, "prune": prune_s, "recovery": recovery_s}
     result: dict[str, Any] = {
-        "schema": RESULT_SCHEMA,
-        "task": "lm",
-        "model": cfg.model,
-        "dataset": cfg.dataset,
-        "method": spec.method,
-        "granularity": "nm" if spec.nm else "weight",
-        "nm": f"{spec.n}:{spec.m}" if spec.nm else None,
-        "scope": "owl" if spec.owl else "layer",
-        "target_sparsity": spec.sparsity,
-        **metrics,
-        "perplexity_dense": dense_metrics["perplexity"],
-        "val_perplexity_dense": dense_metrics["val_perplexity"],
-        "perplexity_ratio": metrics["perplexity"] / dense_metrics["perplexity"],
+        **record_head(
+            cfg,
+            spec,
+            "nm" if spec.nm else "weight",
+            f"{spec.n}:{spec.m}" if spec.nm else None,
+            "owl" if spec.owl else "layer",
+            metrics,
+            dense_metrics,
+        ),
         "tokens_per_s_dense": dense_metrics["tokens_per_s"],
         "block_sparsity": report["block_sparsity"],
         "owl_lambda": report["owl_lambda"],
-        "calibration": {"samples": cfg.calib_samples, "context": cfg.context, "split": "train"},
-        "data": {
-            "source": data.source,
-            "tokenizer": data.tokenizer,
-            "vocab_size": data.vocab_size,
-            "tokens": {s: int(data.split(s).numel()) for s in ("train", "validation", "test")},
-        },
-        "seed": cfg.seed,
-        "train_seconds": {
-            "dense": dense_s,
-            "prune": prune_s,
-            "recovery": recovery_s,
-            "total": time.perf_counter() - t_start,
-        },
-        "versions": versions(),
-        "config_hash": cfg.hash(),
-        "config": cfg.to_dict(),
+        **record_tail(cfg, data, {**seconds, "total": time.perf_counter() - t_start}),
     }
     if out is not None:
         out = Path(out)

@@ -14,7 +14,7 @@ from ..storage.atomic import atomic_write_json
 from ..storage.outdir import check_out_dir
 from .config import LMConfig
 from .measure import measure
-from .record import RESULT_SCHEMA, LMRun, save_hf, versions
+from .record import LMRun, record_head, record_tail, save_hf
 from .struct_run import StructSpec, interleaved_throughput, model_bytes
 from .structured import model_inputs, prune_heads
 from .train import calibration, recover, train_dense
@@ -65,21 +65,10 @@ def run_struct_lm(
         base, small, cfg.context, data.vocab_size, repeats=max(15, cfg.throughput_repeats)
     )
     params_dense = sum({id(p): p.numel() for p in base.parameters()}.values())
+    seconds = {"dense": dense_s, "prune": prune_s, "recovery": recovery_s}
     result: dict[str, Any] = {
-        "schema": RESULT_SCHEMA,
-        "task": "lm",
-        "model": cfg.model,
-        "dataset": cfg.dataset,
-        "method": spec.method,
-        "granularity": "head",
-        "nm": None,
-        "scope": spec.scope,
-        "target_sparsity": spec.sparsity,
-        **metrics,
+        **record_head(cfg, spec, "head", None, spec.scope, metrics, dense_metrics),
         **timing,
-        "perplexity_dense": dense_metrics["perplexity"],
-        "val_perplexity_dense": dense_metrics["val_perplexity"],
-        "perplexity_ratio": metrics["perplexity"] / dense_metrics["perplexity"],
         "params_total_dense": params_dense,
         "params_removed_fraction": 1 - metrics["params_total"] / params_dense,
         "structured": {
@@ -88,23 +77,7 @@ def run_struct_lm(
         },
         "block_sparsity": None,
         "owl_lambda": None,
-        "calibration": {"samples": cfg.calib_samples, "context": cfg.context, "split": "train"},
-        "data": {
-            "source": data.source,
-            "tokenizer": data.tokenizer,
-            "vocab_size": data.vocab_size,
-            "tokens": {s: int(data.split(s).numel()) for s in ("train", "validation", "test")},
-        },
-        "seed": cfg.seed,
-        "train_seconds": {
-            "dense": dense_s,
-            "prune": prune_s,
-            "recovery": recovery_s,
-            "total": time.perf_counter() - t_start,
-        },
-        "versions": versions(),
-        "config_hash": cfg.hash(),
-        "config": cfg.to_dict(),
+        **record_tail(cfg, data, {**seconds, "total": time.perf_counter() - t_start}),
     }
     result.update(model_bytes(small))
     result["size_bytes_dense"] = model_bytes(base)["size_bytes"]
