@@ -43,10 +43,12 @@ from prunekit import RunConfig, create_model
 from prunekit.distill import Distillation
 from prunekit.evaluation import accuracy
 from prunekit.experiments.peers import PEERS, _finalize_torch
+from prunekit.lr_rewind import LrRewind, event_restarts
 from prunekit.models import default_recipe
 from prunekit.pipeline import architecture, dataset_for, settings_for, sparsify, train_dense
 from prunekit.pruning.masks import clone
 from prunekit.pruning.methods import get_method, with_method_args
+from prunekit.pruning.phase import plan
 from prunekit.training import fit, steps_per_epoch
 
 KD = {"alpha": 1.0, "temperature": 4.0}
@@ -84,6 +86,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "method": "magnitude",
         "criterion": "lamp",
         "doc": "LAMP scores (Lee et al. 2021, criterion `lamp`), one global threshold, once",
+    },
+    "gmp-40-lamp": {
+        "method": "gmp",
+        "criterion": "lamp",
+        "opts": {"prune_fraction": 0.40},
+        "doc": "gmp -o prune_fraction=0.4 with LAMP scores (Lee et al. 2021) at every event",
+    },
+    "gmp-40-rw": {
+        "method": "gmp",
+        "opts": {"prune_fraction": 0.40},
+        "rewind": "last",
+        "doc": "gmp -o prune_fraction=0.4, the cosine lr restarted at the full lr after the "
+        "last event (lr rewinding, Renda et al. 2020; prunekit.lr_rewind)",
+    },
+    "iterative-rw": {
+        "method": "magnitude",
+        "schedule": "iterative",
+        "rewind": "every",
+        "doc": "magnitude, 3 prune/fine-tune cycles, the cosine lr restarted at the full lr "
+        "after each cut (lr rewinding, Renda et al. 2020)",
     },
     "sparsegpt": {"method": "sparsegpt", "doc": "SparseGPT one-shot (library default), then FT"},
     "iterative": {
@@ -196,6 +218,12 @@ def run_variant(label: str, dense, cfg: RunConfig, data) -> tuple[dict[str, floa
             schedule=spec.get("schedule"), criterion=spec.get("criterion")
         )
         method = with_method_args(method, dict(spec.get("opts", {})))
+        if "rewind" in spec:
+            settings = settings_for(cfg, finetune=True)
+            total = cfg.finetune_epochs * steps_per_epoch(len(data.train), settings.batch_size)
+            _, events = plan(method, cfg.sparsity, total)
+            rw = LrRewind(event_restarts(events, spec["rewind"]), total)
+            callbacks = [rw, *callbacks]
         sparsify(model, cfg, data, method, callbacks=callbacks)
     return scores(model, data), model
 
@@ -272,7 +300,9 @@ def report(args, results, took, command, date) -> str:
         "",
         f"Command: `{command}`  ",
         f"Date: {date} UTC (took {took / 60:.1f} min); torch {torch.__version__}, Python "
-        f"{platform.python_version()}, {args.threads} torch thread(s), one process, on a 2-core "
+        f"{platform.python_version()}, {args.threads} torch thread(s), "
+        + ("one process per seed, side by side" if "` + `" in command else "one process")
+        + ", on a 2-core "
         "machine shared with other jobs.",
         "",
         f"{args.model} on Fashion-MNIST ({n_train} training images), seeds {seeds}; accuracy "
@@ -380,7 +410,24 @@ def main() -> None:
     p.add_argument("--out", default=None, help="markdown report (JSON next to it)")
     p.add_argument("--from-json", default=None, help="rewrite the report from a saved JSON")
     p.add_argument("--notes", action="store_true", help="append the closing notes (NOTES)")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="one report from saved JSONs of the same run split by seed (run in parallel)",
+    )
     args = p.parse_args()
+    if args.merge:
+        parts = [json.loads(Path(f).read_text()) for f in args.merge]
+        merged = {
+            "command": parts[0]["command"],
+            "commands": [q["command"] for q in parts],
+            "date": max(q["date"] for q in parts),
+            "took": max(q["took"] for q in parts),  # side by side: the longest one
+            "results": sorted((r for q in parts for r in q["results"]), key=lambda r: r["seed"]),
+        }
+        Path(args.out).with_suffix(".json").write_text(json.dumps(merged, indent=1))
+        args.from_json = str(Path(args.out).with_suffix(".json"))
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         results, took, command, date = (saved[k] for k in ("results", "took", "command", "date"))
@@ -388,6 +435,9 @@ def main() -> None:
         notes = args.notes
         args = p.parse_args([*shlex.split(command)[2:], "--out", args.out or ""])
         args.out, args.notes = args.out or None, notes
+        args.seeds = [r["seed"] for r in results]
+        if "commands" in saved:  # one process per seed, run side by side, then --merge
+            command = "` + `".join(saved["commands"])
     else:
         t0 = time.perf_counter()
         results = [run_seed(args, s) for s in args.seeds]
