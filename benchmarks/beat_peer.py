@@ -77,6 +77,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "opts": {"prune_fraction": 0.40},
         "doc": "gmp -o prune_fraction=0.4 (cubic, events over the first 40 % of the phase)",
     },
+    "gmp-40-f42": {
+        "method": "gmp",
+        "opts": {"prune_fraction": 0.40, "frequency": 42},
+        "doc": "gmp -o prune_fraction=0.4 -o frequency=42 (an event every 42 steps: 40 "
+        "events in a 10-epoch phase instead of 10)",
+    },
     "gmp-50": {
         "method": "gmp",
         "opts": {"prune_fraction": 0.50},
@@ -394,6 +400,24 @@ def report(args, results, took, command, date) -> str:
     return "\n".join(L)
 
 
+def _merge_seeds(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One result per seed: runs of the same seed (other variants, same dense model)
+    contribute their cells; the other keys must agree where both runs have them."""
+    by: dict[int, dict[str, Any]] = {}
+    for r in results:
+        if r["seed"] not in by:
+            by[r["seed"]] = {**r, "cells": list(r["cells"])}
+            continue
+        m = by[r["seed"]]
+        if m["dense"] != r["dense"]:
+            raise SystemExit(f"seed {r['seed']}: runs start from different dense models")
+        m["cells"] += r["cells"]
+        for k, v in r.items():
+            if k not in ("cells", "seed"):
+                m[k] = {**m[k], **v} if isinstance(v, dict) and k in m else m.get(k, v)
+    return [by[k] for k in sorted(by)]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="lenet300")
@@ -424,7 +448,7 @@ def main() -> None:
             "commands": [q["command"] for q in parts],
             "date": max(q["date"] for q in parts),
             "took": max(q["took"] for q in parts),  # side by side: the longest one
-            "results": sorted((r for q in parts for r in q["results"]), key=lambda r: r["seed"]),
+            "results": _merge_seeds([r for q in parts for r in q["results"]]),
         }
         Path(args.out).with_suffix(".json").write_text(json.dumps(merged, indent=1))
         args.from_json = str(Path(args.out).with_suffix(".json"))
