@@ -189,10 +189,10 @@ NOTES["lenet300-ft10"] = [
     "seeds 1 and 2 alone. The 'best row' lines above pick per cell on the same numbers; "
     "issue15_targets.md picks on validation only and reports that row's test gain. The "
     "peer and gmp-40 cells at 0.99 repeat beat_peer_lenet300_ft10.md to the last digit.",
-    "0.95: the peer is less than 1 pt below the dense model trained for the same total "
-    "epochs (see the dense target lines), so a 1 pt gain over the peer would need a "
-    "95 %-sparse model more accurate than that dense model: out of reach at this budget "
-    "for any method, whatever the pruning recipe.",
+    "0.95: the peer row is less than 1 pt below the dense model trained for the same "
+    "total epochs (the 'Dense trained for the same total epochs' line), on both splits, "
+    "so a 1 pt gain over the peer would need a 95 %-sparse model more accurate than that "
+    "dense model; no row here comes near that.",
     "0.98: the 10-epoch phase widens gmp's lead over one-shot magnitude compared with the "
     "3-epoch runs, but not to 1 pt. 40 events instead of 10 (gmp-40-f42) is within noise "
     "of gmp-40 at 0.95 / 0.98; the reading that smaller cuts matter most at 0.99, where "
