@@ -121,11 +121,12 @@ def group_scores(
     so its raw norm says little about what the unit contributes; and a unit whose
     outgoing weights are small contributes little whatever its filter. Torch-Pruning's
     group importance (Fang et al. 2023, DepGraph) likewise reduces over every coupled
-    layer. On ResNet-20 / Fashion-MNIST at 2x the same 8/16/32 widths kept by these
-    scores fine-tuned to +N pt over the producer scores
-    (benchmarks/results/latency_resnet.md). A scale-free per-group choice, so the
-    allocation's kept-fraction objective is unchanged for a group of one producer and
-    no consumer weights (e.g. with a criterion that only scores output units)."""
+    layer. On ResNet-20 / Fashion-MNIST (one seed) the same uniform 8/16/32 widths
+    kept by these scores fine-tuned to 0.7815 against 0.7665 with the producer scores
+    (benchmarks/results/latency_alloc_ablation.md; one fine-tune each, so not beyond
+    run-to-run noise on its own). The per-layer normalization is a per-group scale, so
+    the allocation's kept-fraction objective is unchanged for a group of one producer
+    and no consumer weights (e.g. with a criterion that only scores output units)."""
     if scoring not in SCORINGS:
         raise PrunekitError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
     if scoring == "producers":
