@@ -39,6 +39,28 @@ from prunekit.pruning.criteria import Context
 from prunekit.surgery.fold import fold_batchnorm
 
 
+def tp_like_scores(model, lm) -> list[torch.Tensor]:
+    """Torch-Pruning-like group importance (not Torch-Pruning's code): per layer the L1
+    of the *raw* (unfolded) weights of each unit -- producers' filters, followers'
+    BatchNorm |gamma|, consumers' input weights -- divided by its mean over the units,
+    then the mean over the layers."""
+    out = []
+    for g in lm.groups:
+        per = []
+        for p in g.producers:
+            w = model.get_submodule(p).weight.detach()
+            per.append(w.abs().flatten(1).sum(1))
+        for f in g.followers:
+            m = model.get_submodule(f)
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.weight is not None:
+                per.append(m.weight.detach().abs())
+        for c, _ in g.consumers:
+            w = model.get_submodule(c).weight.detach()
+            per.append(w.abs().transpose(0, 1).reshape(g.size, -1).sum(1))
+        out.append(torch.stack([s / s.mean() for s in per]).mean(0))
+    return out
+
+
 def run(seed: int, items: list[str], out: Path, cache: Path) -> None:
     cfg = RunConfig(
         model="resnet20",
@@ -73,6 +95,7 @@ def run(seed: int, items: list[str], out: Path, cache: Path) -> None:
             fold_batchnorm(dense)[0], lm, "magnitude", ctx, scoring="producers"
         ),
         "deployed": lambda: group_scores(dense, lm, "magnitude", ctx, scoring="deployed"),
+        "tplike": lambda: tp_like_scores(dense, lm),
     }
     dp = lm.predict(lm.full)
     for item in items:
@@ -80,7 +103,7 @@ def run(seed: int, items: list[str], out: Path, cache: Path) -> None:
         k = float(k)
         t0 = time.time()
         widths = None
-        if what.startswith("tp"):
+        if what.startswith("tp") and ":" not in what:
             m = tp_uniform(dense, float(what[2:]), shape)
         else:
             scoring, scheme = what.split(":")
