@@ -8,7 +8,8 @@ like ``latency_target.py --part tp`` (BN recalibration, then 2 epochs on 5000 im
   ``producers`` (the criterion on the producers' filters, the old default),
   ``folded`` (the same on the BN-folded model) or ``deployed``
   (``prunekit.latency.target.group_scores``' default: BN folded, producers and
-  consumers) and widths ``uniform`` (the same fraction in every group,
+  consumers) or ``tplike`` (:func:`tp_like_scores`: raw filters, BN gammas and
+  consumers, as Torch-Pruning's magnitude importance reduces a group) and widths ``uniform`` (the same fraction in every group,
   ``allocate.uniform``) or the greedy allocation weighted ``group`` / ``layers`` /
   ``touched`` (``allocate.group_weights``).
 
