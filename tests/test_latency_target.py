@@ -263,3 +263,68 @@ def test_predictor_has_one_volume_term_per_resolution(tmp_path):
     assert set(report["volume_terms"]) == {"36", "16", "1"}
     assert all(c >= 0 for c in lm.coef)
     assert lm.predict(lm.full) == pytest.approx(sum(c * v for c, v in zip(lm.coef, f, strict=True)))
+
+
+class _Res(nn.Module):
+    """conv0 -> (conv1 -> conv2) + residual, conv3, head: one tied group (conv0, conv2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv1 = nn.Conv2d(4, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.conv3 = nn.Conv2d(4, 6, 3, padding=1)
+        self.head = nn.Linear(6 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = self.conv0(x)
+        x = x + self.conv2(torch.relu(self.conv1(x)))
+        return self.head(torch.relu(self.conv3(x)).flatten(1))
+
+
+def test_touched_weighting_counts_producers_and_consumers(tmp_path):
+    from prunekit.latency.allocate import group_weights
+
+    lm = LatencyModel(_Res(), (1, 4, 4), batch_size=2, cache_dir=tmp_path, repeats=1)
+    assert [g.producers for g in lm.groups] == [["conv0", "conv2"], ["conv1"], ["conv3"]]
+    # residual stream: written by conv0 and conv2, read by conv1 and conv3 -> 4 layers;
+    # conv1's units: conv1 and conv2 -> 2; conv3's: conv3 and the head -> 2
+    assert group_weights(lm.groups, "touched") == [4.0, 2.0, 2.0]
+    assert group_weights(lm.groups, "layers") == [2.0, 1.0, 1.0]
+    assert group_weights(lm.groups, "group") == [1.0, 1.0, 1.0]
+    with pytest.raises(PrunekitError, match="weighting must be one of"):
+        group_weights(lm.groups, "bytes")
+
+
+def test_deployed_scores_fold_batchnorm_and_read_consumers(tmp_path):
+    from prunekit.latency.target import group_scores
+    from prunekit.pruning.criteria import Context
+
+    m = tiny().eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.fill_(1.0)
+        m[0].weight[2].fill_(2.0)  # filter 2 twice the others...
+        m[1].weight.fill_(1.0)
+        m[1].weight[2] = 0.25  # ...but BN scales it by 0.25: deployed it is the smallest
+        m[1].running_var.fill_(1.0 - m[1].eps)  # sqrt(var + eps) = 1
+        m[3].weight[:, 5].fill_(3.0)  # conv3 reads channel 5 with 3x weights
+        m[6].weight[:, 7 * 16 : 8 * 16].fill_(0.0)  # the head never reads conv3's unit 7
+    lm = LatencyModel(m, (1, 8, 8), batch_size=2, cache_dir=tmp_path, repeats=1)
+    ctx = Context()
+    raw = group_scores(m, lm, "magnitude", ctx, scoring="producers")
+    assert int(raw[0].argmax()) == 2 and torch.allclose(raw[1], torch.full((12,), 1.25))
+    dep = group_scores(m, lm, "magnitude", ctx, scoring="deployed")
+    # group 0, unit c: mean of conv0's (folded) |W'| row and conv3's |W[:, c]|, each
+    # divided by its mean over the 8 units: unit 2 -> 0.5 / mean0, unit 5 -> 3 / mean3
+    folded = torch.ones(8)
+    folded[2] = 0.5
+    consumer = torch.ones(8)
+    consumer[5] = 3.0
+    expect0 = (folded / folded.mean() + consumer / consumer.mean()) / 2
+    assert torch.allclose(dep[0], expect0)
+    assert int(dep[0].argmin()) == 2 and int(dep[0].argmax()) == 5
+    # group 1: conv3's rows (all the same) and the head's 16 flattened columns per unit
+    assert float(dep[1][7]) == pytest.approx(0.5 * 1 + 0.5 * 0.0) and int(dep[1].argmin()) == 7
+    with pytest.raises(PrunekitError, match="scoring must be one of"):
+        group_scores(m, lm, "magnitude", ctx, scoring="bn")

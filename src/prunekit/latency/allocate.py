@@ -7,9 +7,10 @@ widths ``w_g`` (each group keeps its ``w_g`` best units) to
 
     maximize  J(w) = sum_g log( K_g(w_g) / K_g(n_g) )   subject to  T(w) <= T_target
 
-(optionally ``sum_g m_g * log(...)`` with ``m_g`` the number of layers producing the
-group's units, ``weighting="layers"``: a residual stream tied across 4 convs then
-counts 4 times, once per layer that loses those channels),
+(in general ``sum_g m_g * log(...)``, :func:`group_weights`: ``m_g = 1``,
+``weighting="group"``; ``m_g`` = the number of layers producing the group's units,
+``weighting="layers"``; or, the default, ``m_g`` = the number of Conv/Linear layers
+whose width the group sets, producers *and* consumers, ``weighting="touched"``),
 where ``K_g(w)`` is the sum of the ``w`` largest scores of group ``g``: the log of the
 *fraction of each group's importance that is kept*, summed. Normalizing per group makes
 criteria with different scales per layer comparable, and the log makes emptying any
@@ -35,8 +36,34 @@ from dataclasses import dataclass
 
 import torch
 
+from ..pruning.dependency import UnitGroup
 from ..registry import PrunekitError
 from .table import LatencyModel
+
+WEIGHTINGS = ("group", "layers", "touched")
+
+
+def group_weights(groups: Sequence[UnitGroup], weighting: str) -> list[float]:
+    """``m_g`` of the objective (module docstring).
+
+    Why ``touched``: with scores roughly flat within a group, ``log K_g(w)/K_g(n)`` is
+    about ``log(w / n)``, and with latency roughly a sum of ``c_in * c_out`` terms, a
+    group's share of the latency is proportional to the number of layers whose width
+    it sets. Weighting each group by that count makes the optimum of the relaxed
+    problem (``m_g / w_g = lambda * dT/dw_g``) the *uniform* kept fraction when the
+    latency is proportional to MACs and scores are flat; the allocation then departs
+    from uniform only where the measured latency or the importances say so. With
+    ``m_g = 1`` a residual stream tied across 4 producers and 5 consumers saves the
+    latency of 9 layers for the price of one group, and the greedy cut ResNet-20's
+    stage-1 stream to 4 of 16 channels (benchmarks/results/latency_followup.md).
+    In a plain chain every group sets 2 layers, so ``touched`` equals ``group``."""
+    if weighting not in WEIGHTINGS:
+        raise PrunekitError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+    if weighting == "group":
+        return [1.0] * len(groups)
+    if weighting == "layers":
+        return [float(len(g.producers)) for g in groups]
+    return [float(len(g.producers) + len(g.consumers)) for g in groups]
 
 
 @dataclass
