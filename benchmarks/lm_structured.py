@@ -27,7 +27,7 @@ import torch
 
 from prunekit.lm import LMConfig, run_lm
 from prunekit.lm.measure import measure
-from prunekit.lm.train import prepare, train_lm
+from prunekit.lm.train import prepare, train_dense_steps
 
 METHODS = ("magnitude-struct", "wanda-struct", "flap")
 
@@ -43,17 +43,7 @@ def dense_model(cfg: LMConfig, cache: Path) -> tuple:
         model.load_state_dict(load_file(path), strict=False)  # the tied head is the embedding
         model.tie_weights()
     else:
-        seconds = train_lm(
-            model,
-            data.train,
-            steps=cfg.train_steps,
-            batch_size=cfg.batch_size,
-            context=cfg.context,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            warmup=cfg.warmup_steps,
-            seed=cfg.seed,
-        )
+        seconds = train_dense_steps(model, data, cfg)
         cache.mkdir(parents=True, exist_ok=True)
         state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
         save_file({k: v.contiguous() for k, v in state.items()}, path)

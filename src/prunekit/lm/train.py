@@ -109,18 +109,24 @@ def train_dense(cfg: LMConfig) -> tuple[nn.Module, Tokenizer, TokenData, float]:
     model, tok, data = prepare(cfg)
     seconds = 0.0
     if not cfg.model.startswith("hf:"):
-        seconds = train_lm(
-            model,
-            data.train,
-            steps=cfg.train_steps,
-            batch_size=cfg.batch_size,
-            context=cfg.context,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            warmup=cfg.warmup_steps,
-            seed=cfg.seed,
-        )
+        seconds = train_dense_steps(model, data, cfg)
     return model.eval(), tok, data, seconds
+
+
+def train_dense_steps(model: nn.Module, data: TokenData, cfg: LMConfig) -> float:
+    """The dense LM training of ``cfg`` (its steps, batch, context, lr, decay, warm-up and
+    seed) on the training split; returns the wall seconds."""
+    return train_lm(
+        model,
+        data.train,
+        steps=cfg.train_steps,
+        batch_size=cfg.batch_size,
+        context=cfg.context,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup=cfg.warmup_steps,
+        seed=cfg.seed,
+    )
 
 
 def calibration(data: TokenData, cfg: LMConfig) -> torch.Tensor:
