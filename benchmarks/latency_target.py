@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -114,6 +115,36 @@ def three_way(lm, models: dict[str, nn.Module], times=3, repeats=9) -> dict:
     return out
 
 
+def depth_row(
+    cfg: Any, k: float, mode: str, dense: Any, data: Any, lm64: Any, seed: int, acc_dense: float
+) -> dict[str, Any]:
+    """One depth-pruning row at batch 64: ``run_target`` at speed-up ``k`` with depth mode
+    ``mode``, its predicted / measured speed-up and a re-timing; an error row when the
+    target cannot be reached."""
+    t0 = time.time()
+    try:
+        r = run_target(cfg, Target(speedup=k, batch_size=64, depth=mode), dense=dense, data=data)
+    except PrunekitError as e:
+        return {"kind": f"depth-{mode}", "seed": seed, "target": k, "error": str(e)}
+    s = r.result["latency_target"]
+    again = three_way(lm64, {"dense": dense[0], "m": r.model.eval()}, times=2)
+    return {
+        "kind": f"depth-{mode}",
+        "seed": seed,
+        "batch": 64,
+        "target": k,
+        "predicted_speedup": s["predicted_speedup"],
+        "measured_speedup": s["measured_speedup"],
+        "prediction_error": s["prediction_error"],
+        "removed_blocks": s["removed_blocks"],
+        "widths": s["widths"],
+        "acc_dense": acc_dense,
+        "acc_ours": r.result["accuracy"],
+        "recheck": again,
+        "seconds": time.time() - t0,
+    }
+
+
 def run_model(name: str, seeds, out_json: Path, skip_b1: bool = False) -> None:
     rows: list[dict] = []
     started = time.time()
@@ -181,40 +212,11 @@ def run_model(name: str, seeds, out_json: Path, skip_b1: bool = False) -> None:
         if name == "resnet20":
             for k in (1.5, 2.0):
                 for mode in ("only", "with"):
-                    t0 = time.time()
-                    try:
-                        r = run_target(
-                            cfg,
-                            Target(speedup=k, batch_size=64, depth=mode),
-                            dense=(dense, dense_s),
-                            data=data,
-                        )
-                    except PrunekitError as e:
-                        rows.append(
-                            {"kind": f"depth-{mode}", "seed": seed, "target": k, "error": str(e)}
-                        )
-                        save()
-                        continue
-                    s = r.result["latency_target"]
-                    again = three_way(lm64, {"dense": dense, "m": r.model.eval()}, times=2)
-                    rows.append(
-                        {
-                            "kind": f"depth-{mode}",
-                            "seed": seed,
-                            "batch": 64,
-                            "target": k,
-                            "predicted_speedup": s["predicted_speedup"],
-                            "measured_speedup": s["measured_speedup"],
-                            "prediction_error": s["prediction_error"],
-                            "removed_blocks": s["removed_blocks"],
-                            "widths": s["widths"],
-                            "acc_dense": acc_dense,
-                            "acc_ours": r.result["accuracy"],
-                            "recheck": again,
-                            "seconds": time.time() - t0,
-                        }
-                    )
+                    row = depth_row(cfg, k, mode, (dense, dense_s), data, lm64, seed, acc_dense)
+                    rows.append(row)
                     save()
+                    if "error" in row:
+                        continue
                     print(f"[{name} s{seed}] depth {mode} {k}x done", flush=True)
         # int8: dense and pruned, sizes / accuracy / agreement / ORT latency
         calib = data.val.x[:512]
@@ -407,40 +409,11 @@ def run_part(part: str, name: str, seeds, out_json: Path) -> None:
             lm64 = LatencyModel(dense, shape, batch_size=64)
             for k in (1.5,):
                 for mode in ("none", "only", "with"):
-                    t0 = time.time()
-                    try:
-                        r = run_target(
-                            cfg,
-                            Target(speedup=k, batch_size=64, depth=mode),
-                            dense=(dense, dense_s),
-                            data=data,
-                        )
-                    except PrunekitError as e:
-                        rows.append(
-                            {"kind": f"depth-{mode}", "seed": seed, "target": k, "error": str(e)}
-                        )
-                        save()
-                        continue
-                    s = r.result["latency_target"]
-                    again = three_way(lm64, {"dense": dense, "m": r.model.eval()}, times=2)
-                    rows.append(
-                        {
-                            "kind": f"depth-{mode}",
-                            "seed": seed,
-                            "batch": 64,
-                            "target": k,
-                            "predicted_speedup": s["predicted_speedup"],
-                            "measured_speedup": s["measured_speedup"],
-                            "prediction_error": s["prediction_error"],
-                            "removed_blocks": s["removed_blocks"],
-                            "widths": s["widths"],
-                            "acc_dense": acc_dense,
-                            "acc_ours": r.result["accuracy"],
-                            "recheck": again,
-                            "seconds": time.time() - t0,
-                        }
-                    )
+                    row = depth_row(cfg, k, mode, (dense, dense_s), data, lm64, seed, acc_dense)
+                    rows.append(row)
                     save()
+                    if "error" in row:
+                        continue
                     print(f"[depth s{seed}] {mode} {k}x done", flush=True)
         else:
             calib = data.val.x[:512]
