@@ -5,11 +5,19 @@ equal cost, and the busy-machine flag of the timings."""
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 from torch import nn
 
-from prunekit.evaluation.interleaved import busy, drift, quartiles, speedup_with_spread
+from prunekit.evaluation import interleaved
+from prunekit.evaluation.interleaved import (
+    SPEEDUP_STATISTIC,
+    busy,
+    drift,
+    quartiles,
+    speedup_with_spread,
+)
 from prunekit.experiments import claims
 from prunekit.experiments.claims import Estimate
 
@@ -69,16 +77,25 @@ def _timed(value: float, iqr: tuple[float, float], repeats: int = 10, **kw) -> d
     return {
         "kind": kw.pop("kind", "method"),
         "speedup": {"1": value, "64": 1.0},
-        "timing": {"repeats": repeats, "spread": {"1": {"speedup_iqr": list(iqr)}}, **kw},
+        "timing": {
+            "repeats": repeats,
+            "spread": {"1": {"speedup_iqr": list(iqr)}},
+            "speedup_statistic": SPEEDUP_STATISTIC,
+            **kw,
+        },
     }
 
 
 def test_speedup_within_timing_noise_is_within_noise():
     up = claims.speedup(_timed(1.25, (0.95, 1.6)))
     assert up.verdict == "within noise" and not up.significant
-    assert up.text() == "within noise (1.25x, per-repeat IQR 0.95-1.60x)"
+    assert up.text() == (
+        "within noise (1.25x, median of per-repeat ratios; per-repeat IQR 0.95-1.60x)"
+    )
     up = claims.speedup(_timed(1.35, (1.30, 1.41)))
-    assert up.verdict == "faster" and up.text() == "1.35x faster (per-repeat IQR 1.30-1.41x)"
+    assert up.verdict == "faster" and up.text() == (
+        "1.35x faster (median of per-repeat ratios; per-repeat IQR 1.30-1.41x)"
+    )
     up = claims.speedup(_timed(0.5, (0.45, 0.55)))
     assert up.verdict == "slower" and up.text().startswith("2.00x slower")
     # a tight range just above 1 on identical shapes is systematic error, not a speed-up
@@ -146,7 +163,9 @@ def test_interleaved_timing_records_its_spread_and_load():
         lo, hi = t["spread"][b]["speedup_iqr"]
         mn, mx = t["spread"][b]["speedup_min_max"]
         assert mn <= lo <= hi <= mx
-        assert out["speedup"][b] == pytest.approx(out["latency_ms_dense"][b] / out["latency_ms"][b])
+        assert lo <= out["speedup"][b] <= hi
+        ratios = t["spread"][b]["speedup_ratios"]
+        assert len(ratios) == 7 and out["speedup"][b] == pytest.approx(statistics.median(ratios))
     up = claims.speedup({"kind": "method", **out})
     assert up.iqr == tuple(t["spread"]["1"]["speedup_iqr"])
 
@@ -157,3 +176,73 @@ def test_estimate_interpolation_keeps_the_larger_error():
     assert e.mean == pytest.approx(0.85) and e.se == 0.02
     assert claims._interp(pts, 250.0, log=False) is None
     assert claims._interp(pts, 200.0, log=False).mean == pytest.approx(0.9)
+
+
+# Load arrived during repeat 5's dense call and stayed (x3 for both models from repeat 6):
+# the dense median comes from loaded repeats, the pruned median straddles quiet and loaded
+# ones, and their ratio (2.175x, the old figure) lies outside the per-repeat ratios'
+# IQR (1.50-1.58x). Quiet: dense 1.4-1.6 ms, pruned 1.0 ms.
+DENSE = [1.40, 1.50, 1.60, 1.50, 4.50, 4.20, 4.50, 4.80, 4.50, 4.50]
+PRUNED = [1.00, 1.00, 1.00, 1.00, 1.00, 3.00, 3.00, 3.00, 3.00, 3.00]
+
+
+def _constructed(monkeypatch, dense: list[float], pruned: list[float]) -> dict:
+    def fake(models, *a, **kw):
+        return {"pruned": list(pruned), "dense": list(dense), interleaved.NULL: list(dense)}
+
+    monkeypatch.setattr(interleaved, "model_samples", fake)
+    return speedup_with_spread(nn.Linear(1, 1), nn.Linear(1, 1), (1,), [1], repeats=len(dense))
+
+
+def _old_verdict(dense: list[float], pruned: list[float], q1: float) -> str:
+    """The claim the old code made: ratio of medians, IQR of the ratios (null IQR 1-1)."""
+    old_point = statistics.median(dense) / statistics.median(pruned)
+    return "faster" if q1 > 1.0 and old_point >= 1.0 + claims.MIN_EFFECT else "within noise"
+
+
+def test_speedup_is_the_median_of_the_ratios_inside_its_iqr(monkeypatch):
+    old_point = statistics.median(DENSE) / statistics.median(PRUNED)
+    ratios = [d / p for d, p in zip(DENSE, PRUNED, strict=True)]
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    assert old_point == pytest.approx(2.175) and (q1, q3) == pytest.approx((1.5, 1.575))
+    assert not q1 <= old_point <= q3  # the inconsistency the old code reported
+    out = _constructed(monkeypatch, DENSE, PRUNED)
+    spread = out["timing"]["spread"]["1"]
+    assert out["speedup"]["1"] == pytest.approx(1.5) == statistics.median(ratios)
+    assert spread["speedup_iqr"] == pytest.approx([q1, q3])
+    assert spread["speedup_ratios"] == pytest.approx(ratios)
+    assert out["timing"]["speedup_statistic"] == SPEEDUP_STATISTIC
+    assert out["timing"]["busy"]  # the dense timing drifted x3 between the halves
+    # the claim is made on that same figure, and the text shows it beside its own IQR
+    up = claims.speedup({"kind": "method", **out})
+    assert up.value == pytest.approx(1.5) and up.verdict == "faster"
+    assert up.text() == (
+        "1.50x faster (median of per-repeat ratios; per-repeat IQR 1.50-1.57x; "
+        "timed while the machine was busy)"
+    )
+
+
+def test_median_of_the_ratios_decides_within_noise(monkeypatch):
+    # two equally fast models (ratios 1.01-1.03 when quiet), the same load pattern: the
+    # old ratio of medians said 1.51x and claimed "faster"; the median ratio is 1.02x
+    dense = [1.01, 1.02, 1.03, 1.02, 3.00, 3.06, 3.03, 3.09, 3.06, 3.03]
+    ratios = [d / p for d, p in zip(dense, PRUNED, strict=True)]
+    q1 = statistics.quantiles(ratios, n=4, method="inclusive")[0]
+    assert _old_verdict(dense, PRUNED, q1) == "faster"
+    up = claims.speedup({"kind": "method", **_constructed(monkeypatch, dense, PRUNED)})
+    assert up.value == pytest.approx(1.02) and up.verdict == "within noise"
+    assert up.text().startswith("within noise (1.02x, median of per-repeat ratios; ")
+
+
+def test_rows_timed_with_the_old_statistic_are_not_claimed():
+    # stored by an older prunekit: ratio of medians 2.06x beside an IQR of 1.63-1.90x
+    row = _timed(2.06, (1.63, 1.90))
+    del row["timing"]["speedup_statistic"]
+    up = claims.speedup(row)
+    assert up.verdict == "other statistic" and not up.significant and not up.measured
+    assert up.text() == (
+        "2.06x as a ratio of medians (per-repeat IQR 1.63-1.90x: another statistic, "
+        "timed by an older prunekit; not claimed)"
+    )
+    # and it is left out of the equal-speed-up comparison
+    assert claims._cost({"kind": "method", **row}, "speedup_b1") is None

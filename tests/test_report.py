@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from prunekit.evaluation.interleaved import SPEEDUP_STATISTIC
 from prunekit.experiments.plan import config_from_dict, plan
 from prunekit.experiments.plots import heatmap_data, layer_removed, pareto_front
 from prunekit.experiments.report import write_report
@@ -52,6 +53,7 @@ def _timing(iqr: tuple[float, float], busy: bool = False) -> dict:
     return {
         "repeats": 10,
         "spread": {"1": {"speedup_iqr": list(iqr)}},
+        "speedup_statistic": SPEEDUP_STATISTIC,
         "busy": busy,
         "loadavg_before": [0.1, 0.1, 0.1],
     }
@@ -224,13 +226,14 @@ def test_summary_and_words_come_from_the_numbers(tmp_path):
     # l1-filter's interleaved speed-up 2.5x / 1.82x, per-repeat IQR 2-5x: above 1, stated;
     # the 0.9 run was timed on a busy machine and says so
     assert (
-        "real speed-up at sparsity 0.9: batch-1 forward 4.55x faster (per-repeat IQR "
-        "2.00-5.00x; timed while the machine was busy)" in l1f["strengths"]
+        "real speed-up at sparsity 0.9: batch-1 forward 4.55x faster (median of per-repeat "
+        "ratios; per-repeat IQR 2.00-5.00x; timed while the machine was busy)" in l1f["strengths"]
     )
     # magnitude: 1.1x, but the per-repeat ratios run from 0.9 to 1.3x: within noise
     assert (
         "no speed-up beyond timing noise (best batch-1 at sparsity 0.5: within noise (1.10x, "
-        "per-repeat IQR 0.90-1.30x)): zeros keep the dense shapes" in mag["weaknesses"]
+        "median of per-repeat ratios; per-repeat IQR 0.90-1.30x)): zeros keep the dense shapes"
+        in mag["weaknesses"]
     )
     # robustness: random reports none, so the ranking is between magnitude and gmp
     assert not any("input noise" in w for w in rnd["weaknesses"] + rnd["strengths"])

@@ -11,13 +11,22 @@ examples (every seed is scored on the same test set, so this part does not shrin
 between two methods is a claim only when ``|p_a - p_b| > Z * sqrt(se_a^2 + se_b^2)``
 (``Z = 2``: about 95 % under a normal approximation); otherwise it is "within noise".
 
-Speed-up. The interleaved timing (``prunekit.evaluation.interleaved``) stores the
-interquartile range of the per-repeat ratios dense / pruned (taken from at least
-``MIN_REPEATS`` repeats) and that of a null control (dense / a copy of dense, same loop).
-A speed-up is stated only when that range lies above 1 and above the null control's, and
-the speed-up is at least ``1 + MIN_EFFECT`` (a slow-down: below 1, at most
-``1 / (1 + MIN_EFFECT)``); otherwise it is "within noise". A dense row is the
-reference: always "1x", never a speed-up over itself.
+Speed-up. The interleaved timing (``prunekit.evaluation.interleaved``) times dense and
+pruned once per repeat and stores, per batch size, the speed-up as one statistic of the
+per-repeat ratios ``r_i = dense_i / pruned_i`` with its spread:
+
+    speed-up = median_i(r_i),   IQR = (Q1(r_i), Q3(r_i))
+
+(at least ``MIN_REPEATS`` repeats), and the IQR of a null control (dense / a copy of
+dense, same loop). The median lies inside the IQR by construction, and the table, the
+text, the Pareto plot, the equal-speed-up comparison and result.json all show this one
+figure. A speed-up is stated only when the IQR lies above 1 and above the null
+control's, and the median is at least ``1 + MIN_EFFECT`` (a slow-down: the IQR below 1
+and below the null control's, the median at most ``1 / (1 + MIN_EFFECT)``); otherwise it
+is "within noise". Rows timed before the median of the ratios was recorded hold
+``median(dense) / median(pruned)`` instead, another statistic than their IQR (it can lie
+outside it): they are shown as such and never claimed ("other statistic"). A dense row
+is the reference: always "1x", never a speed-up over itself.
 
 Levels. Weight-level methods (zeros inside dense shapes: weight, N:M, kernel) are ranked
 against each other at equal sparsity; neuron-level methods (units removed, the model
@@ -34,6 +43,8 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
+
+from ..evaluation.interleaved import SPEEDUP_STATISTIC
 
 Row = dict[str, Any]
 
@@ -139,6 +150,9 @@ class Speedup:
     reference: bool = False
     #: IQR of dense / (a copy of dense) timed in the same loop: the harness's own error.
     null: tuple[float, float] | None = None
+    #: False for rows whose ``value`` is the ratio of medians, not the median of the
+    #: per-repeat ratios whose IQR is ``iqr`` (recorded before that statistic was).
+    same_statistic: bool = True
 
     @property
     def verdict(self) -> str:
@@ -146,6 +160,8 @@ class Speedup:
             return "reference"
         if self.iqr is None:
             return "no spread"
+        if not self.same_statistic:
+            return "other statistic"
         lo, hi = (min(1.0, self.null[0]), max(1.0, self.null[1])) if self.null else (1.0, 1.0)
         if self.iqr[0] > hi and self.value >= 1.0 + MIN_EFFECT:
             return "faster"
@@ -157,6 +173,11 @@ class Speedup:
     def significant(self) -> bool:
         return self.verdict in ("faster", "slower")
 
+    @property
+    def measured(self) -> bool:
+        """True when ``value`` is the median of per-repeat ratios with their spread."""
+        return self.verdict not in ("no spread", "other statistic")
+
     def text(self) -> str:
         flag = "; timed while the machine was busy" if self.busy else ""
         if self.reference:
@@ -164,6 +185,12 @@ class Speedup:
         if self.iqr is None:
             return f"{self.value:.2f}x (no timing spread recorded: not claimed{flag})"
         spread = f"per-repeat IQR {self.iqr[0]:.2f}-{self.iqr[1]:.2f}x"
+        if self.verdict == "other statistic":
+            return (
+                f"{self.value:.2f}x as a ratio of medians ({spread}: another statistic, "
+                f"timed by an older prunekit; not claimed{flag})"
+            )
+        spread = f"median of per-repeat ratios; {spread}"
         if self.verdict == "faster":
             return f"{self.value:.2f}x faster ({spread}{flag})"
         if self.verdict == "slower":
@@ -176,8 +203,9 @@ def _smallest(d: dict[str, Any]) -> str:
 
 
 def speedup(row: Row, dense_ms: float | None = None) -> Speedup | None:
-    """The row's batch-1 (smallest batch) speed-up from its interleaved timing; without
-    one, dense_ms / its latency (timed at another moment: no spread, never a claim)."""
+    """The row's batch-1 (smallest batch) speed-up from its interleaved timing (the
+    median of the per-repeat ratios, see the module docstring); without one,
+    dense_ms / its latency (timed at another moment: no spread, never a claim)."""
     timing = row.get("timing") or {}
     busy = bool(timing.get("busy"))
     if row.get("kind") == "dense":
@@ -189,7 +217,11 @@ def speedup(row: Row, dense_ms: float | None = None) -> Speedup | None:
         iqr = spread.get("speedup_iqr") if timing.get("repeats", 0) >= MIN_REPEATS else None
         null = spread.get("null_iqr")
         return Speedup(
-            float(sp[b]), tuple(iqr) if iqr else None, busy, null=tuple(null) if null else None
+            float(sp[b]),
+            tuple(iqr) if iqr else None,
+            busy,
+            null=tuple(null) if null else None,
+            same_statistic=timing.get("speedup_statistic") == SPEEDUP_STATISTIC,
         )
     lat = row.get("latency_ms") or {}
     if not lat or not dense_ms:
@@ -216,7 +248,7 @@ COST_AXES = {
 def _cost(row: Row, key: str) -> float | None:
     if key == "speedup_b1":
         s = speedup(row)
-        return s.value if s and s.verdict != "no spread" else None
+        return s.value if s and s.measured else None
     v = row.get(key)
     return float(v) if v is not None else None
 

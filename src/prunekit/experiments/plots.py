@@ -170,7 +170,8 @@ def _pareto_plot(rows: list[Row]) -> bytes | None:
         if (x, y) in front:
             ax.annotate(f"{m} {s:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(
-        "batch-1 latency / dense latency (median, timed interleaved; 1 where within noise)"
+        "batch-1 latency / dense latency (1 / median per-repeat speed-up, timed interleaved;"
+        " 1 where within noise)"
     )
     ax.set_ylabel("test accuracy")
     ax.set_title("Latency vs accuracy (Pareto front in red)")

@@ -65,8 +65,9 @@ def write_report(out: str | Path) -> tuple[Path, Path]:
     noise = (
         f"A ranking or speed-up is stated only where it exceeds its uncertainty "
         f"({claims.Z:g} standard errors of the accuracy gap: binomial sampling error of the "
-        f"test set and the spread over seeds; the interquartile range of the per-repeat "
-        f"interleaved timing ratios for speed-ups), otherwise it says 'within noise'. "
+        f"test set and the spread over seeds; for speed-ups, the interquartile range of the "
+        f"per-repeat interleaved timing ratios dense / pruned, whose median is the speed-up "
+        f"shown), otherwise it says 'within noise'. "
         f"Weight-level methods are ranked at equal sparsity, neuron-level methods also at "
         f"equal parameter count, MACs and measured speed-up; runs without fine-tuning "
         f"(one-shot) only among themselves."

@@ -60,22 +60,6 @@ def latency_b1(row: Row) -> float | None:
     return float(lat[min(lat, key=lambda k: int(k))])
 
 
-def speedup_b1(row: Row, dense_ms: float | None) -> float | None:
-    """Batch-1 speed-up over dense (dense ms / this row's ms). Prefers the row's own
-    interleaved measurement (``speedup``, timed beside the dense model in one loop) over
-    dividing by the dense row's latency, which was timed in another cell at another
-    moment of machine load. A dense row is the reference: 1.0 by definition."""
-    if row.get("kind") == "dense":
-        return 1.0
-    sp = row.get("speedup") or {}
-    if sp:
-        return float(sp[min(sp, key=lambda k: int(k))])
-    lat = latency_b1(row)
-    if lat is None or not dense_ms:
-        return None
-    return dense_ms / lat
-
-
 def dense_value(rows: list[Row], key: str) -> float | None:
     vals = [float(r[key]) for r in ok(rows) if r["kind"] == "dense" and r.get(key) is not None]
     return statistics.fmean(vals) if vals else None
@@ -83,7 +67,8 @@ def dense_value(rows: list[Row], key: str) -> float | None:
 
 def dense_latency_b1(rows: list[Row]) -> float | None:
     """Mean batch-1 latency (ms) of the dense rows: the fallback reference of
-    :func:`speedup_b1` for rows without their own interleaved measurement."""
+    :func:`prunekit.experiments.claims.speedup` for rows without their own interleaved
+    measurement."""
     return dense_value([{**r, "lat": latency_b1(r)} for r in rows], "lat")
 
 
@@ -306,10 +291,15 @@ def method_notes(rows: list[Row]) -> dict[str, dict[str, Any]]:
             else:
                 s_fast, best = max(ups, key=lambda t: t[1].value)
                 why = ": zeros keep the dense shapes" if groups[m][0] == "weight" else ""
-                bad.append(
-                    f"no speed-up beyond timing noise (best batch-1 at sparsity {s_fast:g}: "
-                    f"{best.text()}){why}"
-                )
+                if best.verdict == "other statistic":  # timed by an older prunekit
+                    bad.append(
+                        f"speed-up not claimed (best batch-1 at sparsity {s_fast:g}: {best.text()})"
+                    )
+                else:
+                    bad.append(
+                        f"no speed-up beyond timing noise (best batch-1 at sparsity "
+                        f"{s_fast:g}: {best.text()}){why}"
+                    )
         if m in per_method_wall and median_wall:
             ratio = per_method_wall[m] / median_wall
             text = f"{per_method_wall[m]:.1f} s per run ({ratio:.1f}x the median method)"
