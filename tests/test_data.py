@@ -18,6 +18,7 @@ from prunekit.data import (
     DATASETS,
     IDX_FILES,
     Split,
+    idx_files,
     iterate_batches,
     load_dataset,
     read_idx,
@@ -35,8 +36,10 @@ def isolated_env(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.delenv("PRUNEKIT_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIRS", {})
-    monkeypatch.setattr(data, "MIRRORS", {"fashion-mnist": "http://invalid.test/", "mnist": ""})
+    monkeypatch.setattr(idx_files, "SYSTEM_DATA_DIRS", {})
+    monkeypatch.setattr(
+        idx_files, "MIRRORS", {"fashion-mnist": "http://invalid.test/", "mnist": ""}
+    )
 
 
 def fake_mnist(directory: Path, n_train: int = 30, n_test: int = 10, *, gz: bool = True,
@@ -158,7 +161,7 @@ def test_discovery_order(tmp_path, monkeypatch):
     cache = fake_mnist(tmp_path / "cache" / "prunekit" / "fashion-mnist", marker=4)
     monkeypatch.setenv("PRUNEKIT_DATA", str(env_root))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIRS", {"fashion-mnist": (debian,)})
+    monkeypatch.setattr(idx_files, "SYSTEM_DATA_DIRS", {"fashion-mnist": (debian,)})
 
     def load(**kw):
         return load_dataset("fashion-mnist", val_fraction=0.0, **kw)
@@ -170,7 +173,7 @@ def test_discovery_order(tmp_path, monkeypatch):
     assert marker_of(load()) == 1
     monkeypatch.delenv("PRUNEKIT_DATA")
     assert marker_of(load()) == 3
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIRS", {})
+    monkeypatch.setattr(idx_files, "SYSTEM_DATA_DIRS", {})
     assert marker_of(load()) == 4
     assert load().source == str(cache.resolve())
 
@@ -180,7 +183,7 @@ def test_missing_dataset_lists_every_place(tmp_path, monkeypatch):
     partial.mkdir()
     write_idx(partial / "train-images-idx3-ubyte.gz", np.zeros((1, 28, 28), np.uint8))
     monkeypatch.setenv("PRUNEKIT_DATA", str(tmp_path / "env"))
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIRS", {"fashion-mnist": (tmp_path / "deb",)})
+    monkeypatch.setattr(idx_files, "SYSTEM_DATA_DIRS", {"fashion-mnist": (tmp_path / "deb",)})
     with pytest.raises(PrunekitError) as info:
         load_dataset("fashion-mnist", data_dir=partial)
     msg = str(info.value)
@@ -211,7 +214,7 @@ def test_bad_contents_name_the_file(tmp_path):
 
 def test_download_from_local_mirror(tmp_path, monkeypatch):
     mirror = fake_mnist(tmp_path / "mirror", n_train=20, marker=7)
-    monkeypatch.setitem(data.MIRRORS, "mnist", mirror.as_uri() + "/")
+    monkeypatch.setitem(idx_files.MIRRORS, "mnist", mirror.as_uri() + "/")
     with pytest.raises(PrunekitError, match="not found"):
         load_dataset("mnist")
     ds = load_dataset("mnist", download=True, val_fraction=0.0)
@@ -223,7 +226,7 @@ def test_download_from_local_mirror(tmp_path, monkeypatch):
 
 
 def test_download_failure_is_prunekit_error(tmp_path, monkeypatch):
-    monkeypatch.setitem(data.MIRRORS, "mnist", (tmp_path / "no-such-mirror").as_uri() + "/")
+    monkeypatch.setitem(idx_files.MIRRORS, "mnist", (tmp_path / "no-such-mirror").as_uri() + "/")
     with pytest.raises(PrunekitError, match="could not download .*no-such-mirror") as info:
         load_dataset("mnist", download=True)
     assert "\n" not in str(info.value)
@@ -235,7 +238,7 @@ def test_download_rejects_non_idx_payload(tmp_path, monkeypatch):
     mirror.mkdir()
     for f in IDX_FILES:
         (mirror / f"{f}.gz").write_text("<html>not found</html>")
-    monkeypatch.setitem(data.MIRRORS, "mnist", mirror.as_uri() + "/")
+    monkeypatch.setitem(idx_files.MIRRORS, "mnist", mirror.as_uri() + "/")
     with pytest.raises(PrunekitError, match="not a valid IDX file"):
         load_dataset("mnist", download=True)
     assert not list(data.cache_dir("mnist").iterdir())
@@ -249,7 +252,7 @@ def test_download_rejects_non_idx_payload(tmp_path, monkeypatch):
     reason=f"Fashion-MNIST not installed in {DEBIAN_FASHION} (apt-get install dataset-fashion-mnist)",
 )
 def test_real_fashion_mnist(monkeypatch):
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIRS", {"fashion-mnist": (DEBIAN_FASHION,)})
+    monkeypatch.setattr(idx_files, "SYSTEM_DATA_DIRS", {"fashion-mnist": (DEBIAN_FASHION,)})
     ds = load_dataset("fashion-mnist", val_fraction=0.1)
     assert (len(ds.train), len(ds.val), len(ds.test)) == (54000, 6000, 10000)
     assert ds.train.x.shape == (54000, 1, 28, 28) and ds.test.x.shape == (10000, 1, 28, 28)
@@ -261,7 +264,7 @@ def test_real_fashion_mnist(monkeypatch):
     assert 0.25 < ds.mean < 0.32 and 0.33 < ds.std < 0.37
     assert ds.source == str(DEBIAN_FASHION)
     raw = data.find_idx_files("fashion-mnist")[1]
-    assert data._read_idx_cached(raw) is data._read_idx_cached(raw)  # in-process cache
+    assert idx_files._read_idx_cached(raw) is idx_files._read_idx_cached(raw)  # in-process cache
 
 
 # --- splits and batching -------------------------------------------------------------------
