@@ -51,225 +51,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..autoshrink import HEAD_RULES, MLP_PAIRS
 from ..pruning.reconstruction import weight_2d
 from ..registry import PrunekitError
+from .struct_scores import (  # noqa: F401  (re-exported)
+    CRITERIA,
+    allocate,
+    lowest,
+    removal_count,
+    standardised,
+    unit_scores,
+    zero_units,
+)
+from .struct_units import ChannelStats, UnitGroup, collect_stats, find_groups, model_inputs  # noqa: F401
 
-CRITERIA = ("magnitude", "wanda", "flap")
 SCOPES = ("layer", "global")
 #: LM comparison method name -> criterion (granularity "head": heads and MLP units).
 STRUCT_METHODS = {"magnitude-struct": "magnitude", "wanda-struct": "wanda", "flap": "flap"}
 
 
-@dataclass
-class UnitGroup:
-    """The removable units of one attention module or one MLP: ``n`` units of ``size``
-    channels; unit ``u``'s channels are ``u * size .. (u + 1) * size - 1`` in the output
-    projection's inputs and, shifted by each producer's row offset, in the producers'
-    outputs."""
-
-    name: str
-    kind: str  # "head" or "mlp"
-    producers: list[tuple[nn.Module, int]]
-    consumer: nn.Module
-    n: int
-    size: int
-
-    def channels(self, units: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        units = units.to(torch.long)
-        return (units[:, None] * self.size + torch.arange(self.size) + offset).flatten()
-
-
-def _attention_group(name: str, m: nn.Module) -> UnitGroup | None:
-    kind = type(m).__name__
-    if kind == "GPT2Attention":
-        if getattr(m, "is_cross_attention", False):
-            return None
-        e = m.split_size
-        prods = [(m.c_attn, 0), (m.c_attn, e), (m.c_attn, 2 * e)]
-        return UnitGroup(name, "head", prods, m.c_proj, m.num_heads, m.head_dim)
-    s = m.self
-    prods = [(s.query, 0), (s.key, 0), (s.value, 0)]
-    n, d = s.num_attention_heads, s.attention_head_size
-    return UnitGroup(name, "head", prods, m.output.dense, n, d)
-
-
-def find_groups(model: nn.Module) -> list[UnitGroup]:
-    """Every attention module and MLP of the known block types, in model order."""
-    groups = []
-    for name, m in model.named_modules():
-        kind = type(m).__name__
-        if kind in HEAD_RULES:
-            g = _attention_group(name, m)
-            if g is not None:
-                groups.append(g)
-        elif kind in MLP_PAIRS:
-            up, down = (m.get_submodule(p) for p in MLP_PAIRS[kind])
-            n = weight_2d(up).shape[0]
-            groups.append(UnitGroup(name, "mlp", [(up, 0)], down, n, 1))
-    if not groups:
-        raise PrunekitError(
-            f"{type(model).__name__} has no attention or MLP block prunekit recognises "
-            f"(known: {', '.join(sorted(set(HEAD_RULES) | set(MLP_PAIRS)))})"
-        )
-    return groups
-
-
-# -- statistics --------------------------------------------------------------------------
-@dataclass
-class ChannelStats:
-    """Running per-channel count, sum and sum of squares of a layer's inputs (float64)."""
-
-    count: int = 0
-    total: torch.Tensor | None = None
-    squares: torch.Tensor | None = None
-
-    def update(self, x: torch.Tensor) -> None:
-        x = x.detach().reshape(-1, x.shape[-1]).double()
-        if self.total is None:
-            self.total = torch.zeros(x.shape[1], dtype=torch.float64)
-            self.squares = torch.zeros(x.shape[1], dtype=torch.float64)
-        self.count += x.shape[0]
-        self.total += x.sum(0)
-        self.squares += (x * x).sum(0)
-
-    def mean(self) -> torch.Tensor:
-        return self.total / self.count
-
-    def norm(self) -> torch.Tensor:
-        """``||X_c||_2`` over the observed rows."""
-        return self.squares.clamp_min(0).sqrt()
-
-    def variance(self) -> torch.Tensor:
-        """Sample variance ``1/(N-1) sum_n (X_nc - mean_c)^2``."""
-        if self.count < 2:
-            raise PrunekitError("FLAP's variance needs at least 2 calibration tokens")
-        m = self.mean()
-        return ((self.squares - self.count * m * m) / (self.count - 1)).clamp_min(0)
-
-
-def model_inputs(model: nn.Module, ids: torch.Tensor) -> dict[str, Any]:
-    """Keyword inputs for a forward on token ids (no KV cache for decoders)."""
-    kw: dict[str, Any] = {"input_ids": ids}
-    if any(type(m).__name__ == "GPT2Attention" for m in model.modules()):
-        kw["use_cache"] = False
-    return kw
-
-
-@torch.no_grad()
-def collect_stats(
-    model: nn.Module, groups: list[UnitGroup], data: torch.Tensor, batch_size: int = 8
-) -> dict[str, ChannelStats]:
-    """Input statistics of every group's output projection over ``data`` (token ids
-    ``(n, L)``), one forward pass of the model as it is."""
-    stats = {g.name: ChannelStats() for g in groups}
-    handles = [
-        g.consumer.register_forward_pre_hook(lambda _m, a, s=stats[g.name]: s.update(a[0]))
-        for g in groups
-    ]
-    was_training = model.training
-    model.eval()
-    try:
-        for i in range(0, data.shape[0], batch_size):
-            model(**model_inputs(model, data[i : i + batch_size]))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return stats
-
-
-# -- scores ------------------------------------------------------------------------------
-def _per_unit(g: UnitGroup, per_channel: torch.Tensor) -> torch.Tensor:
-    return per_channel.reshape(g.n, g.size).sum(1)
-
-
-@torch.no_grad()
-def unit_scores(g: UnitGroup, criterion: str, stats: ChannelStats | None = None) -> torch.Tensor:
-    """One score per unit of ``g`` (module docstring), float64."""
-    wo = weight_2d(g.consumer).detach().double()
-    if criterion == "magnitude":
-        sq = _per_unit(g, (wo * wo).sum(0))
-        for layer, off in g.producers:
-            w = weight_2d(layer).detach().double()
-            rows = w[off : off + g.n * g.size]
-            sq = sq + _per_unit(g, (rows * rows).sum(1))
-        return sq.sqrt()
-    if stats is None or stats.total is None:
-        raise PrunekitError(f"criterion {criterion!r} needs calibration data (data=token ids)")
-    if criterion == "wanda":
-        return _per_unit(g, wo.abs().sum(0) * stats.norm())
-    if criterion == "flap":
-        return _per_unit(g, stats.variance() * (wo * wo).sum(0))
-    raise PrunekitError(f"unknown structured criterion {criterion!r}; known: {', '.join(CRITERIA)}")
-
-
-def removal_count(n: int, fraction: float) -> int:
-    """Units removed of ``n``: ``round(fraction * n)``, keeping at least one."""
-    return min(int(round(fraction * n)), n - 1)
-
-
-def standardised(scores: torch.Tensor) -> torch.Tensor:
-    """``(s - mean) / std`` within one group (std 1 when it is 0 or undefined)."""
-    std = float(scores.std()) if scores.numel() > 1 else 0.0
-    return (scores - scores.mean()) / (std if std > 0 else 1.0)
-
-
-def allocate(
-    groups: list[UnitGroup], scores: dict[str, torch.Tensor], fraction: float, scope: str
-) -> dict[str, torch.Tensor]:
-    """Units to remove per group (all of one kind). ``layer``: the
-    ``removal_count(n, fraction)`` lowest of every group. ``global``: ``round(fraction *
-    sum n)`` units over all groups, the lowest of the scores standardised within each
-    group (FLAP's adaptive structure search: blocks compete on equal footing whatever
-    their scale), each group's best unit kept."""
-    if scope == "layer":
-        return {g.name: lowest(scores[g.name], removal_count(g.n, fraction)) for g in groups}
-    total = sum(g.n for g in groups)
-    k = min(int(round(fraction * total)), total - len(groups))
-    flat, owner = [], []
-    for i, g in enumerate(groups):
-        z = standardised(scores[g.name]).clone()
-        z[int(torch.argmax(scores[g.name]))] = torch.inf  # one unit always stays
-        flat.append(z)
-        owner += [(i, u) for u in range(g.n)]
-    chosen = torch.sort(torch.cat(flat), stable=True).indices[:k].tolist()
-    out: dict[str, list[int]] = {g.name: [] for g in groups}
-    for j in chosen:
-        i, u = owner[j]
-        out[groups[i].name].append(u)
-    return {name: torch.tensor(sorted(units), dtype=torch.long) for name, units in out.items()}
-
-
-def lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` lowest scores (ties: the earlier unit goes first), sorted."""
-    order = torch.sort(scores, stable=True).indices[:k]
-    return torch.sort(order).values
-
-
-@torch.no_grad()
-def zero_units(g: UnitGroup, units: torch.Tensor, stats: ChannelStats | None = None) -> None:
-    """Zero the units' producer rows and biases and output-projection columns in place.
-    ``stats`` given: first add ``W_o[:, removed] @ mean(X_removed)`` to the output
-    projection's bias (FLAP's compensation; a projection without bias gets none)."""
-    if units.numel() == 0:
-        return
-    cols = g.channels(units)
-    wo = weight_2d(g.consumer)
-    bias = getattr(g.consumer, "bias", None)
-    if stats is not None and isinstance(bias, torch.Tensor):
-        shift = wo[:, cols].double() @ stats.mean()[cols]
-        bias.add_(shift.to(bias.dtype))
-    wo[:, cols] = 0
-    for layer, off in g.producers:
-        rows = g.channels(units, off)
-        weight_2d(layer)[rows] = 0
-        b = getattr(layer, "bias", None)
-        if isinstance(b, torch.Tensor):
-            b[rows] = 0
-
-
-# -- the whole model ---------------------------------------------------------------------
 @dataclass
 class StructReport:
     """What :func:`prune_structured` removed: per group, the removed unit indices."""
