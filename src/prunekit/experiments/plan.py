@@ -13,281 +13,42 @@ the comparison's hash is the sha256 of the normalised config (defaults filled in
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-import shlex
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..checks import Check
-from ..config import MAX_SEED, RunConfig, check_values
+from ..config import RunConfig
 from ..registry import PrunekitError
-from ..runoptions import RUN_OPTIONS, SECTIONS, method_entry_keys, section_keys, to_argv
 from ..spec import RunSpec, resolve
-
-#: Peers: other libraries' pruners, run with the same dense model and budget, and the
-#: granularity each one prunes at (see ``peers.py``).
-PEER_GRANULARITY = {"torch-l1": "weight", "tp-magnitude": "neuron"}
-PEER_NAMES = tuple(PEER_GRANULARITY)
-
-# Every key list below comes from the run schema (each RunConfig field says where a
-# comparison sets it: ``budget.lr``, ``methods[].args``, ``seeds`` ...), so a new run
-# option is accepted here as soon as it is a field of ``RunConfig``.
-_BUDGET_KEYS = section_keys("budget")
-_DATA_KEYS = section_keys("data")
-_EVAL_KEYS = section_keys("evaluation")
-#: Keys of a ``methods:`` entry: the RunConfig fields it sets, plus its own.
-_METHOD_KEYS = (*method_entry_keys(), "label", "granularities", "sparsities", "budget")
-#: Top-level keys: the grid's RunConfig fields (``models``, ``seeds`` ...), the sections
-#: and the comparison's own settings.
-_TOP_KEYS = (
-    "name",
-    *(o.compare for o in RUN_OPTIONS if "." not in o.compare),
-    "methods",
-    "exclude",
-    "peers",
-    "granularities",
-    "dense_baseline",
-    *SECTIONS,
-    "heatmap_sparsity",
-    "save_models",
-    "full",
-    "no_finetune",
+from .cells import (
+    NO_FINETUNE,
+    PEER_GRANULARITY,
+    PEER_NAMES,
+    Cell,
+    CompareConfig,
+    MethodEntry,
 )
-#: Shown in a reproduce command even at their default, so that it reads on its own.
-_ALWAYS_SHOWN = ("model", "dataset", "method", "sparsity", "epochs", "finetune_epochs", "seed")
-#: Label suffix of the rows that ``no_finetune`` adds (the same method, pruned once from
-#: the dense model and evaluated without any retraining).
-NO_FINETUNE = " (no fine-tune)"
-
-
-@dataclass(frozen=True)
-class MethodEntry:
-    """One method row of the comparison: a registered method (or a peer) + options.
-
-    ``label`` names the row (defaults to the method name); two entries of the same
-    method with different ``args`` need different labels.
-    """
-
-    name: str
-    label: str
-    args: dict[str, Any] = field(default_factory=dict)
-    granularities: tuple[str | None, ...] = (None,)
-    scope: str | None = None
-    schedule: str | None = None
-    sparsities: tuple[float, ...] | None = None
-    budget: dict[str, Any] = field(default_factory=dict)
-    # Discovered by `methods: all`: a method whose defaults do not validate becomes
-    # failed rows (with the message) instead of stopping the whole comparison.
-    auto: bool = False
-
-    @property
-    def peer(self) -> bool:
-        return self.name in PEER_NAMES
-
-
-@dataclass(frozen=True)
-class CompareConfig:
-    name: str
-    models: tuple[str, ...]
-    dataset: str
-    methods: tuple[MethodEntry, ...]
-    sparsities: tuple[float, ...]
-    seeds: tuple[int, ...]
-    dense_baseline: bool = True
-    budget: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
-    evaluation: dict[str, Any] = field(default_factory=dict)
-    heatmap_sparsity: float | None = None
-    save_models: bool = False
-
-    def hash(self) -> str:
-        """sha256 (16 hex digits) of the normalised config, ``data_dir`` excluded."""
-        d = asdict(self)
-        d["data"] = {k: v for k, v in d["data"].items() if k not in ("data_dir", "download")}
-        blob = json.dumps(d, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One run of the grid. ``kind`` is 'dense', 'method' or 'peer'."""
-
-    kind: str
-    label: str
-    run: RunConfig
-    #: The cell resolved once by ``plan`` (None for peers and for cells that do not
-    #: resolve, whose error is then recorded when they run); not part of its identity.
-    spec: RunSpec | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def id(self) -> str:
-        blob = json.dumps(
-            {"kind": self.kind, "label": self.label, "run": self.run.non_default()},
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-    @property
-    def group(self) -> tuple[str, str, int]:
-        """Cells of one group share the dense model: (model, dataset, seed)."""
-        return (self.run.model, self.run.dataset, self.run.seed)
-
-    def command(self, config_path: str | None = None) -> str:
-        """The shell command that reproduces this cell on its own (a peer is not a
-        registered method: its cell reruns through ``compare`` restricted to it)."""
-        r = self.run
-        if self.kind == "peer":
-            cfg = f" --config {shlex.quote(config_path)}" if config_path else ""
-            out = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.label).strip("-")
-            return (
-                f"prunekit compare{cfg} --only {shlex.quote(self.label)} "
-                f"--sparsities {r.sparsity:g} --seeds {r.seed} --out runs/{out}"
-            )
-        # Every run option that differs from its default, spelled by the schema: the
-        # command rebuilds this very RunConfig (same non-default fields, same hash).
-        parts = ["prunekit", "prune", *to_argv(r, always=_ALWAYS_SHOWN)]
-        return " ".join(shlex.quote(p) for p in parts)
-
+from .config_checks import (
+    _BUDGET_KEYS,
+    _DATA_KEYS,
+    _EVAL_KEYS,
+    _FRACTIONS,
+    _TOP_KEYS,
+    _as_tuple,
+    _check_keys,
+    _check_types,
+    _deep_merge,
+    _method_entries,
+)
 
 # -- loading and validation -------------------------------------------------------------
 
 
 def default_config_text() -> str:
     return resources.files("prunekit").joinpath("configs/default.yaml").read_text()
-
-
-def _check_keys(data: dict[str, Any], known: tuple[str, ...], where: str) -> None:
-    if not isinstance(data, dict):
-        raise PrunekitError(f"{where} must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise PrunekitError(
-            f"unknown key(s) in {where}: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-
-
-_TEXT = Check("str")
-_TEXTS = Check("list", item=Check("str"))
-_FRACTIONS = Check("list", item=Check("float", lo=0, hi=1, lo_open=True, hi_open=True))
-_SEEDS = Check("list", item=Check("int", lo=0, hi=MAX_SEED))
-
-
-def _one_or_many(check: Check, key: str, value: Any) -> Any:
-    """A value that may be given as one item or a list of them, checked as a list."""
-    return check(key, value if isinstance(value, list | tuple) else [value])
-
-
-def _check_types(data: dict[str, Any]) -> None:
-    """Every top-level value of a comparison config typed, before anything uses it:
-    ``sparsities: [abc]`` or ``models: [{a: 1}]`` is one line naming the key."""
-    for key, check in (("name", _TEXT), ("dataset", _TEXT)):
-        if key in data:
-            check(key, data[key])
-    for key in ("models", "exclude", "peers", "granularities"):
-        if data.get(key) is not None:
-            _one_or_many(_TEXTS, key, data[key])
-    if data.get("sparsities") is not None:
-        _one_or_many(_FRACTIONS, "sparsities", data["sparsities"])
-    if data.get("seeds") is not None:
-        _one_or_many(_SEEDS, "seeds", data["seeds"])
-    for key in ("dense_baseline", "save_models"):
-        if key in data:
-            Check("bool")(key, data[key])
-    if "heatmap_sparsity" in data:
-        Check("float", lo=0, hi=1, hi_open=True, optional=True)(
-            "heatmap_sparsity", data["heatmap_sparsity"]
-        )
-    for section in ("budget", "data", "evaluation"):
-        if data.get(section) is not None:
-            check_values(Check("dict")(section, data[section]), f"{section}.")
-    methods = data.get("methods", "all")
-    if methods not in (None, "all"):
-        if not isinstance(methods, list):
-            raise PrunekitError(
-                f"methods must be 'all' or a list of names / mappings, got {methods!r}"
-            )
-        for i, item in enumerate(methods):
-            if isinstance(item, str):
-                continue
-            if not isinstance(item, dict):
-                raise PrunekitError(f"methods[{i}] must be a name or a mapping, got {item!r}")
-            for key in ("name", "label", "scope", "schedule"):
-                if item.get(key) is not None:
-                    _TEXT(f"methods[{i}].{key}", item[key])
-            if item.get("granularities", item.get("granularity")) is not None:
-                _one_or_many(
-                    Check("list", item=Check("str", optional=True)),
-                    f"methods[{i}].granularities",
-                    item.get("granularities", item.get("granularity")),
-                )
-            if item.get("args") is not None:
-                Check("dict")(f"methods[{i}].args", item["args"])
-            if item.get("sparsities") is not None:
-                _one_or_many(_FRACTIONS, f"methods[{i}].sparsities", item["sparsities"])
-            if item.get("budget") is not None:
-                check_values(
-                    Check("dict")(f"methods[{i}].budget", item["budget"]), f"methods[{i}].budget."
-                )
-
-
-def _as_tuple(value: Any, where: str) -> tuple:
-    if value is None:
-        return ()
-    return tuple(value) if isinstance(value, list | tuple) else (value,)
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = (
-            _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        )
-    return out
-
-
-def _method_entries(raw: Any, exclude: tuple[str, ...]) -> list[MethodEntry]:
-    from ..pruning.methods import METHODS
-
-    auto = raw in (None, "all")
-    if auto:
-        raw = [n for n in METHODS.names() if n != "dense" and n not in exclude]
-    if not isinstance(raw, list):
-        raise PrunekitError("methods must be 'all' or a list of names / mappings")
-    entries = []
-    for i, item in enumerate(raw):
-        item = {"name": item} if isinstance(item, str) else item
-        _check_keys(item, _METHOD_KEYS, f"methods[{i}]")
-        if "name" not in item:
-            raise PrunekitError(f"methods[{i}] has no 'name'")
-        if "granularity" in item and "granularities" in item:
-            raise PrunekitError(f"methods[{i}]: give 'granularity' or 'granularities', not both")
-        grans = _as_tuple(item.get("granularities", item.get("granularity")), "granularities")
-        budget = item.get("budget") or {}
-        _check_keys(budget, _BUDGET_KEYS, f"methods[{i}].budget")
-        sp = item.get("sparsities")
-        entries.append(
-            MethodEntry(
-                name=str(item["name"]),
-                label=str(item.get("label", item["name"])),
-                args=dict(item.get("args") or {}),
-                granularities=grans or (None,),
-                scope=item.get("scope"),
-                schedule=item.get("schedule"),
-                sparsities=tuple(float(s) for s in _as_tuple(sp, "sparsities"))
-                if sp is not None
-                else None,
-                budget=dict(budget),
-                auto=auto,
-            )
-        )
-    return entries
 
 
 def load_config(path: str | Path | None = None, *, full: bool = False) -> CompareConfig:
