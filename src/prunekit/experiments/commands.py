@@ -1,6 +1,6 @@
 """``prunekit compare`` and ``prunekit report``: parse, call the harness, print.
 
-Registered on the main typer app in ``prunekit/cli.py``.
+Registered on the main typer app in ``prunekit/cli/entry.py``.
 """
 
 from __future__ import annotations
