@@ -4,12 +4,12 @@ to the pipeline, the language-model run or the latency target."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 import yaml
 
 from ..registry import PrunekitError
+from .extraflags import SHORTCUTS, TARGET_FLAGS, extra_flags, method_args_of, target_of
 from .results import result_table
 from .root import ConfigFile, Out, Overwrite, Quiet, app, out_console
 from .runflags import run_options
@@ -83,56 +83,10 @@ def train(
 
 @app.command()
 @run_options()
+@extra_flags(SHORTCUTS, TARGET_FLAGS)
 def prune(
     run: dict[str, Any],
-    lam: Annotated[
-        float | None, typer.Option("--lambda", help="Penalty strength of the method's objective.")
-    ] = None,
-    cycles: Annotated[
-        int | None, typer.Option(help="Prune/fine-tune cycles (iterative schedule).")
-    ] = None,
-    noise_sigma: Annotated[
-        float | None,
-        typer.Option(help="Gaussian noise std (inputs in [0, 1]) for the gaussian method."),
-    ] = None,
-    noise_density: Annotated[
-        float | None,
-        typer.Option(help="Salt-and-pepper density in [0, 1] for the saltpepper method."),
-    ] = None,
-    calibration_batches: Annotated[
-        int | None, typer.Option(help="Batches of data used by data-driven criteria (entropy).")
-    ] = None,
-    entropy_estimator: Annotated[
-        str | None, typer.Option(help="histogram | gaussian (entropy criterion).")
-    ] = None,
-    nm: Annotated[
-        str | None,
-        typer.Option(
-            help="N:M pattern for --granularity nm, e.g. 2:4; it fixes the sparsity at 1-N/M (omit --sparsity)."
-        ),
-    ] = None,
-    target_speedup: Annotated[
-        float | None,
-        typer.Option(
-            help="Prune a structured method to this MEASURED speed-up (latency tables, "
-            "see prunekit.latency); --sparsity is then unused."
-        ),
-    ] = None,
-    target_latency_ms: Annotated[
-        float | None,
-        typer.Option(help="Like --target-speedup, as a latency in ms per batch."),
-    ] = None,
-    runtime: Annotated[
-        str,
-        typer.Option(help="Runtime the latency target holds in: eager | compile | onnxruntime."),
-    ] = "eager",
-    latency_batch: Annotated[
-        int, typer.Option(help="Batch size the latency target is measured at.")
-    ] = 64,
-    depth: Annotated[
-        str,
-        typer.Option(help="Residual blocks for a latency target: none | only | with (widths)."),
-    ] = "none",
+    extra: dict[str, Any],
     config: ConfigFile = None,
     out: Out = None,
     overwrite: Overwrite = False,
@@ -147,20 +101,7 @@ def prune(
 
     values = check_values(values)  # a wrongly typed config value: one line, here
     method_args = dict(values.get("method_args") or {})
-    named = {
-        "lam": lam,
-        "cycles": cycles,
-        "sigma": noise_sigma,
-        "density": noise_density,
-        "calibration_batches": calibration_batches,
-        "estimator": entropy_estimator,
-    }
-    method_args.update({k: v for k, v in named.items() if v is not None})
-    if nm is not None:
-        n_str, sep, m_str = nm.partition(":")
-        if not sep or not n_str.isdigit() or not m_str.isdigit():
-            raise PrunekitError(f"--nm takes N:M with whole numbers, e.g. 2:4; got {nm!r}")
-        method_args.update(n=int(n_str), m=int(m_str))
+    method_args.update(method_args_of(extra))
     method_args.update(option_args)  # -o KEY=VALUE wins over the named shortcuts
     values["method_args"] = method_args
     from ..lm import is_lm_config
@@ -178,31 +119,20 @@ def prune(
         implied = implied_sparsity(gran, method_args)
         if implied is not None:
             values["sparsity"] = implied
-    if target_speedup is not None or target_latency_ms is not None:
-        _run_target(
-            values,
-            out,
-            overwrite,
-            quiet,
-            target_speedup,
-            target_latency_ms,
-            runtime,
-            latency_batch,
-            depth,
-        )
+    target = target_of(extra)
+    if target is not None:
+        _run_target(values, out, overwrite, quiet, target)
         return
     _run_pipeline(values, out, overwrite, quiet)
 
 
-def _run_target(values, out, overwrite, quiet, speedup, latency_ms, runtime, batch, depth):
+def _run_target(values, out, overwrite, quiet, fields: dict[str, Any]):
     from ..config import RunConfig
     from ..latency.target import Target, run_target
 
     values.setdefault("method", "l1-filter")
     values["sparsity"] = 0.0  # the latency target decides how much goes
-    target = Target(
-        speedup=speedup, latency_ms=latency_ms, runtime=runtime, batch_size=batch, depth=depth
-    )
+    target = Target(**fields)
     target.check()  # one-line errors before the data is read
     cfg = RunConfig.from_dict(values)
     result = run_target(cfg, target, out=out, overwrite=overwrite, progress=not quiet).result
