@@ -144,8 +144,9 @@ def latency_with_reference(
     model: nn.Module, reference: nn.Module | None, input_shape: tuple[int, ...], cfg: RunConfig
 ) -> dict[str, Any]:
     """``latency_ms`` of ``model``; with a ``reference`` (the dense model it came from) also
-    ``latency_ms_dense`` and ``speedup`` = dense ms / pruned ms, both timed INTERLEAVED in
-    one loop, so a load spike on this shared machine hits both alike and the ratio stays
+    ``latency_ms_dense`` and ``speedup`` = the median of the per-repeat ratios dense ms /
+    pruned ms (:mod:`prunekit.evaluation.interleaved`), both timed INTERLEAVED in one
+    loop, so a load spike on this shared machine hits both alike and the ratio stays
     honest even when the absolute figures move."""
     sizes = tuple(cfg.latency_batch_sizes)
     if reference is None:
