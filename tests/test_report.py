@@ -252,6 +252,24 @@ def test_dense_row_is_the_reference_never_faster_than_itself(tmp_path):
     assert not any("1.13" in r[col] for r in body)
 
 
+def test_rows_of_an_older_timing_statistic_are_never_claimed(tmp_path):
+    """Rows stored before the speed-up was the median of the per-repeat ratios hold a
+    ratio of medians beside the ratios' IQR: table and text say so and claim nothing."""
+    fake_comparison(tmp_path)
+    rows = read_rows(tmp_path)
+    for r in rows:
+        (r.get("timing") or {}).pop("speedup_statistic", None)
+    header, body = runs_table(rows)
+    col = header.index("speed-up b1")
+    l1f = [r[col] for r in body if r[0] == "l1-filter"]
+    assert l1f and all("x (other statistic" in c for c in l1f)
+    notes = method_notes(rows)["l1-filter"]
+    assert not any("real speed-up" in t for t in notes["strengths"])
+    (text,) = [t for t in notes["weaknesses"] if "speed-up" in t]
+    assert text.startswith("speed-up not claimed (best batch-1 at sparsity 0.9: 4.55x as a ")
+    assert "ratio of medians (per-repeat IQR 2.00-5.00x: another statistic" in text
+
+
 def test_partial_report_says_how_many_planned_cells_it_holds(tmp_path):
     cells = fake_comparison(tmp_path, keep=7)
     md, html_path = write_report(tmp_path)
