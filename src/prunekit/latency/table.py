@@ -55,6 +55,10 @@ units times the reference's latency measured next to the model being predicted.
 
 Entries are cached on disk (one JSON file per machine, torch version, runtime, batch
 size and thread count; written atomically) so a table is measured once per machine.
+Because a cached entry is reused by every later prediction, one entry timed during a
+burst of other work biases all of them, repeatably; each entry is therefore measured
+in at least two passes over the table and kept as the median of agreeing samples
+(:func:`settled`), and each calibration configuration is the median of three rounds.
 """
 
 from __future__ import annotations
@@ -173,23 +177,63 @@ def check_runtime(runtime: str) -> None:
 
 
 class TableCache:
-    """``{signature: ms}`` for one :func:`table_key`, in one JSON file."""
+    """``{signature: value}`` for one :func:`table_key`, in one JSON file, with every
+    measurement of each entry (``samples``; the value is their median, see
+    :func:`settled`). A file written before samples were kept loads each entry as one
+    sample, so it is re-checked by the next :meth:`LatencyModel.measure_table`."""
 
     def __init__(self, key: dict[str, Any], cache_dir: str | Path | None = None) -> None:
         self.key = key
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(cache_dir or default_cache_dir()) / f"{key['runtime']}-{digest}.json"
         self.entries: dict[str, float] = {}
+        self.samples: dict[str, list[float]] = {}
         if self.path.exists():
             try:
                 data = json.loads(self.path.read_text())
                 if data.get("key") == key:
                     self.entries = {str(k): float(v) for k, v in data["entries"].items()}
+                    kept = data.get("samples", {})
+                    self.samples = {
+                        k: [float(x) for x in kept.get(k, [v])] for k, v in self.entries.items()
+                    }
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                self.entries = {}  # a corrupted cache is re-measured, not trusted
+                self.entries, self.samples = {}, {}  # corrupted: re-measured, not trusted
+
+    def add(self, sig: str, value: float) -> None:
+        """One more measurement of ``sig``; its entry becomes the median of all."""
+        self.samples.setdefault(sig, []).append(float(value))
+        self.entries[sig] = statistics.median(self.samples[sig])
 
     def save(self) -> None:
-        atomic_write_json(self.path, {"key": self.key, "entries": self.entries})
+        atomic_write_json(
+            self.path, {"key": self.key, "entries": self.entries, "samples": self.samples}
+        )
+
+
+#: Each table entry is measured in at least ``MIN_PASSES`` passes over the whole table
+#: (so its samples are seconds to minutes apart, not one burst of load) and in at most
+#: ``MAX_PASSES``; it is settled once ``MIN_PASSES`` of its samples agree within
+#: ``AGREE`` (relative range around their median).
+MIN_PASSES = 2
+MAX_PASSES = 4
+AGREE = 0.10
+
+
+def settled(samples: Sequence[float], min_passes: int = MIN_PASSES, agree: float = AGREE) -> bool:
+    """Whether an entry's measurements are enough: ``min_passes`` of them -- the median
+    and its nearest neighbours -- span at most ``agree`` of the median. At batch 1 an
+    entry is mostly fixed per-call cost (benchmarks/results/latency_predictor.md), so a
+    single measurement taken during a burst of other work was up to 1.6x its re-measured
+    value, larger than the whole width effect, and once cached it biased every
+    configuration using it (LeNet-5 conv2 at 8 channels: +15-30 %)."""
+    if len(samples) < min_passes:
+        return False
+    med = statistics.median(samples)
+    if med <= 0:
+        return True
+    near = sorted(samples, key=lambda x: abs(x - med))[:min_passes]
+    return (max(near) - min(near)) / med <= agree
 
 
 @dataclass(frozen=True)
@@ -322,8 +366,16 @@ class LatencyModel:
         cache_dir: str | Path | None = None,
         repeats: int = 7,
         clock: str = "thread",
+        min_passes: int = MIN_PASSES,
+        max_passes: int = MAX_PASSES,
+        agree: float = AGREE,
     ) -> None:
         check_runtime(runtime)
+        if not 1 <= min_passes <= max_passes:
+            raise PrunekitError(
+                f"need 1 <= min_passes <= max_passes, got {min_passes} and {max_passes}"
+            )
+        self.min_passes, self.max_passes, self.agree = min_passes, max_passes, agree
         if clock not in CLOCKS:
             raise PrunekitError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
         self.clock = clock
@@ -352,21 +404,30 @@ class LatencyModel:
         return [(i, o) for i in ins for o in outs]
 
     def measure_table(self) -> int:
-        """Measure every missing grid entry of every layer; returns how many were new.
-        Entries of one layer are timed interleaved (one ``compare_latency`` call)."""
-        new = 0
+        """Measure every grid entry of every layer until it is :func:`settled`; returns
+        how many entries were new. A pass times the unsettled entries of every layer
+        (those of one layer interleaved, one ``compare`` call), then the next pass
+        starts over, so repeated measurements of an entry are a whole pass apart. An
+        entry with ``max_passes`` samples is final (its median), settled or not."""
+        wanted: dict[str, tuple[Layer, int, int]] = {}
         for layer in self.layers:
-            todo = {}
             for c_in, c_out in self._options(layer):
-                sig = layer.signature(c_in, c_out)
-                if sig not in self.cache.entries and sig not in todo:
-                    todo[sig] = (c_in, c_out)
+                wanted.setdefault(layer.signature(c_in, c_out), (layer, c_in, c_out))
+        new = sum(sig not in self.cache.entries for sig in wanted)
+        for _ in range(self.max_passes):
+            todo: dict[str, dict[str, tuple[int, int]]] = {}
+            for sig, (layer, c_in, c_out) in wanted.items():
+                have = self.cache.samples.get(sig, [])
+                if len(have) < self.max_passes and not settled(have, self.min_passes, self.agree):
+                    todo.setdefault(layer.name, {})[sig] = (c_in, c_out)
             if not todo:
-                continue
-            for sig, ms in self._time_layer(layer, todo).items():
-                self.cache.entries[sig] = ms
-                new += 1
-            self.cache.save()
+                break
+            for layer in self.layers:
+                if layer.name not in todo:
+                    continue
+                for sig, value in self._time_layer(layer, todo[layer.name]).items():
+                    self.cache.add(sig, value)
+                self.cache.save()
         return new
 
     def _time_layer(self, layer: Layer, todo: dict[str, tuple[int, int]]) -> dict[str, float]:
@@ -446,15 +507,20 @@ class LatencyModel:
             out[f"random{k}"] = pick
         return out
 
-    def calibrate(self, n_random: int = 12, seed: int = 0) -> dict[str, Any]:
+    def calibrate(self, n_random: int = 12, seed: int = 0, rounds: int = 3) -> dict[str, Any]:
         """Fit ``T(w) = a sum_l t_l(w) + r0 + sum_k r_k A_k(w)/A_dense`` (module
         docstring) to whole-model measurements (interleaved, reference units) of
         :meth:`calibration_widths`. ``a`` absorbs what isolated layer timings miss in a
-        whole model (cold caches between layers: measured 1-4x here at batch 64)."""
+        whole model (cold caches between layers: measured 1-4x here at batch 64).
+        Each configuration's latency is the median over ``rounds`` separate
+        measurements (like the table's passes: one burst of load moves one round)."""
+        if rounds < 1:
+            raise PrunekitError(f"rounds must be >= 1, got {rounds}")
         self.measure_table()
         configs = self.calibration_widths(n_random, seed)
         models = {k: self.with_widths(self.model, w) for k, w in configs.items()}
-        measured = self.measure(models, repeats=max(self.repeats, 9))
+        runs = [self.measure(models, repeats=max(self.repeats, 9)) for _ in range(rounds)]
+        measured = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         a_mat = torch.tensor([self.features(w) for w in configs.values()], dtype=torch.float64)
         y = torch.tensor([measured[k] for k in configs], dtype=torch.float64)
         coef = fit_nonnegative(a_mat, y)
