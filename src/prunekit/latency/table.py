@@ -98,9 +98,12 @@ def compare(
     warmup: int = 3,
     threads: int = 1,
     min_time_s: float = 0.005,
+    per_call_median: bool = False,
 ) -> dict[str, float]:
     """Median ms per forward of each model, interleaved (every repeat times each model
-    once in turn), with ``clock`` (module docstring)."""
+    once in turn), with ``clock`` (module docstring). ``per_call_median`` (thread clock
+    only): a sample is the median single call of its window instead of the window's
+    mean (:func:`prunekit.evaluation.latency.interleaved_samples`)."""
     if clock == "wall":
         return compare_latency(
             models,
@@ -123,6 +126,7 @@ def compare(
             min_time_s=min_time_s,
             threads=threads,
             clock=time.thread_time,
+            per_call_median=per_call_median,
         )
     return {k: statistics.median(v) for k, v in samples.items()}
 
@@ -541,7 +545,11 @@ class LatencyModel:
         }
 
     def measure(
-        self, models: dict[str, nn.Module], repeats: int = 15, clock: str | None = None
+        self,
+        models: dict[str, nn.Module],
+        repeats: int = 15,
+        clock: str | None = None,
+        per_call_median: bool = False,
     ) -> dict[str, float]:
         """Whole models deployed in the runtime, in reference units, plus ``"ref_ms"``."""
         ms = measure_deployed(
@@ -553,6 +561,7 @@ class LatencyModel:
             repeats=repeats,
             extra={REF: self.ref},
             clock=clock or self.clock,
+            per_call_median=per_call_median,
         )
         ref = ms.pop(REF)
         return {**{k: v / ref for k, v in ms.items()}, "ref_ms": ref}
@@ -663,6 +672,7 @@ def measure_deployed(
     repeats: int = 15,
     extra: dict[str, nn.Module] | None = None,
     clock: str = "thread",
+    per_call_median: bool = False,
 ) -> dict[str, float]:
     """Median ms per batch of each model deployed in ``runtime`` (BN folded, exact
     rewrites; :func:`prunekit.deploy.deploy`), timed interleaved with ``threads``;
@@ -686,6 +696,7 @@ def measure_deployed(
         warmup=3,
         threads=threads,
         min_time_s=0.005,
+        per_call_median=per_call_median,
     )
 
 

@@ -1,0 +1,459 @@
+"""The latency predictor (prunekit.latency.table) at batch 1 and 64: why it missed, how
+noisy the measurement it is judged against is, and how close it is on configurations
+the fit never saw.
+
+Parts (each writes one JSON; ``--render`` turns them into markdown):
+
+- ``onednn``: which oneDNN convolution implementation and memory layouts LeNet-5's conv2
+  gets at each width (``ONEDNN_VERBOSE=1`` in a child process, one timed forward);
+- ``context``: LeNet-5 (16, c2, 480) whole models and its conv2 / fc1 alone (as the
+  table times them), all in one interleaved loop with the reference layer, ``rounds``
+  times: what a width change costs inside the model vs in isolation;
+- ``spread``: the same models measured ``rounds`` times with prunekit's clock (thread
+  CPU time, one thread, interleaved, medians) -- the run-to-run spread of one round and
+  of the median of three rounds, against which "within 10 %" is judged;
+- ``validate``: per batch size, the predictor is calibrated (seed 0), then fresh seeded
+  random grid configurations (seed 2026, disjoint from calibration) and the allocations
+  for 1.5x / 2x / 3x are measured with the dense model ``times`` times; error =
+  predicted / measured - 1 on the median.
+
+Every timing: one thread, ``time.thread_time``, load average recorded.
+Usage: ``python benchmarks/latency_predictor.py --part validate --model lenet5
+--batches 1 64 --cache-dir D --json F``; ``--render F... --out benchmarks/results/latency_predictor.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+
+from prunekit.inference.deploy import deploy  # noqa: E402
+from prunekit.latency import LatencyModel  # noqa: E402
+from prunekit.latency.table import REF, _Fixed, build_runtime, compare  # noqa: E402
+from prunekit.latency.target import plan  # noqa: E402
+from prunekit.models import create_model  # noqa: E402
+
+SHAPE = (1, 28, 28)
+TARGETS = (1.5, 2.0, 3.0)
+C2 = (4, 8, 12, 16, 20, 24, 32, 50)
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def spread(values: list[float]) -> float:
+    """(max - min) / median."""
+    med = statistics.median(values)
+    return (max(values) - min(values)) / med
+
+
+# -- onednn -------------------------------------------------------------------------------
+def onednn_child(c2: int, batch: int) -> None:
+    """One forward of deployed LeNet-5 (16, c2, 480) after warm-up, between markers."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    m = create_model("lenet5").eval()
+    lm = LatencyModel(m, SHAPE, batch_size=batch, cache_dir="/tmp/prunekit-onednn-unused")
+    d = deploy(lm.with_widths(m, [16, c2, 480]), SHAPE, runtime="eager", batch_size=batch)
+    x = torch.rand(batch, *SHAPE)
+    with torch.no_grad():
+        for _ in range(3):
+            d(x)
+        print("@@BEGIN", flush=True)
+        d(x)
+        print("@@END", flush=True)
+
+
+def onednn(batches: list[int]) -> list[dict]:
+    rows = []
+    for batch in batches:
+        for c2 in C2:
+            env = {**os.environ, "ONEDNN_VERBOSE": "1", "OMP_NUM_THREADS": "1"}
+            out = subprocess.run(
+                [sys.executable, __file__, "--child-onednn", str(c2), str(batch)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            call = out.split("@@BEGIN", 1)[1].split("@@END", 1)[0]
+            execs = [ln.split(",") for ln in call.splitlines() if ",exec," in ln]
+            convs = [e for e in execs if e[5] == "convolution"]
+            conv2 = next(e for e in convs if f"ic16oc{c2}_" in e[-2])
+            rows.append(
+                {
+                    "batch": batch,
+                    "c2": c2,
+                    "impl": conv2[6],
+                    "alg": conv2[-3].replace("alg:", ""),
+                    "formats": conv2[8],
+                    "exec_ms": float(conv2[-1]),
+                    "convs": len(convs),
+                    "reorders": sum(e[5] == "reorder" for e in execs),
+                    "reorder_ms": sum(float(e[-1]) for e in execs if e[5] == "reorder"),
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+# -- context ------------------------------------------------------------------------------
+def context(batch: int, rounds: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    m = create_model("lenet5").eval()
+    lm = LatencyModel(m, SHAPE, batch_size=batch, cache_dir="/tmp/prunekit-context-unused")
+    calls = {
+        f"model c2={c}": _Fixed(
+            deploy(lm.with_widths(m, [16, c, 480]), SHAPE, runtime="eager", batch_size=batch),
+            SHAPE,
+            batch,
+        )
+        for c in C2
+    }
+    for c in C2:
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(16, c, 5).eval()
+        fc = torch.nn.Linear(16 * c, 480).eval()
+        calls[f"conv2 16x{c}"] = _Fixed(
+            build_runtime(conv, "eager", torch.rand(batch, 16, 12, 12), 1), (16, 12, 12), batch
+        )
+        calls[f"fc1 {16 * c}x480"] = _Fixed(
+            build_runtime(fc, "eager", torch.rand(batch, 16 * c), 1), (16 * c,), batch
+        )
+    calls[REF] = lm.ref
+    before = load()
+    runs = [
+        compare(calls, (1,), 1, repeats=repeats, warmup=2, min_time_s=0.002) for _ in range(rounds)
+    ]
+    return {
+        "batch": batch,
+        "rounds": rounds,
+        "repeats": repeats,
+        "us": {k: [1000 * r[k] for r in runs] for k in calls},
+        "loadavg": [before, load()],
+    }
+
+
+# -- spread -------------------------------------------------------------------------------
+def aa_spread(name: str, batch: int, rounds: int, repeats: int) -> dict:
+    """The same models, ``rounds`` separate interleaved measurements (``lm.measure``),
+    each round once with window-mean samples and once with per-call-median samples."""
+    torch.manual_seed(0)
+    m = create_model(name).eval()
+    lm = LatencyModel(m, SHAPE, batch_size=batch, cache_dir="/tmp/prunekit-spread-unused")
+    models = {
+        "dense": m,
+        "half": lm.with_widths(m, lm.half()),
+        "min": lm.with_widths(m, lm.minimum()),
+    }
+    before = load()
+    runs: dict[str, list[dict]] = {"mean": [], "median": []}
+    for _ in range(rounds):
+        for stat in runs:
+            runs[stat].append(lm.measure(models, repeats=repeats, per_call_median=stat == "median"))
+    return {
+        "model": name,
+        "batch": batch,
+        "rounds": rounds,
+        "repeats": repeats,
+        "ref_units": {s: {k: [r[k] for r in rs] for k in models} for s, rs in runs.items()},
+        "ref_ms": {s: [r["ref_ms"] for r in rs] for s, rs in runs.items()},
+        "loadavg": [before, load()],
+    }
+
+
+# -- validate -----------------------------------------------------------------------------
+def validate(name: str, batch: int, cache_dir: str | None, times: int, n_fresh: int) -> dict:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    t0 = time.time()
+    lm = LatencyModel(model, SHAPE, batch_size=batch, cache_dir=cache_dir)
+    before = dict(lm.cache.samples)
+    load_table = load()
+    new = lm.measure_table()
+    table = {
+        "entries": len(lm.cache.entries),
+        "new": new,
+        "seconds": time.time() - t0,
+        "loadavg": load_table,
+        "rechecked": {
+            k: {"before": before[k], "after": lm.cache.samples[k]}
+            for k in before
+            if lm.cache.samples.get(k) != before[k]
+        },
+    }
+    t1 = time.time()
+    cal = lm.calibrate(seed=0)
+    cal_s = time.time() - t1
+    fit = set(map(tuple, lm.calibration_widths(12, 0).values()))
+    configs = {
+        k: w
+        for k, w in lm.calibration_widths(n_fresh, seed=2026).items()
+        if k.startswith("random") and tuple(w) not in fit
+    }
+    gen = torch.Generator().manual_seed(11)
+    scores = [torch.rand(n, generator=gen) for n in lm.full]
+    dense_pred = lm.predict(lm.full)
+    for k in TARGETS:
+        if lm.predict(lm.minimum()) <= dense_pred / k:
+            w = plan(lm, scores, dense_pred / k, "none", {})[0]
+            if tuple(w) not in fit:
+                configs[f"alloc{k:g}x"] = w
+    models = {"dense": model, **{k: lm.with_widths(model, w) for k, w in configs.items()}}
+    load_measure = load()
+    t2 = time.time()
+    runs = [lm.measure(models, repeats=9) for _ in range(times)]
+    rows = []
+    for k, w in {"dense": lm.full, **configs}.items():
+        pred = lm.predict(w)
+        meas = [r[k] for r in runs]
+        rel = [r[k] / r["dense"] for r in runs]
+        rows.append(
+            {
+                "config": k,
+                "widths": list(w),
+                "predicted": pred,
+                "measured": meas,
+                "error_ref": pred / statistics.median(meas) - 1,
+                "error_dense": (pred / dense_pred) / statistics.median(rel) - 1,
+                "spread": spread(meas),
+                "spread_rel": spread(rel),
+            }
+        )
+    return {
+        "model": name,
+        "batch": batch,
+        "table": table,
+        "calibration": {
+            "coef": list(lm.coef),
+            "fit_error": cal["fit_error"],
+            "seconds": cal_s,
+        },
+        "times": times,
+        "rows": rows,
+        "ref_ms": [r["ref_ms"] for r in runs],
+        "measure_seconds": time.time() - t2,
+        "loadavg": [load_measure, load()],
+    }
+
+
+# -- render -------------------------------------------------------------------------------
+def pct(x: float) -> str:
+    return f"{100 * x:+.1f} %"
+
+
+def render(files: list[Path], command: str) -> str:
+    out = [
+        "# Latency predictor: batch-1 misses, measurement spread, validation",
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; torch {torch.__version__}, "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs ({platform.machine()}), "
+        "shared with other helpers' jobs. One thread, eager runtime (deployed: BN folded, "
+        "exact rewrites), clock = CPU time of the calling thread, interleaved repeats, medians.",
+        "",
+    ]
+    for f in files:
+        d = json.loads(f.read_text())
+        out += RENDER[d["part"]](d)
+    return "\n".join(out) + "\n"
+
+
+def render_onednn(d: dict) -> list[str]:
+    out = [
+        "## oneDNN implementation of LeNet-5 conv2 per width (ONEDNN_VERBOSE=1)",
+        "",
+        "Deployed LeNet-5 with widths (16, c2, 480), one forward after 3 warm-up calls; "
+        "impl / alg / formats of conv2's primitive, its exec time, and the reorders "
+        "oneDNN ran during the whole forward.",
+        "",
+        "| batch | c2 | impl | alg | formats (src wei bia dst) | conv2 exec ms | convs | reorders | reorder ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in d["rows"]:
+        out.append(
+            f"| {r['batch']} | {r['c2']} | {r['impl']} | {r['alg']} | `{r['formats']}` | "
+            f"{r['exec_ms']:.4f} | {r['convs']} | {r['reorders']} | {r['reorder_ms']:.4f} |"
+        )
+    return [*out, ""]
+
+
+def render_context(d: dict) -> list[str]:
+    us = {k: statistics.median(v) for k, v in d["us"].items()}
+    sp = {k: spread(v) for k, v in d["us"].items()}
+    base = 16
+    out = [
+        f"## In context vs isolated, batch {d['batch']}",
+        "",
+        f"One interleaved loop ({d['repeats']} repeats) of the whole deployed models and of "
+        f"conv2 / fc1 alone (as the table times them), {d['rounds']} rounds; "
+        f"microseconds (median of rounds) and the spread of the rounds. "
+        f"Load average {d['loadavg'][0]} -> {d['loadavg'][1]}. "
+        f"delta = change against c2 = {base}.",
+        "",
+        "| c2 | whole model us | spread | delta whole | conv2 alone us | fc1 alone us | delta conv2 + fc1 alone |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in C2:
+        w, cv, fc = f"model c2={c}", f"conv2 16x{c}", f"fc1 {16 * c}x480"
+        b = (f"model c2={base}", f"conv2 16x{base}", f"fc1 {16 * base}x480")
+        out.append(
+            f"| {c} | {us[w]:.1f} | {100 * sp[w]:.0f} % | {us[w] - us[b[0]]:+.1f} | "
+            f"{us[cv]:.1f} | {us[fc]:.1f} | {us[cv] + us[fc] - us[b[1]] - us[b[2]]:+.1f} |"
+        )
+    out.append(f"\nReference layer: {us[REF]:.1f} us (spread {100 * sp[REF]:.0f} %).")
+    return [*out, ""]
+
+
+def render_spread(d: dict) -> list[str]:
+    out = [
+        f"## Run-to-run spread of the same model: {d['model']}, batch {d['batch']}",
+        "",
+        f"{d['rounds']} separate measurements (each: {d['repeats']} interleaved repeats, "
+        "median) of the same three models, alternating two sample statistics: 'mean' = "
+        "a sample is the mean call over a 5 ms window of thread time (prunekit's table "
+        "clock until now), 'median' = the median single call of that window. spread = "
+        "(max - min) / median over the rounds; 'of medians of 3' = the same over "
+        "consecutive triples of rounds (what calibration and validation use); 'ms' = "
+        "milliseconds, 'ref' = reference-layer units, '/dense' = latency relative to the "
+        f"dense model of the same round. Load average {d['loadavg'][0]} -> {d['loadavg'][1]}.",
+        "",
+        "| sample | model | median ms | spread ms | spread ref | spread ref, medians of 3 | spread /dense |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for stat, units in d["ref_units"].items():
+        ref_ms = d["ref_ms"][stat]
+        for k, v in units.items():
+            ms = [u * r for u, r in zip(v, ref_ms, strict=True)]
+            triples = [statistics.median(v[i : i + 3]) for i in range(0, len(v) - 2, 3)]
+            rel = [u / x for u, x in zip(v, units["dense"], strict=True)]
+            out.append(
+                f"| {stat} | {k} | {statistics.median(ms):.3f} | {100 * spread(ms):.1f} % | "
+                f"{100 * spread(v):.1f} % | {100 * spread(triples):.1f} % | "
+                + ("-" if k == "dense" else f"{100 * spread(rel):.1f} %")
+                + " |"
+            )
+        out.append(
+            f"| {stat} | reference layer | {statistics.median(ref_ms):.4f} | "
+            f"{100 * spread(ref_ms):.1f} % | - | - | - |"
+        )
+    return [*out, ""]
+
+
+def render_validate(d: dict) -> list[str]:
+    t, c = d["table"], d["calibration"]
+    rows = [r for r in d["rows"] if r["config"] != "dense"]
+    within = sum(abs(r["error_ref"]) <= 0.10 for r in rows)
+    within_d = sum(abs(r["error_dense"]) <= 0.10 for r in rows)
+    within_s = sum(abs(r["error_ref"]) <= max(0.10, r["spread"]) for r in rows)
+    out = [
+        f"## {d['model']}, batch {d['batch']}: predicted vs measured on fresh configurations",
+        "",
+        f"Table: {t['entries']} entries ({t['new']} new, {len(t['rechecked'])} re-checked "
+        f"cached ones), {t['seconds']:.0f} s, load {t['loadavg']}. Calibration (seed 0, 15 "
+        f"configurations, median of 3 rounds): worst fit error "
+        f"{100 * max(abs(v) for v in c['fit_error'].values()):.1f} %, coefficients "
+        f"(a, volume terms, r0) {', '.join(f'{x:.3g}' for x in c['coef'])}, {c['seconds']:.0f} s. "
+        f"Validation: {len(rows)} configurations the fit never saw, measured with the dense model "
+        f"{d['times']} times (9 interleaved repeats each), {d['measure_seconds']:.0f} s, load "
+        f"{d['loadavg'][0]} -> {d['loadavg'][1]}.",
+        "",
+        "error = predicted / median measured - 1, in reference-layer units (latency) and anchored "
+        "on the dense model of the same loop (speed-up); spread = (max - min) / median of the "
+        f"{d['times']} measurements of that configuration.",
+        "",
+        "| config | widths | predicted (ref) | measured (ref) | error | error (dense) | spread |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in d["rows"]:
+        out.append(
+            f"| {r['config']} | {', '.join(map(str, r['widths']))} | {r['predicted']:.2f} | "
+            f"{statistics.median(r['measured']):.2f} | {pct(r['error_ref'])} | "
+            f"{pct(r['error_dense'])} | {100 * r['spread']:.0f} % |"
+        )
+    med_spread = statistics.median(r["spread"] for r in rows)
+    out += [
+        "",
+        f"- within 10 %: **{within}/{len(rows)}** (latency, reference units), {within_d}/{len(rows)} "
+        f"(speed-up, dense-anchored); within max(10 %, own spread): {within_s}/{len(rows)}; median "
+        f"spread {100 * med_spread:.1f} %; reference layer {1000 * statistics.median(d['ref_ms']):.1f} us.",
+    ]
+    if t["rechecked"]:
+        out += [
+            "",
+            "Cached entries the passes re-measured (before -> after samples, reference units):",
+            "",
+        ]
+        for k, v in list(t["rechecked"].items())[:12]:
+            b = ", ".join(f"{x:.3g}" for x in v["before"])
+            a = ", ".join(f"{x:.3g}" for x in v["after"])
+            out.append(f"- `{k}`: [{b}] -> [{a}]")
+        if len(t["rechecked"]) > 12:
+            out.append(f"- ... and {len(t['rechecked']) - 12} more")
+    return [*out, ""]
+
+
+RENDER = {
+    "onednn": render_onednn,
+    "context": render_context,
+    "spread": render_spread,
+    "validate": render_validate,
+}
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child-onednn":
+        onednn_child(int(sys.argv[2]), int(sys.argv[3]))
+        return
+    p = argparse.ArgumentParser()
+    p.add_argument("--part", choices=sorted(RENDER))
+    p.add_argument("--model", default="lenet5")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--times", type=int, default=3)
+    p.add_argument("--fresh", type=int, default=12)
+    p.add_argument("--cache-dir")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--render", type=Path, nargs="+")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--command", default="")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    if a.render:
+        text = render(a.render, a.command)
+        if a.out:
+            a.out.write_text(text)
+        print(text)
+        return
+    if a.part == "onednn":
+        res = {"part": "onednn", "rows": onednn(a.batches)}
+        a.json.write_text(json.dumps(res, indent=1))
+        return
+    for batch in a.batches:
+        if a.part == "context":
+            res = context(batch, a.rounds, a.repeats)
+        elif a.part == "spread":
+            res = aa_spread(a.model, batch, a.rounds, a.repeats)
+        else:
+            res = validate(a.model, batch, a.cache_dir, a.times, a.fresh)
+        res["part"] = a.part
+        path = a.json.with_name(f"{a.json.stem}-b{batch}{a.json.suffix}")
+        path.write_text(json.dumps(res, indent=1))
+        print(f"[{a.part} {a.model} b{batch}] -> {path}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
