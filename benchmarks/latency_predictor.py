@@ -5,7 +5,7 @@ the fit never saw.
 Parts (each writes one JSON; ``--render`` turns them into markdown):
 
 - ``onednn``: which oneDNN convolution implementation and memory layouts LeNet-5's conv2
-  gets at each width (``ONEDNN_VERBOSE=1`` in a child process, one timed forward);
+  gets at each width (``ONEDNN_VERBOSE=all`` in a child process, one timed forward);
 - ``context``: LeNet-5 (16, c2, 480) whole models and its conv2 / fc1 alone (as the
   table times them), all in one interleaved loop with the reference layer, ``rounds``
   times: what a width change costs inside the model vs in isolation;
@@ -40,13 +40,18 @@ import torch  # noqa: E402
 
 from prunekit.inference.deploy import deploy  # noqa: E402
 from prunekit.latency import LatencyModel  # noqa: E402
-from prunekit.latency.table import REF, _Fixed, build_runtime, compare  # noqa: E402
 from prunekit.latency.target import plan  # noqa: E402
+from prunekit.latency.timing import REF, _Fixed, build_runtime, compare  # noqa: E402
 from prunekit.models import create_model  # noqa: E402
 
 SHAPE = (1, 28, 28)
 TARGETS = (1.5, 2.0, 3.0)
 C2 = (4, 8, 12, 16, 20, 24, 32, 50)
+
+
+def make(name: str) -> torch.nn.Module:
+    """The model as the #16 benchmarks build it for Fashion-MNIST (1 x 28 x 28)."""
+    return create_model(name, in_channels=1, input_size=28).eval()
 
 
 def load() -> list[float]:
@@ -64,7 +69,7 @@ def onednn_child(c2: int, batch: int) -> None:
     """One forward of deployed LeNet-5 (16, c2, 480) after warm-up, between markers."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    m = create_model("lenet5").eval()
+    m = make("lenet5")
     lm = LatencyModel(m, SHAPE, batch_size=batch, cache_dir="/tmp/prunekit-onednn-unused")
     d = deploy(lm.with_widths(m, [16, c2, 480]), SHAPE, runtime="eager", batch_size=batch)
     x = torch.rand(batch, *SHAPE)
@@ -80,7 +85,7 @@ def onednn(batches: list[int]) -> list[dict]:
     rows = []
     for batch in batches:
         for c2 in C2:
-            env = {**os.environ, "ONEDNN_VERBOSE": "1", "OMP_NUM_THREADS": "1"}
+            env = {**os.environ, "ONEDNN_VERBOSE": "all", "OMP_NUM_THREADS": "1"}
             out = subprocess.run(
                 [sys.executable, __file__, "--child-onednn", str(c2), str(batch)],
                 env=env,
@@ -103,16 +108,41 @@ def onednn(batches: list[int]) -> list[dict]:
                     "convs": len(convs),
                     "reorders": sum(e[5] == "reorder" for e in execs),
                     "reorder_ms": sum(float(e[-1]) for e in execs if e[5] == "reorder"),
+                    "create_hits": call.count(",create:cache_hit,"),
+                    "create_misses": call.count(",create:cache_miss,"),
                 }
             )
+            rows[-1].update(profile_conv2(c2, batch))
             print(rows[-1], flush=True)
     return rows
+
+
+def profile_conv2(c2: int, batch: int, calls: int = 200) -> dict:
+    """conv2 alone (as the table times it) under the torch profiler: the mean self CPU
+    time of ``aten::mkldnn_convolution`` per call (profiler overhead included)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(16, c2, 5).eval()
+    fn = _Fixed(build_runtime(conv, "eager", torch.rand(batch, 16, 12, 12), 1), (16, 12, 12), batch)
+    with torch.no_grad():
+        for _ in range(20):
+            fn(None)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(calls):
+                fn(None)
+    ev = {e.key: e for e in prof.key_averages()}
+    mk = ev["aten::mkldnn_convolution"]
+    return {
+        "profiled_mkldnn_self_us": mk.self_cpu_time_total / mk.count,
+        "profiled_conv2d_total_us": ev["aten::conv2d"].cpu_time_total / ev["aten::conv2d"].count,
+    }
 
 
 # -- context ------------------------------------------------------------------------------
 def context(batch: int, rounds: int, repeats: int) -> dict:
     torch.manual_seed(0)
-    m = create_model("lenet5").eval()
+    m = make("lenet5")
     lm = LatencyModel(m, SHAPE, batch_size=batch, cache_dir="/tmp/prunekit-context-unused")
     calls = {
         f"model c2={c}": _Fixed(
@@ -151,7 +181,7 @@ def aa_spread(name: str, batch: int, rounds: int, repeats: int) -> dict:
     """The same models, ``rounds`` separate interleaved measurements (``lm.measure``),
     each round once with window-mean samples and once with per-call-median samples."""
     torch.manual_seed(0)
-    m = create_model(name).eval()
+    m = make(name)
     lm = LatencyModel(m, SHAPE, batch_size=batch, cache_dir="/tmp/prunekit-spread-unused")
     models = {
         "dense": m,
@@ -177,10 +207,10 @@ def aa_spread(name: str, batch: int, rounds: int, repeats: int) -> dict:
 # -- validate -----------------------------------------------------------------------------
 def validate(name: str, batch: int, cache_dir: str | None, times: int, n_fresh: int) -> dict:
     torch.manual_seed(0)
-    model = create_model(name).eval()
+    model = make(name)
     t0 = time.time()
     lm = LatencyModel(model, SHAPE, batch_size=batch, cache_dir=cache_dir)
-    before = dict(lm.cache.samples)
+    before = {k: list(v) for k, v in lm.cache.samples.items()}
     load_table = load()
     new = lm.measure_table()
     table = {
@@ -277,15 +307,20 @@ def render_onednn(d: dict) -> list[str]:
         "",
         "Deployed LeNet-5 with widths (16, c2, 480), one forward after 3 warm-up calls; "
         "impl / alg / formats of conv2's primitive, its exec time, and the reorders "
-        "oneDNN ran during the whole forward.",
+        "oneDNN ran during the whole forward; primitive creations in that forward "
+        "(primitive-cache hits / misses); and conv2 alone (as the table times it) under "
+        "the torch profiler, 200 calls: mean self CPU time of aten::mkldnn_convolution and "
+        "total of aten::conv2d per call (profiler overhead included).",
         "",
-        "| batch | c2 | impl | alg | formats (src wei bia dst) | conv2 exec ms | convs | reorders | reorder ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| batch | c2 | impl | alg | formats (src wei bia dst) | conv2 exec ms | convs | reorders | reorder ms | creates hit / miss | alone: mkldnn self us | alone: conv2d us |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in d["rows"]:
         out.append(
             f"| {r['batch']} | {r['c2']} | {r['impl']} | {r['alg']} | `{r['formats']}` | "
-            f"{r['exec_ms']:.4f} | {r['convs']} | {r['reorders']} | {r['reorder_ms']:.4f} |"
+            f"{r['exec_ms']:.4f} | {r['convs']} | {r['reorders']} | {r['reorder_ms']:.4f} | "
+            f"{r['create_hits']} / {r['create_misses']} | {r['profiled_mkldnn_self_us']:.1f} | "
+            f"{r['profiled_conv2d_total_us']:.1f} |"
         )
     return [*out, ""]
 
@@ -326,28 +361,31 @@ def render_spread(d: dict) -> list[str]:
         "a sample is the mean call over a 5 ms window of thread time (prunekit's table "
         "clock until now), 'median' = the median single call of that window. spread = "
         "(max - min) / median over the rounds; 'of medians of 3' = the same over "
-        "consecutive triples of rounds (what calibration and validation use); 'ms' = "
+        "consecutive triples of rounds (what calibration uses), 'of 5' = of consecutive "
+        "groups of 5 (what the validation below uses); 'ms' = "
         "milliseconds, 'ref' = reference-layer units, '/dense' = latency relative to the "
         f"dense model of the same round. Load average {d['loadavg'][0]} -> {d['loadavg'][1]}.",
         "",
-        "| sample | model | median ms | spread ms | spread ref | spread ref, medians of 3 | spread /dense |",
-        "|---|---|---|---|---|---|---|",
+        "| sample | model | median ms | spread ms | spread ref | spread ref, medians of 3 | of 5 | spread /dense |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for stat, units in d["ref_units"].items():
         ref_ms = d["ref_ms"][stat]
         for k, v in units.items():
             ms = [u * r for u, r in zip(v, ref_ms, strict=True)]
             triples = [statistics.median(v[i : i + 3]) for i in range(0, len(v) - 2, 3)]
+            fives = [statistics.median(v[i : i + 5]) for i in range(0, len(v) - 4, 5)]
             rel = [u / x for u, x in zip(v, units["dense"], strict=True)]
             out.append(
                 f"| {stat} | {k} | {statistics.median(ms):.3f} | {100 * spread(ms):.1f} % | "
                 f"{100 * spread(v):.1f} % | {100 * spread(triples):.1f} % | "
+                f"{100 * spread(fives):.1f} % ({len(fives)}) | "
                 + ("-" if k == "dense" else f"{100 * spread(rel):.1f} %")
                 + " |"
             )
         out.append(
             f"| {stat} | reference layer | {statistics.median(ref_ms):.4f} | "
-            f"{100 * spread(ref_ms):.1f} % | - | - | - |"
+            f"{100 * spread(ref_ms):.1f} % | - | - | - | - |"
         )
     return [*out, ""]
 
@@ -391,17 +429,26 @@ def render_validate(d: dict) -> list[str]:
         f"spread {100 * med_spread:.1f} %; reference layer {1000 * statistics.median(d['ref_ms']):.1f} us.",
     ]
     if t["rechecked"]:
+        re = t["rechecked"]
+
+        def moved(k: str) -> float:
+            return statistics.median(re[k]["after"]) / re[k]["before"][0] - 1
+
+        big = sorted(re, key=lambda k: -abs(moved(k)))
+        n_big = sum(abs(moved(k)) > 0.10 for k in re)
         out += [
             "",
-            "Cached entries the passes re-measured (before -> after samples, reference units):",
+            f"Cached entries (one sample each, from before this change) re-measured by the "
+            f"passes: {len(re)}; {n_big} of them moved by more than 10 %. The 8 that moved "
+            "most, and LeNet-5's conv2 entries with 16 input channels (reference units, "
+            "samples before -> after; the entry is the median of the samples after):",
             "",
         ]
-        for k, v in list(t["rechecked"].items())[:12]:
-            b = ", ".join(f"{x:.3g}" for x in v["before"])
-            a = ", ".join(f"{x:.3g}" for x in v["after"])
-            out.append(f"- `{k}`: [{b}] -> [{a}]")
-        if len(t["rechecked"]) > 12:
-            out.append(f"- ... and {len(t['rechecked']) - 12} more")
+        conv2 = [k for k in re if "|12x12|16x" in k]
+        for k in dict.fromkeys([*big[:8], *conv2]):
+            b = ", ".join(f"{x:.3g}" for x in re[k]["before"])
+            a = ", ".join(f"{x:.3g}" for x in re[k]["after"])
+            out.append(f"- `{k}`: [{b}] -> [{a}] ({pct(moved(k))})")
     return [*out, ""]
 
 

@@ -145,3 +145,11 @@ def test_calibration_takes_the_median_round_and_predicts_by_hand(tmp_path):
     assert lm.predict(lm.full) == pytest.approx(864.0, rel=1e-4)
     with pytest.raises(PrunekitError, match="rounds"):
         lm.calibrate(rounds=0)
+
+
+def test_compare_per_call_median_times_every_candidate():
+    from prunekit.latency.table import compare
+
+    models = {"a": nn.Linear(4, 4), "b": nn.Linear(4, 8)}
+    ms = compare(models, (4,), 2, repeats=3, warmup=1, min_time_s=0.0, per_call_median=True)
+    assert set(ms) == {"a", "b"} and all(v > 0 for v in ms.values())

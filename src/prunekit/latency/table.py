@@ -39,205 +39,56 @@ Grid widths of a group of ``n`` units: every width when ``n <= 8``, else the mul
 ``s = 4 * ceil(n / 64)`` (at most ~16 points, SIMD-friendly) and ``n`` itself. Only grid
 widths are ever chosen, so every prediction is a sum of measured entries.
 
-Clock: ``clock="thread"`` (default) times with the CPU time of the calling thread
-(``time.thread_time``). With one thread (eager torch with ``set_num_threads(1)``,
-onnxruntime with one intra-op thread) all the work runs on that thread, so on an idle
-machine thread time equals wall-clock latency; on a shared one it leaves out the time
-other processes hold the core (wall-clock medians moved 1.5x between two runs of the
-same model here, at load 15-20 on 2 cores). ``clock="wall"`` is plain wall-clock.
-
-Load normalization: this machine is shared, and its load moves every timing by up to
-2-3x within minutes. Every timing (table entries, whole models) is therefore taken
-interleaved with a fixed *reference* layer (a 16->16 3x3 conv on 16x16 inputs, same
-runtime and batch size) and stored in units of it (``ms / ref_ms``): time slicing slows
-both alike, so ratios measured minutes apart stay comparable. Milliseconds are those
-units times the reference's latency measured next to the model being predicted.
-
-Entries are cached on disk (one JSON file per machine, torch version, runtime, batch
-size and thread count; written atomically) so a table is measured once per machine.
-Because a cached entry is reused by every later prediction, one entry timed during a
-burst of other work biases all of them, repeatably; each entry is therefore measured
-in at least two passes over the table and kept as the median of agreeing samples
-(:func:`settled`), and each calibration configuration is the median of three rounds.
+Timing (the thread clock, the reference layer every timing is divided by): :mod:`.timing`.
+The on-disk cache and the passes each entry is measured in: :mod:`.cache`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import platform
 import statistics
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import fx, nn
+from torch import nn
 
-from ..evaluation.cost import eval_mode
-from ..evaluation.latency import compare_latency, forward_calls, interleaved_samples
 from ..pruning.dependency import UnitGroup, analyze
 from ..registry import PrunekitError
-from ..storage.atomic import atomic_write_json
+from .cache import AGREE, MAX_PASSES, MIN_PASSES, TableCache, settled, table_key
+from .timing import (
+    CLOCKS,
+    REF,
+    TABLE_RUNTIMES,
+    _time_each,
+    build_runtime,
+    check_runtime,
+    compare,
+    measure_deployed,
+    reference,
+    relative_spread,
+)
 
-TABLE_RUNTIMES = ("eager", "compile", "onnxruntime")
-CLOCKS = ("thread", "wall")
-
-
-def compare(
-    models: dict[str, nn.Module],
-    input_shape: Sequence[int],
-    batch_size: int,
-    *,
-    clock: str = "thread",
-    repeats: int = 15,
-    warmup: int = 3,
-    threads: int = 1,
-    min_time_s: float = 0.005,
-    per_call_median: bool = False,
-) -> dict[str, float]:
-    """Median ms per forward of each model, interleaved (every repeat times each model
-    once in turn), with ``clock`` (module docstring). ``per_call_median`` (thread clock
-    only): a sample is the median single call of its window instead of the window's
-    mean (:func:`prunekit.evaluation.latency.interleaved_samples`)."""
-    if clock == "wall":
-        return compare_latency(
-            models,
-            tuple(input_shape),
-            batch_size,
-            repeats=repeats,
-            warmup=warmup,
-            threads=threads,
-            min_time_s=min_time_s,
-        )
-    if clock != "thread":
-        raise PrunekitError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
-    import time
-
-    with eval_mode(*models.values()):
-        samples = interleaved_samples(
-            forward_calls(models, tuple(input_shape), batch_size),
-            repeats=repeats,
-            warmup=warmup,
-            min_time_s=min_time_s,
-            threads=threads,
-            clock=time.thread_time,
-            per_call_median=per_call_median,
-        )
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
-def cpu_name() -> str:
-    """The CPU model (``/proc/cpuinfo``), else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def table_key(runtime: str, batch_size: int, threads: int, clock: str = "thread") -> dict[str, Any]:
-    """What a measured entry depends on: machine, torch, runtime, batch size, threads
-    (and the clock it was timed with)."""
-    return {
-        "clock": clock,
-        "machine": platform.machine(),
-        "cpu": cpu_name(),
-        "cpus": os.cpu_count(),
-        "system": platform.system(),
-        "torch": torch.__version__,
-        "runtime": runtime,
-        "batch_size": batch_size,
-        "threads": threads,
-    }
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("PRUNEKIT_CACHE")
-    base = Path(env) if env else Path.home() / ".cache" / "prunekit"
-    return base / "latency"
-
-
-def check_runtime(runtime: str) -> None:
-    """One-line errors for a runtime the tables cannot time here."""
-    from ..inference.deploy import _available
-
-    if runtime not in TABLE_RUNTIMES:
-        raise PrunekitError(
-            f"unknown runtime {runtime!r} for a latency target; known: {', '.join(TABLE_RUNTIMES)}"
-        )
-    if not _available(runtime):
-        need = {
-            "onnxruntime": "onnxruntime is not installed: pip install 'prunekit[onnx]'",
-            "compile": "torch.compile needs a C++ compiler (g++) on PATH",
-        }[runtime]
-        raise PrunekitError(f"runtime {runtime!r} is not available: {need}")
-
-
-class TableCache:
-    """``{signature: value}`` for one :func:`table_key`, in one JSON file, with every
-    measurement of each entry (``samples``; the value is their median, see
-    :func:`settled`). A file written before samples were kept loads each entry as one
-    sample, so it is re-checked by the next :meth:`LatencyModel.measure_table`."""
-
-    def __init__(self, key: dict[str, Any], cache_dir: str | Path | None = None) -> None:
-        self.key = key
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        self.path = Path(cache_dir or default_cache_dir()) / f"{key['runtime']}-{digest}.json"
-        self.entries: dict[str, float] = {}
-        self.samples: dict[str, list[float]] = {}
-        if self.path.exists():
-            try:
-                data = json.loads(self.path.read_text())
-                if data.get("key") == key:
-                    self.entries = {str(k): float(v) for k, v in data["entries"].items()}
-                    kept = data.get("samples", {})
-                    self.samples = {
-                        k: [float(x) for x in kept.get(k, [v])] for k, v in self.entries.items()
-                    }
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                self.entries, self.samples = {}, {}  # corrupted: re-measured, not trusted
-
-    def add(self, sig: str, value: float) -> None:
-        """One more measurement of ``sig``; its entry becomes the median of all."""
-        self.samples.setdefault(sig, []).append(float(value))
-        self.entries[sig] = statistics.median(self.samples[sig])
-
-    def save(self) -> None:
-        atomic_write_json(
-            self.path, {"key": self.key, "entries": self.entries, "samples": self.samples}
-        )
-
-
-#: Each table entry is measured in at least ``MIN_PASSES`` passes over the whole table
-#: (so its samples are seconds to minutes apart, not one burst of load) and in at most
-#: ``MAX_PASSES``; it is settled once ``MIN_PASSES`` of its samples agree within
-#: ``AGREE`` (relative range around their median).
-MIN_PASSES = 2
-MAX_PASSES = 4
-AGREE = 0.10
-
-
-def settled(samples: Sequence[float], min_passes: int = MIN_PASSES, agree: float = AGREE) -> bool:
-    """Whether an entry's measurements are enough: ``min_passes`` of them -- the median
-    and its nearest neighbours -- span at most ``agree`` of the median. At batch 1 an
-    entry is mostly fixed per-call cost (benchmarks/results/latency_predictor.md), so a
-    single measurement taken during a burst of other work was up to 1.6x its re-measured
-    value, larger than the whole width effect, and once cached it biased every
-    configuration using it (LeNet-5 conv2 at 8 channels: +15-30 %)."""
-    if len(samples) < min_passes:
-        return False
-    med = statistics.median(samples)
-    if med <= 0:
-        return True
-    near = sorted(samples, key=lambda x: abs(x - med))[:min_passes]
-    return (max(near) - min(near)) / med <= agree
+# re-exported: callers import these from .table
+__all__ = [
+    "CLOCKS",
+    "REF",
+    "TABLE_RUNTIMES",
+    "LatencyModel",
+    "Layer",
+    "TableCache",
+    "build_runtime",
+    "check_runtime",
+    "compare",
+    "fit_nonnegative",
+    "grid",
+    "measure_deployed",
+    "relative_spread",
+    "settled",
+    "table_key",
+]
 
 
 @dataclass(frozen=True)
@@ -339,17 +190,6 @@ def _layers(model: nn.Module, groups: list[UnitGroup], input_shape) -> list[Laye
             )
         )
     return layers
-
-
-def build_runtime(module: nn.Module, runtime: str, example: torch.Tensor, threads: int) -> Any:
-    """``module`` (eval) as a callable in ``runtime`` (prunekit.deploy's builders)."""
-    from ..inference.deploy import Deployed, _build
-
-    gm = fx.symbolic_trace(module.eval())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fn = _build(gm, runtime, example, threads)
-    return Deployed(gm, fn, runtime, {})
 
 
 class LatencyModel:
@@ -618,89 +458,3 @@ def fit_nonnegative(a_mat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             break
         active.pop(int(sol.argmin()))
     return coef
-
-
-def _time_each(
-    built: dict[str, nn.Module],
-    shapes: dict[str, tuple],
-    batch: int,
-    threads: int,
-    repeats: int,
-    clock: str = "thread",
-) -> list[tuple[str, float]]:
-    """Median ms of each callable, interleaved; inputs differ in shape per entry, so
-    each is timed through a wrapper that owns its input."""
-    wrappers = {sig: _Fixed(fn, shapes[sig], batch) for sig, fn in built.items()}
-    ms = compare(
-        wrappers, (1,), 1, clock=clock, repeats=repeats, warmup=2, threads=threads, min_time_s=0.002
-    )
-    ref = ms.pop(REF)
-    return [(sig, v / ref) for sig, v in ms.items()]
-
-
-REF = "__reference__"
-
-
-def reference(runtime: str, batch: int, threads: int) -> nn.Module:
-    """The fixed reference layer every timing is divided by (module docstring)."""
-    torch.manual_seed(0)
-    conv = nn.Conv2d(16, 16, 3, padding=1).eval()
-    return _Fixed(
-        build_runtime(conv, runtime, torch.rand(batch, 16, 16, 16), threads), (16, 16, 16), batch
-    )
-
-
-class _Fixed(nn.Module):
-    """Calls ``fn`` on its own fixed input, whatever it is given (for compare_latency)."""
-
-    def __init__(self, fn: nn.Module, shape: tuple, batch: int) -> None:
-        super().__init__()
-        self.fn = fn
-        self.register_buffer("x", torch.rand((batch, *shape)))
-
-    def forward(self, _: torch.Tensor) -> torch.Tensor:
-        return self.fn(self.x)
-
-
-def measure_deployed(
-    models: dict[str, nn.Module],
-    input_shape: Sequence[int],
-    runtime: str,
-    batch_size: int,
-    threads: int = 1,
-    *,
-    repeats: int = 15,
-    extra: dict[str, nn.Module] | None = None,
-    clock: str = "thread",
-    per_call_median: bool = False,
-) -> dict[str, float]:
-    """Median ms per batch of each model deployed in ``runtime`` (BN folded, exact
-    rewrites; :func:`prunekit.deploy.deploy`), timed interleaved with ``threads``;
-    ``extra``: modules timed alongside as they are (the reference layer)."""
-    from ..inference.deploy import deploy
-
-    shape = tuple(input_shape)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        deployed = {
-            k: deploy(m, shape, runtime=runtime, batch_size=batch_size, threads=threads)
-            for k, m in models.items()
-        }
-    deployed.update(extra or {})
-    return compare(
-        deployed,
-        shape,
-        batch_size,
-        clock=clock,
-        repeats=repeats,
-        warmup=3,
-        threads=threads,
-        min_time_s=0.005,
-        per_call_median=per_call_median,
-    )
-
-
-def relative_spread(samples: Sequence[float]) -> float:
-    """(max - min) / median of repeated measurements."""
-    med = statistics.median(samples)
-    return (max(samples) - min(samples)) / med if med else 0.0
