@@ -40,6 +40,7 @@ import torch  # noqa: E402
 
 from prunekit.inference.deploy import deploy  # noqa: E402
 from prunekit.latency import LatencyModel  # noqa: E402
+from prunekit.latency.table import fit_selected  # noqa: E402
 from prunekit.latency.target import plan  # noqa: E402
 from prunekit.latency.timing import REF, _Fixed, build_runtime, compare  # noqa: E402
 from prunekit.models import create_model  # noqa: E402
@@ -176,6 +177,67 @@ def context(batch: int, rounds: int, repeats: int) -> dict:
     }
 
 
+# -- chunk --------------------------------------------------------------------------------
+def chunk(batch: int, rounds: int, repeats: int) -> dict:
+    """ResNet-20's 16->16 3x3 conv on 28x28 maps (a table entry) timed in three kinds
+    of interleaved loop, each round: with its 15 sibling entries (widths 4..16 in and out,
+    as one table chunk before CHUNK_BYTES), with 3 siblings, alone (+ the reference)."""
+    from prunekit.latency.table import Layer
+
+    layer = Layer("conv", "conv", 0, 16, 1, 1, 16, (28, 28), ((3, 3), (1, 1), (1, 1), (1, 1)), 784)
+    widths = (4, 8, 12, 16)
+
+    def entry(ci: int, co: int) -> torch.nn.Module:
+        torch.manual_seed(0)
+        x = torch.rand(batch, ci, 28, 28)
+        return _Fixed(build_runtime(layer.module(ci, co), "eager", x, 1), (ci, 28, 28), batch)
+
+    lm_ref = LatencyModel(make("lenet5"), SHAPE, batch_size=batch, cache_dir="/tmp/prunekit-x").ref
+    loops = {
+        "16 entries": [(i, o) for i in widths for o in widths],
+        "4 entries": [(16, 16), (16, 12), (12, 16), (12, 12)],
+        "alone": [(16, 16)],
+    }
+    mb = {k: sum(layer.nbytes(i, o, batch) for i, o in v) / 2**20 for k, v in loops.items()}
+    before = load()
+    units: dict[str, list[float]] = {k: [] for k in loops}
+    for _ in range(rounds):
+        for k, pairs in loops.items():
+            calls = {f"{i}x{o}": entry(i, o) for i, o in pairs}
+            calls[REF] = lm_ref
+            ms = compare(calls, (1,), 1, repeats=repeats, warmup=2, min_time_s=0.002)
+            units[k].append(ms["16x16"] / ms[REF])
+    return {
+        "batch": batch,
+        "rounds": rounds,
+        "repeats": repeats,
+        "units": units,
+        "mb": mb,
+        "loadavg": [before, load()],
+    }
+
+
+def render_chunk(d: dict) -> list[str]:
+    out = [
+        f"## One table entry in loops of different size, batch {d['batch']}",
+        "",
+        "ResNet-20's 16 -> 16 3x3 conv on 28x28 maps, timed in an interleaved loop with its "
+        "15 sibling entries (widths 4, 8, 12, 16 in and out: one table chunk before the byte "
+        "bound), with 3 siblings, and alone (each with the reference layer); reference units "
+        f"per round ({d['rounds']} rounds, {d['repeats']} repeats). MB = bytes the loop cycles "
+        f"through (inputs, outputs, weights). Load average {d['loadavg'][0]} -> {d['loadavg'][1]}.",
+        "",
+        "| loop | MB | per round | median | spread |",
+        "|---|---|---|---|---|",
+    ]
+    for k, v in d["units"].items():
+        out.append(
+            f"| {k} | {d['mb'][k]:.1f} | {', '.join(f'{x:.2f}' for x in v)} | "
+            f"{statistics.median(v):.2f} | {100 * spread(v):.0f} % |"
+        )
+    return [*out, ""]
+
+
 # -- spread -------------------------------------------------------------------------------
 def aa_spread(name: str, batch: int, rounds: int, repeats: int) -> dict:
     """The same models, ``rounds`` separate interleaved measurements (``lm.measure``),
@@ -227,6 +289,12 @@ def validate(name: str, batch: int, cache_dir: str | None, times: int, n_fresh: 
     t1 = time.time()
     cal = lm.calibrate(seed=0)
     cal_s = time.time() - t1
+    # the leave-one-out-selected fit on the same calibration rows, for a paired comparison
+    loo_coef, loo_cols, loo_score = fit_selected(*lm.calibration)
+
+    def predict_loo(w: list[int]) -> float:
+        return float(sum(c * f for c, f in zip(loo_coef.tolist(), lm.features(w), strict=True)))
+
     fit = set(map(tuple, lm.calibration_widths(12, 0).values()))
     configs = {
         k: w
@@ -246,8 +314,10 @@ def validate(name: str, batch: int, cache_dir: str | None, times: int, n_fresh: 
     t2 = time.time()
     runs = [lm.measure(models, repeats=9) for _ in range(times)]
     rows = []
+    dense_loo = predict_loo(lm.full)
     for k, w in {"dense": lm.full, **configs}.items():
         pred = lm.predict(w)
+        pred_loo = predict_loo(w)
         meas = [r[k] for r in runs]
         rel = [r[k] / r["dense"] for r in runs]
         rows.append(
@@ -258,6 +328,8 @@ def validate(name: str, batch: int, cache_dir: str | None, times: int, n_fresh: 
                 "measured": meas,
                 "error_ref": pred / statistics.median(meas) - 1,
                 "error_dense": (pred / dense_pred) / statistics.median(rel) - 1,
+                "error_ref_loo": pred_loo / statistics.median(meas) - 1,
+                "error_dense_loo": (pred_loo / dense_loo) / statistics.median(rel) - 1,
                 "spread": spread(meas),
                 "spread_rel": spread(rel),
             }
@@ -270,6 +342,9 @@ def validate(name: str, batch: int, cache_dir: str | None, times: int, n_fresh: 
             "coef": list(lm.coef),
             "fit_error": cal["fit_error"],
             "seconds": cal_s,
+            "loo_coef": loo_coef.tolist(),
+            "loo_features": loo_cols,
+            "loo_error": loo_score,
         },
         "times": times,
         "rows": rows,
@@ -297,15 +372,16 @@ def render(files: list[Path], command: str) -> str:
     ]
     for f in files:
         d = json.loads(f.read_text())
+        d["_file"] = f.name
         out += RENDER[d["part"]](d)
     return "\n".join(out) + "\n"
 
 
 def render_onednn(d: dict) -> list[str]:
     out = [
-        "## oneDNN implementation of LeNet-5 conv2 per width (ONEDNN_VERBOSE=1)",
+        "## oneDNN implementation of LeNet-5 conv2 per width (ONEDNN_VERBOSE=all)",
         "",
-        "Deployed LeNet-5 with widths (16, c2, 480), one forward after 3 warm-up calls; "
+        "Deployed LeNet-5 with widths (16, c2, 480), one forward after 3 warm-up calls (one call: its times are noisy); "
         "impl / alg / formats of conv2's primitive, its exec time, and the reorders "
         "oneDNN ran during the whole forward; primitive creations in that forward "
         "(primitive-cache hits / misses); and conv2 alone (as the table times it) under "
@@ -397,7 +473,8 @@ def render_validate(d: dict) -> list[str]:
     within_d = sum(abs(r["error_dense"]) <= 0.10 for r in rows)
     within_s = sum(abs(r["error_ref"]) <= max(0.10, r["spread"]) for r in rows)
     out = [
-        f"## {d['model']}, batch {d['batch']}: predicted vs measured on fresh configurations",
+        f"## {d['model']}, batch {d['batch']}: predicted vs measured on fresh configurations "
+        f"({d['_file']})",
         "",
         f"Table: {t['entries']} entries ({t['new']} new, {len(t['rechecked'])} re-checked "
         f"cached ones), {t['seconds']:.0f} s, load {t['loadavg']}. Calibration (seed 0, 15 "
@@ -415,11 +492,25 @@ def render_validate(d: dict) -> list[str]:
         "| config | widths | predicted (ref) | measured (ref) | error | error (dense) | spread |",
         "|---|---|---|---|---|---|---|",
     ]
+    loo = "error_ref_loo" in rows[0]
+    if loo:
+        out[-2] = out[-2].replace(
+            " | spread |", " | spread | error, LOO fit | error (dense), LOO fit |"
+        )
+        out[-1] += "---|---|"
+        out[-4] += (
+            " 'LOO fit' = the same calibration rows fitted with only the features of smallest "
+            f"leave-one-out error (`fit_selected`: features {c['loo_features']} of 0 = layer sum, "
+            f"1.. = volume terms, last = r0; LOO error {100 * c['loo_error']:.1f} %)."
+        )
+    if d.get("note"):
+        out[1:1] = ["", f"Note: {d['note']}"]
     for r in d["rows"]:
         out.append(
             f"| {r['config']} | {', '.join(map(str, r['widths']))} | {r['predicted']:.2f} | "
             f"{statistics.median(r['measured']):.2f} | {pct(r['error_ref'])} | "
             f"{pct(r['error_dense'])} | {100 * r['spread']:.0f} % |"
+            + (f" {pct(r['error_ref_loo'])} | {pct(r['error_dense_loo'])} |" if loo else "")
         )
     med_spread = statistics.median(r["spread"] for r in rows)
     out += [
@@ -428,6 +519,18 @@ def render_validate(d: dict) -> list[str]:
         f"(speed-up, dense-anchored); within max(10 %, own spread): {within_s}/{len(rows)}; median "
         f"spread {100 * med_spread:.1f} %; reference layer {1000 * statistics.median(d['ref_ms']):.1f} us.",
     ]
+    if loo:
+        w_l = sum(abs(r["error_ref_loo"]) <= 0.10 for r in rows)
+        w_ld = sum(abs(r["error_dense_loo"]) <= 0.10 for r in rows)
+
+        def rms(key: str) -> float:
+            return 100 * (sum(r[key] ** 2 for r in rows) / len(rows)) ** 0.5
+
+        out.append(
+            f"- LOO fit: within 10 %: {w_l}/{len(rows)} (latency), {w_ld}/{len(rows)} (speed-up); "
+            f"root mean square error {rms('error_ref_loo'):.1f} % vs {rms('error_ref'):.1f} % "
+            f"(all features), speed-up {rms('error_dense_loo'):.1f} % vs {rms('error_dense'):.1f} %."
+        )
     if t["rechecked"]:
         re = t["rechecked"]
 
@@ -436,15 +539,26 @@ def render_validate(d: dict) -> list[str]:
 
         big = sorted(re, key=lambda k: -abs(moved(k)))
         n_big = sum(abs(moved(k)) > 0.10 for k in re)
+        drift = statistics.median(moved(k) for k in re)
         out += [
             "",
             f"Cached entries (one sample each, from before this change) re-measured by the "
-            f"passes: {len(re)}; {n_big} of them moved by more than 10 %. The 8 that moved "
-            "most, and LeNet-5's conv2 entries with 16 input channels (reference units, "
+            f"passes: {len(re)}; {n_big} of them moved by more than 10 %, the median change "
+            f"was {pct(drift)}. The 8 that moved "
+            "most, and LeNet-5's conv1 entries and the conv2 entries 16 -> any, 12 -> 8, "
+            "8 -> 20 (reference units, "
             "samples before -> after; the entry is the median of the samples after):",
             "",
         ]
-        conv2 = [k for k in re if "|12x12|16x" in k]
+        # the entries the old batch-1 misses (latency_followup.md: widths 16/8/*, 12/8/*,
+        # 8/20/*) used: LeNet-5's conv1, conv2 from 16 channels, 12 -> 8 and 8 -> 20
+        lenet = (
+            "k(5, 5)s(1, 1)p(0, 0)d(1, 1)|28x28|1x",
+            "|12x12|16x",
+            "|12x12|12x8",
+            "|12x12|8x20",
+        )
+        conv2 = [k for k in re if any(x in k for x in lenet)]
         for k in dict.fromkeys([*big[:8], *conv2]):
             b = ", ".join(f"{x:.3g}" for x in re[k]["before"])
             a = ", ".join(f"{x:.3g}" for x in re[k]["after"])
@@ -453,6 +567,7 @@ def render_validate(d: dict) -> list[str]:
 
 
 RENDER = {
+    "chunk": render_chunk,
     "onednn": render_onednn,
     "context": render_context,
     "spread": render_spread,
@@ -492,6 +607,8 @@ def main() -> None:
     for batch in a.batches:
         if a.part == "context":
             res = context(batch, a.rounds, a.repeats)
+        elif a.part == "chunk":
+            res = chunk(batch, a.rounds, a.repeats)
         elif a.part == "spread":
             res = aa_spread(a.model, batch, a.rounds, a.repeats)
         else:

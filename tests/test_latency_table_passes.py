@@ -153,3 +153,63 @@ def test_compare_per_call_median_times_every_candidate():
     models = {"a": nn.Linear(4, 4), "b": nn.Linear(4, 8)}
     ms = compare(models, (4,), 2, repeats=3, warmup=1, min_time_s=0.0, per_call_median=True)
     assert set(ms) == {"a", "b"} and all(v > 0 for v in ms.values())
+
+
+def test_loo_selection_keeps_only_the_features_that_predict_by_hand():
+    from prunekit.latency.table import fit_selected
+
+    x0 = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], dtype=torch.float64)
+    v1 = torch.tensor([0.5, 0.1, 0.9, 0.3, 0.7, 0.2], dtype=torch.float64)
+    ones = torch.ones(6, dtype=torch.float64)
+    a_mat = torch.stack([x0, v1, ones], dim=1)
+    # y = 2 x0 exactly: the layer sum alone has zero leave-one-out error and is smallest
+    coef, cols, err = fit_selected(a_mat, 2 * x0)
+    assert cols == [0] and err == pytest.approx(0.0, abs=1e-9)
+    assert coef.tolist() == pytest.approx([2.0, 0.0, 0.0])
+    # y = 2 x0 + 3: the intercept is needed, the volume term is not
+    coef, cols, err = fit_selected(a_mat, 2 * x0 + 3)
+    assert cols == [0, 2] and err == pytest.approx(0.0, abs=1e-9)
+    assert coef.tolist() == pytest.approx([2.0, 0.0, 3.0])
+
+
+def test_calibration_select_is_checked(tmp_path):
+    lm = LatencyModel(tiny(), (1, 8, 8), batch_size=1, cache_dir=tmp_path)
+    with pytest.raises(PrunekitError, match="select"):
+        lm.calibrate(select="best")
+
+
+def test_byte_chunks_by_hand():
+    from prunekit.latency.table import byte_chunks
+
+    assert byte_chunks([3, 3, 3, 10, 1, 1], budget=6, most=2) == [[0, 1], [2], [3], [4, 5]]
+    assert byte_chunks([1] * 5, budget=100, most=64) == [[0, 1, 2, 3, 4]]
+    assert byte_chunks([], budget=6) == []
+
+
+def test_entry_bytes_and_timing_loops_bounded_by_bytes(tmp_path, monkeypatch):
+    import prunekit.latency.table as table
+
+    lm = LatencyModel(tiny(), (1, 8, 8), batch_size=2, cache_dir=tmp_path, repeats=1)
+    conv, linear = lm.layers[1], lm.layers[2]
+    # conv 4->12, 3x3, 6x6 in, 4x4 out: 4 B * (2 * (4*36 + 12*16) + 4*12*9)
+    assert conv.nbytes(4, 12, 2) == 4 * (2 * (4 * 36 + 12 * 16) + 4 * 12 * 9) == 4416
+    # linear 192->3: 4 B * (2 * (192 + 3) + 192*3)
+    assert linear.nbytes(192, 3, 2) == 3864
+    loops: list[list[str]] = []
+
+    def fake_time_each(built, shapes, batch, threads, repeats, clock="thread"):
+        loops.append(sorted(built))
+        return [(sig, 1.0) for sig in built if sig != table.REF]
+
+    monkeypatch.setattr(table, "_time_each", fake_time_each)
+    monkeypatch.setattr(table, "CHUNK_BYTES", 4000)
+    todo = {conv.signature(i, o): (i, o) for i in (1, 4) for o in (4, 12)}
+    out = lm._time_layer(conv, todo)
+    assert set(out) == set(todo)
+    # every loop has the reference and stays under 4000 B unless it is one entry
+    for loop in loops:
+        assert table.REF in loop
+        entries = [s for s in loop if s != table.REF]
+        size = sum(conv.nbytes(*todo[s], 2) for s in entries)
+        assert size <= 4000 or len(entries) == 1
+    assert len(loops) > 1

@@ -103,11 +103,14 @@ AGREE = 0.10
 
 def settled(samples: Sequence[float], min_passes: int = MIN_PASSES, agree: float = AGREE) -> bool:
     """Whether an entry's measurements are enough: ``min_passes`` of them -- the median
-    and its nearest neighbours -- span at most ``agree`` of the median. At batch 1 an
-    entry is mostly fixed per-call cost (benchmarks/results/latency_predictor.md), so a
-    single measurement taken during a burst of other work was up to 1.6x its re-measured
-    value, larger than the whole width effect, and once cached it biased every
-    configuration using it (LeNet-5 conv2 at 8 channels: +15-30 %)."""
+    and its nearest neighbours -- span at most ``agree`` of the median.
+
+    Why: at batch 1 an entry is mostly fixed per-call cost, flat across widths, so one
+    sample taken during a burst of other work outweighs the whole width effect, and
+    once cached it biased every later prediction that used it. LeNet-5's conv2 16->8
+    entry was cached at 2.28 reference units and re-measured at 1.55 and 1.65; the
+    configurations with conv2 at 8 channels were exactly those predicted 15-33 % too
+    slow (benchmarks/results/latency_predictor.md, latency_followup.md)."""
     if len(samples) < min_passes:
         return False
     med = statistics.median(samples)

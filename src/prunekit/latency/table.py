@@ -80,9 +80,11 @@ __all__ = [
     "Layer",
     "TableCache",
     "build_runtime",
+    "byte_chunks",
     "check_runtime",
     "compare",
     "fit_nonnegative",
+    "fit_selected",
     "grid",
     "measure_deployed",
     "relative_spread",
@@ -126,6 +128,40 @@ class Layer:
 
     def input_shape(self, c_in: int) -> tuple[int, ...]:
         return (c_in,) if self.kind == "linear" else (c_in, *self.spatial)
+
+    def nbytes(self, c_in: int, c_out: int, batch: int) -> int:
+        """float32 bytes one call touches at least: input, output and weights."""
+        per_in = 1 if self.kind == "linear" else math.prod(self.spatial)
+        k = 1 if self.kind == "linear" else math.prod(self.conv[0])
+        return 4 * (batch * (c_in * per_in + c_out * self.out_spatial) + c_in * c_out * k)
+
+
+#: Most bytes (inputs, outputs, weights) of the table entries timed in one interleaved
+#: loop, and most entries. A loop cycles through every entry's data; once that exceeds
+#: the shared cache, each call starts from memory, which a layer inside a model (its
+#: input just written by the layer before) does not. ResNet-20's 16->16 3x3 conv on
+#: 28x28 maps at batch 64 measured 7.35-7.52 reference units in a loop with its 15
+#: sibling entries (about 100 MB) in two rounds and 2.75-2.88 in two others, but
+#: 2.51-3.17 alone or with 3 siblings (benchmarks/results/latency_predictor.md).
+CHUNK_BYTES = 8 * 2**20
+CHUNK_ENTRIES = 64
+
+
+def byte_chunks(
+    sizes: Sequence[int], budget: int = CHUNK_BYTES, most: int = CHUNK_ENTRIES
+) -> list[list[int]]:
+    """Consecutive groups of indices into ``sizes`` whose sizes sum to at most
+    ``budget`` (a single larger item forms its own group), at most ``most`` each."""
+    groups: list[list[int]] = []
+    total = 0
+    for i, n in enumerate(sizes):
+        if groups and len(groups[-1]) < most and total + n <= budget:
+            groups[-1].append(i)
+            total += n
+        else:
+            groups.append([i])
+            total = n
+    return groups
 
 
 def grid(n: int) -> list[int]:
@@ -276,12 +312,13 @@ class LatencyModel:
 
     def _time_layer(self, layer: Layer, todo: dict[str, tuple[int, int]]) -> dict[str, float]:
         out = {}
-        # ORT/compile entries each need a build; group them in chunks to bound memory.
+        # chunks bound the bytes one timing loop cycles through (CHUNK_BYTES) and the
+        # number of ORT/compile builds held at once
         items = list(todo.items())
-        chunk = 64
-        for start in range(0, len(items), chunk):
+        sizes = [layer.nbytes(c_in, c_out, self.batch_size) for _, (c_in, c_out) in items]
+        for group in byte_chunks(sizes, CHUNK_BYTES, CHUNK_ENTRIES):
             built, shapes = {}, {}
-            for sig, (c_in, c_out) in items[start : start + chunk]:
+            for sig, (c_in, c_out) in (items[i] for i in group):
                 torch.manual_seed(0)
                 m = layer.module(c_in, c_out).eval()
                 shape = layer.input_shape(c_in)
@@ -351,15 +388,21 @@ class LatencyModel:
             out[f"random{k}"] = pick
         return out
 
-    def calibrate(self, n_random: int = 12, seed: int = 0, rounds: int = 3) -> dict[str, Any]:
+    def calibrate(
+        self, n_random: int = 12, seed: int = 0, rounds: int = 3, select: str = "all"
+    ) -> dict[str, Any]:
         """Fit ``T(w) = a sum_l t_l(w) + r0 + sum_k r_k A_k(w)/A_dense`` (module
         docstring) to whole-model measurements (interleaved, reference units) of
         :meth:`calibration_widths`. ``a`` absorbs what isolated layer timings miss in a
         whole model (cold caches between layers: measured 1-4x here at batch 64).
         Each configuration's latency is the median over ``rounds`` separate
-        measurements (like the table's passes: one burst of load moves one round)."""
+        measurements (like the table's passes: one burst of load moves one round).
+        ``select``: ``"all"`` fits every feature; ``"loo"`` only the subset (always with
+        the layer sum) of smallest leave-one-out error (:func:`fit_selected`)."""
         if rounds < 1:
             raise PrunekitError(f"rounds must be >= 1, got {rounds}")
+        if select not in SELECT:
+            raise PrunekitError(f"select must be one of {', '.join(SELECT)}, got {select!r}")
         self.measure_table()
         configs = self.calibration_widths(n_random, seed)
         models = {k: self.with_widths(self.model, w) for k, w in configs.items()}
@@ -367,7 +410,9 @@ class LatencyModel:
         measured = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         a_mat = torch.tensor([self.features(w) for w in configs.values()], dtype=torch.float64)
         y = torch.tensor([measured[k] for k in configs], dtype=torch.float64)
-        coef = fit_nonnegative(a_mat, y)
+        #: the calibration rows, kept so that fits can be compared on the same data
+        self.calibration = (a_mat, y)
+        coef = fit_nonnegative(a_mat, y) if select == "all" else fit_selected(a_mat, y)[0]
         if coef[0] <= 0:  # the layer sum must count: fall back to a pure scale of it
             coef = torch.zeros(a_mat.shape[1], dtype=torch.float64)
             coef[0] = float((y / a_mat[:, 0]).median())
@@ -440,6 +485,40 @@ class LatencyModel:
                 idx = torch.sort(torch.topk(scores[i], w).indices).values
             apply_plan(small, g, idx)
         return small
+
+
+SELECT = ("all", "loo")
+
+
+def fit_selected(a_mat: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[int], float]:
+    """The :func:`fit_nonnegative` fit on the feature subset -- column 0 (the layer
+    sum) always, any of the others -- of smallest leave-one-out error (root mean square
+    of ``prediction_i / y_i - 1`` with row ``i`` left out of the fit); smaller subsets
+    win ties. Returns (coefficients over all columns, the subset, its LOO error). With
+    a handful of noisy whole-model timings, five free coefficients fit the noise: at
+    batch 1 the fitted coefficients swung by 10x between runs of the same model."""
+    n, k = a_mat.shape
+    subsets = sorted(
+        ([0, *(j for j in range(1, k) if mask >> (j - 1) & 1)] for mask in range(2 ** (k - 1))),
+        key=len,
+    )
+    best: tuple[float, list[int]] | None = None
+    for cols in subsets:
+        if len(cols) >= n:
+            continue
+        errs = []
+        for i in range(n):
+            keep = [r for r in range(n) if r != i]
+            c = fit_nonnegative(a_mat[keep][:, cols], y[keep])
+            errs.append(float(a_mat[i, cols] @ c / y[i] - 1))
+        score = math.sqrt(sum(e * e for e in errs) / n)
+        if best is None or score < best[0] - 1e-12:
+            best = (score, cols)
+    if best is None:
+        raise PrunekitError(f"need more calibration rows than features, got {n}")
+    coef = torch.zeros(k, dtype=a_mat.dtype)
+    coef[best[1]] = fit_nonnegative(a_mat[:, best[1]], y)
+    return coef, best[1], best[0]
 
 
 def fit_nonnegative(a_mat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,16 @@ interleaved with a fixed *reference* layer (a 16->16 3x3 conv on 16x16 inputs, s
 runtime and batch size) and stored in units of it (``ms / ref_ms``): time slicing slows
 both alike, so ratios measured minutes apart stay comparable. Milliseconds are those
 units times the reference's latency measured next to the model being predicted.
+
+What the units do not cancel (benchmarks/results/latency_predictor.md): at batch 1 under load the reference's per-call median moved by about 2 % over
+rounds while the dense LeNet-5 (1.6 MB of fc1 weights) moved by 20 % or more in the
+same rounds; ResNet-20's batch-64 entries re-measured hours after they were cached
+moved by a median of -10.6 % in units, 367 of 676 by more than 10 %. Our reading (not
+verified with hardware counters): the reference layer has 9 KB of weights and small
+activations and barely feels other jobs' contention for the shared L3 cache and memory;
+layers and models with megabytes of weights or activations do. Hence several
+passes per entry (:mod:`.cache`) and medians over rounds, and the spread reported next
+to every predicted-vs-measured figure.
 """
 
 from __future__ import annotations
