@@ -213,3 +213,47 @@ def test_entry_bytes_and_timing_loops_bounded_by_bytes(tmp_path, monkeypatch):
         size = sum(conv.nbytes(*todo[s], 2) for s in entries)
         assert size <= 4000 or len(entries) == 1
     assert len(loops) > 1
+
+
+_FAULTS = """
+import resource, sys, torch
+if sys.argv[1] == "steady":
+    from prunekit.latency.timing import steady_allocator
+    assert steady_allocator()
+for _ in range(3):
+    torch.ones(1 << 20)
+before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+for _ in range(10):
+    torch.ones(1 << 20)
+print(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before)
+"""
+
+
+def test_steady_allocator_stops_page_faults_on_reused_tensors():
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    from prunekit.latency.timing import steady_allocator
+
+    if platform.system() != "Linux":
+        pytest.skip("glibc mallopt only")
+    assert steady_allocator() is True and steady_allocator() is True  # idempotent
+    assert table_key("eager", 1, 1)["allocator"] == "steady"
+
+    def faults(mode: str) -> int:
+        # a fresh process each: the heap of this one is shaped by every earlier test
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        return int(out.stdout.split()[-1])
+
+    # 4 MB tensors: glibc hands them back to the kernel and faults them in again
+    # (1,024 pages each) unless the thresholds are fixed
+    steady, default = faults("steady"), faults("default")
+    assert steady < 200 and default > 4 * steady + 500

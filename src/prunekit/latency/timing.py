@@ -28,6 +28,9 @@ to every predicted-vs-measured figure.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import platform
 import statistics
 import time
 import warnings
@@ -43,6 +46,37 @@ from ..registry import PrunekitError
 
 TABLE_RUNTIMES = ("eager", "compile", "onnxruntime")
 CLOCKS = ("thread", "wall")
+
+#: glibc ``mallopt`` parameters (malloc.h) and the value both are fixed to
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+STEADY_BYTES = 1 << 30
+_steady: bool | None = None
+
+
+def steady_allocator() -> bool:
+    """Fix glibc's mmap and trim thresholds (``mallopt``) for this process, once, so
+    that the megabyte-sized tensors of a forward are reused from the heap instead of
+    being returned to the kernel and faulted in again on the next call. Without it, a
+    ResNet-20 conv at batch 64 (28x28 maps) ran either at ~3 ms per call or at ~9 ms,
+    of which ~5 ms system time for ~2,000 minor page faults per call, depending on the
+    allocator's state left by earlier allocations -- so table entries and whole-model
+    timings jumped between two levels from one loop to the next
+    (benchmarks/results/latency_predictor.md). The cost: memory freed by this process
+    is no longer given back to the kernel. Returns whether it took effect (False off
+    glibc, e.g. macOS or musl)."""
+    global _steady
+    if _steady is None:
+        _steady = False
+        if platform.system() == "Linux":
+            try:
+                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                _steady = (
+                    libc.mallopt(_M_MMAP_THRESHOLD, STEADY_BYTES) == 1
+                    and libc.mallopt(_M_TRIM_THRESHOLD, STEADY_BYTES) == 1
+                )
+            except (OSError, AttributeError):
+                pass
+    return _steady
 
 
 def compare(
@@ -60,7 +94,9 @@ def compare(
     """Median ms per forward of each model, interleaved (every repeat times each model
     once in turn), with ``clock`` (module docstring). ``per_call_median`` (thread clock
     only): a sample is the median single call of its window instead of the window's
-    mean (:func:`prunekit.evaluation.latency.interleaved_samples`)."""
+    mean (:func:`prunekit.evaluation.latency.interleaved_samples`). The allocator is
+    made steady first (:func:`steady_allocator`)."""
+    steady_allocator()
     if clock == "wall":
         return compare_latency(
             models,
