@@ -181,7 +181,7 @@ def context(batch: int, rounds: int, repeats: int) -> dict:
 def chunk(batch: int, rounds: int, repeats: int) -> dict:
     """ResNet-20's 16->16 3x3 conv on 28x28 maps (a table entry) timed in three kinds
     of interleaved loop, each round: with its 15 sibling entries (widths 4..16 in and out,
-    as one table chunk before CHUNK_BYTES), with 3 siblings, alone (+ the reference)."""
+    one table chunk), with 3 siblings, alone (+ the reference)."""
     from prunekit.latency.table import Layer
 
     layer = Layer("conv", "conv", 0, 16, 1, 1, 16, (28, 28), ((3, 3), (1, 1), (1, 1), (1, 1)), 784)
@@ -198,7 +198,11 @@ def chunk(batch: int, rounds: int, repeats: int) -> dict:
         "4 entries": [(16, 16), (16, 12), (12, 16), (12, 12)],
         "alone": [(16, 16)],
     }
-    mb = {k: sum(layer.nbytes(i, o, batch) for i, o in v) / 2**20 for k, v in loops.items()}
+
+    def nbytes(ci: int, co: int) -> int:  # float32 input, output and weights
+        return 4 * (batch * (ci + co) * 784 + ci * co * 9)
+
+    mb = {k: sum(nbytes(i, o) for i, o in v) / 2**20 for k, v in loops.items()}
     before = load()
     units: dict[str, list[float]] = {k: [] for k in loops}
     for _ in range(rounds):
@@ -222,8 +226,7 @@ def render_chunk(d: dict) -> list[str]:
         f"## One table entry in loops of different size, batch {d['batch']}",
         "",
         "ResNet-20's 16 -> 16 3x3 conv on 28x28 maps, timed in an interleaved loop with its "
-        "15 sibling entries (widths 4, 8, 12, 16 in and out: one table chunk before the byte "
-        "bound), with 3 siblings, and alone (each with the reference layer); reference units "
+        "15 sibling entries (widths 4, 8, 12, 16 in and out: one table chunk), with 3 siblings, and alone (each with the reference layer); reference units "
         f"per round ({d['rounds']} rounds, {d['repeats']} repeats). MB = bytes the loop cycles "
         f"through (inputs, outputs, weights). Load average {d['loadavg'][0]} -> {d['loadavg'][1]}.",
         "",
@@ -235,6 +238,71 @@ def render_chunk(d: dict) -> list[str]:
             f"| {k} | {d['mb'][k]:.1f} | {', '.join(f'{x:.2f}' for x in v)} | "
             f"{statistics.median(v):.2f} | {100 * spread(v):.0f} % |"
         )
+    return [*out, ""]
+
+
+# -- faults -------------------------------------------------------------------------------
+def faults_child(mode: str, batch: int, rounds: int) -> None:
+    """ResNet-20's 16->16 3x3 conv on 28x28 maps, a fresh build per round, 20 calls:
+    thread CPU ms, minor page faults and system ms per call, printed as JSON lines."""
+    import resource
+
+    from prunekit.latency.timing import steady_allocator
+
+    torch.set_num_threads(1)
+    if mode == "steady":
+        assert steady_allocator()
+    for _ in range(rounds):
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(16, 16, 3, padding=1).eval()
+        fn = _Fixed(
+            build_runtime(conv, "eager", torch.rand(batch, 16, 28, 28), 1), (16, 28, 28), batch
+        )
+        with torch.no_grad():
+            for _ in range(3):
+                fn(None)
+            r0, t0 = resource.getrusage(resource.RUSAGE_THREAD), time.thread_time()
+            for _ in range(20):
+                fn(None)
+            t1, r1 = time.thread_time(), resource.getrusage(resource.RUSAGE_THREAD)
+        row = {
+            "ms": (t1 - t0) / 20 * 1000,
+            "minflt": (r1.ru_minflt - r0.ru_minflt) / 20,
+            "sys_ms": (r1.ru_stime - r0.ru_stime) / 20 * 1000,
+        }
+        print("@@" + json.dumps(row), flush=True)
+
+
+def faults(batch: int, rounds: int) -> dict:
+    before = load()
+    out = {}
+    for mode in ("default", "steady"):
+        text = subprocess.run(
+            [sys.executable, __file__, "--child-faults", mode, str(batch), str(rounds)],
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        out[mode] = [json.loads(ln[2:]) for ln in text.splitlines() if ln.startswith("@@")]
+    return {"batch": batch, "rounds": rounds, "rows": out, "loadavg": [before, load()]}
+
+
+def render_faults(d: dict) -> list[str]:
+    out = [
+        f"## Page faults per call: glibc's default allocator vs steady_allocator, batch {d['batch']}",
+        "",
+        "ResNet-20's 16 -> 16 3x3 conv on 28x28 maps, a fresh build per round (as a table "
+        "entry is built), 20 calls after 3 warm-up calls, in a fresh process per mode; per "
+        "call: thread CPU ms, minor page faults, system ms (getrusage, this thread). "
+        f"Load average {d['loadavg'][0]} -> {d['loadavg'][1]}.",
+        "",
+        "| allocator | round | ms / call | minor faults / call | system ms / call |",
+        "|---|---|---|---|---|",
+    ]
+    for mode, rows in d["rows"].items():
+        for i, r in enumerate(rows):
+            out.append(f"| {mode} | {i} | {r['ms']:.2f} | {r['minflt']:.0f} | {r['sys_ms']:.2f} |")
     return [*out, ""]
 
 
@@ -568,6 +636,7 @@ def render_validate(d: dict) -> list[str]:
 
 RENDER = {
     "chunk": render_chunk,
+    "faults": render_faults,
     "onednn": render_onednn,
     "context": render_context,
     "spread": render_spread,
@@ -578,6 +647,9 @@ RENDER = {
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--child-onednn":
         onednn_child(int(sys.argv[2]), int(sys.argv[3]))
+        return
+    if len(sys.argv) == 5 and sys.argv[1] == "--child-faults":
+        faults_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
         return
     p = argparse.ArgumentParser()
     p.add_argument("--part", choices=sorted(RENDER))
@@ -609,6 +681,8 @@ def main() -> None:
             res = context(batch, a.rounds, a.repeats)
         elif a.part == "chunk":
             res = chunk(batch, a.rounds, a.repeats)
+        elif a.part == "faults":
+            res = faults(batch, a.rounds)
         elif a.part == "spread":
             res = aa_spread(a.model, batch, a.rounds, a.repeats)
         else:

@@ -178,43 +178,6 @@ def test_calibration_select_is_checked(tmp_path):
         lm.calibrate(select="best")
 
 
-def test_byte_chunks_by_hand():
-    from prunekit.latency.table import byte_chunks
-
-    assert byte_chunks([3, 3, 3, 10, 1, 1], budget=6, most=2) == [[0, 1], [2], [3], [4, 5]]
-    assert byte_chunks([1] * 5, budget=100, most=64) == [[0, 1, 2, 3, 4]]
-    assert byte_chunks([], budget=6) == []
-
-
-def test_entry_bytes_and_timing_loops_bounded_by_bytes(tmp_path, monkeypatch):
-    import prunekit.latency.table as table
-
-    lm = LatencyModel(tiny(), (1, 8, 8), batch_size=2, cache_dir=tmp_path, repeats=1)
-    conv, linear = lm.layers[1], lm.layers[2]
-    # conv 4->12, 3x3, 6x6 in, 4x4 out: 4 B * (2 * (4*36 + 12*16) + 4*12*9)
-    assert conv.nbytes(4, 12, 2) == 4 * (2 * (4 * 36 + 12 * 16) + 4 * 12 * 9) == 4416
-    # linear 192->3: 4 B * (2 * (192 + 3) + 192*3)
-    assert linear.nbytes(192, 3, 2) == 3864
-    loops: list[list[str]] = []
-
-    def fake_time_each(built, shapes, batch, threads, repeats, clock="thread"):
-        loops.append(sorted(built))
-        return [(sig, 1.0) for sig in built if sig != table.REF]
-
-    monkeypatch.setattr(table, "_time_each", fake_time_each)
-    monkeypatch.setattr(table, "CHUNK_BYTES", 4000)
-    todo = {conv.signature(i, o): (i, o) for i in (1, 4) for o in (4, 12)}
-    out = lm._time_layer(conv, todo)
-    assert set(out) == set(todo)
-    # every loop has the reference and stays under 4000 B unless it is one entry
-    for loop in loops:
-        assert table.REF in loop
-        entries = [s for s in loop if s != table.REF]
-        size = sum(conv.nbytes(*todo[s], 2) for s in entries)
-        assert size <= 4000 or len(entries) == 1
-    assert len(loops) > 1
-
-
 _FAULTS = """
 import resource, sys, torch
 if sys.argv[1] == "steady":

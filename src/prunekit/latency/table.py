@@ -80,7 +80,6 @@ __all__ = [
     "Layer",
     "TableCache",
     "build_runtime",
-    "byte_chunks",
     "check_runtime",
     "compare",
     "fit_nonnegative",
@@ -128,40 +127,6 @@ class Layer:
 
     def input_shape(self, c_in: int) -> tuple[int, ...]:
         return (c_in,) if self.kind == "linear" else (c_in, *self.spatial)
-
-    def nbytes(self, c_in: int, c_out: int, batch: int) -> int:
-        """float32 bytes one call touches at least: input, output and weights."""
-        per_in = 1 if self.kind == "linear" else math.prod(self.spatial)
-        k = 1 if self.kind == "linear" else math.prod(self.conv[0])
-        return 4 * (batch * (c_in * per_in + c_out * self.out_spatial) + c_in * c_out * k)
-
-
-#: Most bytes (inputs, outputs, weights) of the table entries timed in one interleaved
-#: loop, and most entries. A loop cycles through every entry's data; once that exceeds
-#: the shared cache, each call starts from memory, which a layer inside a model (its
-#: input just written by the layer before) does not. ResNet-20's 16->16 3x3 conv on
-#: 28x28 maps at batch 64 measured 7.35-7.52 reference units in a loop with its 15
-#: sibling entries (about 100 MB) in two rounds and 2.75-2.88 in two others, but
-#: 2.51-3.17 alone or with 3 siblings (benchmarks/results/latency_predictor.md).
-CHUNK_BYTES = 8 * 2**20
-CHUNK_ENTRIES = 64
-
-
-def byte_chunks(
-    sizes: Sequence[int], budget: int = CHUNK_BYTES, most: int = CHUNK_ENTRIES
-) -> list[list[int]]:
-    """Consecutive groups of indices into ``sizes`` whose sizes sum to at most
-    ``budget`` (a single larger item forms its own group), at most ``most`` each."""
-    groups: list[list[int]] = []
-    total = 0
-    for i, n in enumerate(sizes):
-        if groups and len(groups[-1]) < most and total + n <= budget:
-            groups[-1].append(i)
-            total += n
-        else:
-            groups.append([i])
-            total = n
-    return groups
 
 
 def grid(n: int) -> list[int]:
@@ -312,13 +277,12 @@ class LatencyModel:
 
     def _time_layer(self, layer: Layer, todo: dict[str, tuple[int, int]]) -> dict[str, float]:
         out = {}
-        # chunks bound the bytes one timing loop cycles through (CHUNK_BYTES) and the
-        # number of ORT/compile builds held at once
+        # ORT/compile entries each need a build; group them in chunks to bound memory.
         items = list(todo.items())
-        sizes = [layer.nbytes(c_in, c_out, self.batch_size) for _, (c_in, c_out) in items]
-        for group in byte_chunks(sizes, CHUNK_BYTES, CHUNK_ENTRIES):
+        chunk = 64
+        for start in range(0, len(items), chunk):
             built, shapes = {}, {}
-            for sig, (c_in, c_out) in (items[i] for i in group):
+            for sig, (c_in, c_out) in items[start : start + chunk]:
                 torch.manual_seed(0)
                 m = layer.module(c_in, c_out).eval()
                 shape = layer.input_shape(c_in)

@@ -57,10 +57,10 @@ def steady_allocator() -> bool:
     """Fix glibc's mmap and trim thresholds (``mallopt``) for this process, once, so
     that the megabyte-sized tensors of a forward are reused from the heap instead of
     being returned to the kernel and faulted in again on the next call. Without it, a
-    ResNet-20 conv at batch 64 (28x28 maps) ran either at ~3 ms per call or at ~9 ms,
-    of which ~5 ms system time for ~2,000 minor page faults per call, depending on the
-    allocator's state left by earlier allocations -- so table entries and whole-model
-    timings jumped between two levels from one loop to the next
+    ResNet-20 conv at batch 64 (28x28 maps) ran at 3.3-3.8 ms per call or at 9.2-10.4 ms
+    with 2,046-2,320 minor page faults and 3.9-7.3 ms of system time per call (which the
+    thread clock counts), depending on the allocator's state left by earlier
+    allocations -- so table entries jumped between two levels from one loop to the next
     (benchmarks/results/latency_predictor.md). The cost: memory freed by this process
     is no longer given back to the kernel. Returns whether it took effect (False off
     glibc, e.g. macOS or musl)."""
