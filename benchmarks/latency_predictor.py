@@ -223,7 +223,7 @@ def chunk(batch: int, rounds: int, repeats: int) -> dict:
 
 def render_chunk(d: dict) -> list[str]:
     out = [
-        f"## One table entry in loops of different size, batch {d['batch']}",
+        f"## One table entry in loops of different size, batch {d['batch']} ({d['_file']})",
         "",
         "ResNet-20's 16 -> 16 3x3 conv on 28x28 maps, timed in an interleaved loop with its "
         "15 sibling entries (widths 4, 8, 12, 16 in and out: one table chunk), with 3 siblings, and alone (each with the reference layer); reference units "
