@@ -112,8 +112,8 @@ def settled(samples: Sequence[float], min_passes: int = MIN_PASSES, agree: float
     sample taken during a burst of other work outweighs the whole width effect, and
     once cached it biased every later prediction that used it. LeNet-5's conv2 16->8
     entry was cached at 2.28 reference units and re-measured at 1.55 and 1.65; the
-    configurations with conv2 at 8 channels were exactly those predicted 15-33 % too
-    slow (benchmarks/results/latency_predictor.md, latency_followup.md)."""
+    configurations that used it (conv1 16, conv2 8) were predicted 13.7-33.2 % too slow
+    in every run (benchmarks/results/latency_predictor.md, latency_followup.md)."""
     if len(samples) < min_passes:
         return False
     med = statistics.median(samples)
