@@ -39,157 +39,57 @@ Grid widths of a group of ``n`` units: every width when ``n <= 8``, else the mul
 ``s = 4 * ceil(n / 64)`` (at most ~16 points, SIMD-friendly) and ``n`` itself. Only grid
 widths are ever chosen, so every prediction is a sum of measured entries.
 
-Clock: ``clock="thread"`` (default) times with the CPU time of the calling thread
-(``time.thread_time``). With one thread (eager torch with ``set_num_threads(1)``,
-onnxruntime with one intra-op thread) all the work runs on that thread, so on an idle
-machine thread time equals wall-clock latency; on a shared one it leaves out the time
-other processes hold the core (wall-clock medians moved 1.5x between two runs of the
-same model here, at load 15-20 on 2 cores). ``clock="wall"`` is plain wall-clock.
-
-Load normalization: this machine is shared, and its load moves every timing by up to
-2-3x within minutes. Every timing (table entries, whole models) is therefore taken
-interleaved with a fixed *reference* layer (a 16->16 3x3 conv on 16x16 inputs, same
-runtime and batch size) and stored in units of it (``ms / ref_ms``): time slicing slows
-both alike, so ratios measured minutes apart stay comparable. Milliseconds are those
-units times the reference's latency measured next to the model being predicted.
-
-Entries are cached on disk (one JSON file per machine, torch version, runtime, batch
-size and thread count; written atomically) so a table is measured once per machine.
+Timing (the thread clock, the reference layer every timing is divided by): :mod:`.timing`.
+The on-disk cache and the passes each entry is measured in: :mod:`.cache`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import platform
 import statistics
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import fx, nn
+from torch import nn
 
-from ..evaluation.cost import eval_mode
-from ..evaluation.latency import compare_latency, forward_calls, interleaved_samples
 from ..pruning.dependency import UnitGroup, analyze
 from ..registry import PrunekitError
-from ..storage.atomic import atomic_write_json
+from .cache import AGREE, MAX_PASSES, MIN_PASSES, TableCache, settled, table_key
+from .timing import (
+    CLOCKS,
+    REF,
+    TABLE_RUNTIMES,
+    _time_each,
+    build_runtime,
+    check_runtime,
+    compare,
+    measure_deployed,
+    reference,
+    relative_spread,
+)
 
-TABLE_RUNTIMES = ("eager", "compile", "onnxruntime")
-CLOCKS = ("thread", "wall")
-
-
-def compare(
-    models: dict[str, nn.Module],
-    input_shape: Sequence[int],
-    batch_size: int,
-    *,
-    clock: str = "thread",
-    repeats: int = 15,
-    warmup: int = 3,
-    threads: int = 1,
-    min_time_s: float = 0.005,
-) -> dict[str, float]:
-    """Median ms per forward of each model, interleaved (every repeat times each model
-    once in turn), with ``clock`` (module docstring)."""
-    if clock == "wall":
-        return compare_latency(
-            models,
-            tuple(input_shape),
-            batch_size,
-            repeats=repeats,
-            warmup=warmup,
-            threads=threads,
-            min_time_s=min_time_s,
-        )
-    if clock != "thread":
-        raise PrunekitError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
-    import time
-
-    with eval_mode(*models.values()):
-        samples = interleaved_samples(
-            forward_calls(models, tuple(input_shape), batch_size),
-            repeats=repeats,
-            warmup=warmup,
-            min_time_s=min_time_s,
-            threads=threads,
-            clock=time.thread_time,
-        )
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
-def cpu_name() -> str:
-    """The CPU model (``/proc/cpuinfo``), else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def table_key(runtime: str, batch_size: int, threads: int, clock: str = "thread") -> dict[str, Any]:
-    """What a measured entry depends on: machine, torch, runtime, batch size, threads
-    (and the clock it was timed with)."""
-    return {
-        "clock": clock,
-        "machine": platform.machine(),
-        "cpu": cpu_name(),
-        "cpus": os.cpu_count(),
-        "system": platform.system(),
-        "torch": torch.__version__,
-        "runtime": runtime,
-        "batch_size": batch_size,
-        "threads": threads,
-    }
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("PRUNEKIT_CACHE")
-    base = Path(env) if env else Path.home() / ".cache" / "prunekit"
-    return base / "latency"
-
-
-def check_runtime(runtime: str) -> None:
-    """One-line errors for a runtime the tables cannot time here."""
-    from ..inference.deploy import _available
-
-    if runtime not in TABLE_RUNTIMES:
-        raise PrunekitError(
-            f"unknown runtime {runtime!r} for a latency target; known: {', '.join(TABLE_RUNTIMES)}"
-        )
-    if not _available(runtime):
-        need = {
-            "onnxruntime": "onnxruntime is not installed: pip install 'prunekit[onnx]'",
-            "compile": "torch.compile needs a C++ compiler (g++) on PATH",
-        }[runtime]
-        raise PrunekitError(f"runtime {runtime!r} is not available: {need}")
-
-
-class TableCache:
-    """``{signature: ms}`` for one :func:`table_key`, in one JSON file."""
-
-    def __init__(self, key: dict[str, Any], cache_dir: str | Path | None = None) -> None:
-        self.key = key
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        self.path = Path(cache_dir or default_cache_dir()) / f"{key['runtime']}-{digest}.json"
-        self.entries: dict[str, float] = {}
-        if self.path.exists():
-            try:
-                data = json.loads(self.path.read_text())
-                if data.get("key") == key:
-                    self.entries = {str(k): float(v) for k, v in data["entries"].items()}
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                self.entries = {}  # a corrupted cache is re-measured, not trusted
-
-    def save(self) -> None:
-        atomic_write_json(self.path, {"key": self.key, "entries": self.entries})
+# re-exported: callers import these from .table
+__all__ = [
+    "CLOCKS",
+    "REF",
+    "TABLE_RUNTIMES",
+    "LatencyModel",
+    "Layer",
+    "TableCache",
+    "build_runtime",
+    "check_runtime",
+    "compare",
+    "fit_nonnegative",
+    "fit_selected",
+    "grid",
+    "measure_deployed",
+    "relative_spread",
+    "settled",
+    "table_key",
+]
 
 
 @dataclass(frozen=True)
@@ -293,17 +193,6 @@ def _layers(model: nn.Module, groups: list[UnitGroup], input_shape) -> list[Laye
     return layers
 
 
-def build_runtime(module: nn.Module, runtime: str, example: torch.Tensor, threads: int) -> Any:
-    """``module`` (eval) as a callable in ``runtime`` (prunekit.deploy's builders)."""
-    from ..inference.deploy import Deployed, _build
-
-    gm = fx.symbolic_trace(module.eval())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fn = _build(gm, runtime, example, threads)
-    return Deployed(gm, fn, runtime, {})
-
-
 class LatencyModel:
     """Tables + predictor for one model architecture in one runtime / batch / threads.
 
@@ -322,8 +211,16 @@ class LatencyModel:
         cache_dir: str | Path | None = None,
         repeats: int = 7,
         clock: str = "thread",
+        min_passes: int = MIN_PASSES,
+        max_passes: int = MAX_PASSES,
+        agree: float = AGREE,
     ) -> None:
         check_runtime(runtime)
+        if not 1 <= min_passes <= max_passes:
+            raise PrunekitError(
+                f"need 1 <= min_passes <= max_passes, got {min_passes} and {max_passes}"
+            )
+        self.min_passes, self.max_passes, self.agree = min_passes, max_passes, agree
         if clock not in CLOCKS:
             raise PrunekitError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
         self.clock = clock
@@ -352,21 +249,30 @@ class LatencyModel:
         return [(i, o) for i in ins for o in outs]
 
     def measure_table(self) -> int:
-        """Measure every missing grid entry of every layer; returns how many were new.
-        Entries of one layer are timed interleaved (one ``compare_latency`` call)."""
-        new = 0
+        """Measure every grid entry of every layer until it is :func:`settled`; returns
+        how many entries were new. A pass times the unsettled entries of every layer
+        (those of one layer interleaved, one ``compare`` call), then the next pass
+        starts over, so repeated measurements of an entry are a whole pass apart. An
+        entry with ``max_passes`` samples is final (its median), settled or not."""
+        wanted: dict[str, tuple[Layer, int, int]] = {}
         for layer in self.layers:
-            todo = {}
             for c_in, c_out in self._options(layer):
-                sig = layer.signature(c_in, c_out)
-                if sig not in self.cache.entries and sig not in todo:
-                    todo[sig] = (c_in, c_out)
+                wanted.setdefault(layer.signature(c_in, c_out), (layer, c_in, c_out))
+        new = sum(sig not in self.cache.entries for sig in wanted)
+        for _ in range(self.max_passes):
+            todo: dict[str, dict[str, tuple[int, int]]] = {}
+            for sig, (layer, c_in, c_out) in wanted.items():
+                have = self.cache.samples.get(sig, [])
+                if len(have) < self.max_passes and not settled(have, self.min_passes, self.agree):
+                    todo.setdefault(layer.name, {})[sig] = (c_in, c_out)
             if not todo:
-                continue
-            for sig, ms in self._time_layer(layer, todo).items():
-                self.cache.entries[sig] = ms
-                new += 1
-            self.cache.save()
+                break
+            for layer in self.layers:
+                if layer.name not in todo:
+                    continue
+                for sig, value in self._time_layer(layer, todo[layer.name]).items():
+                    self.cache.add(sig, value)
+                self.cache.save()
         return new
 
     def _time_layer(self, layer: Layer, todo: dict[str, tuple[int, int]]) -> dict[str, float]:
@@ -446,18 +352,31 @@ class LatencyModel:
             out[f"random{k}"] = pick
         return out
 
-    def calibrate(self, n_random: int = 12, seed: int = 0) -> dict[str, Any]:
+    def calibrate(
+        self, n_random: int = 12, seed: int = 0, rounds: int = 3, select: str = "all"
+    ) -> dict[str, Any]:
         """Fit ``T(w) = a sum_l t_l(w) + r0 + sum_k r_k A_k(w)/A_dense`` (module
         docstring) to whole-model measurements (interleaved, reference units) of
         :meth:`calibration_widths`. ``a`` absorbs what isolated layer timings miss in a
-        whole model (cold caches between layers: measured 1-4x here at batch 64)."""
+        whole model (cold caches between layers: measured 1-4x here at batch 64).
+        Each configuration's latency is the median over ``rounds`` separate
+        measurements (like the table's passes: one burst of load moves one round).
+        ``select``: ``"all"`` fits every feature; ``"loo"`` only the subset (always with
+        the layer sum) of smallest leave-one-out error (:func:`fit_selected`)."""
+        if rounds < 1:
+            raise PrunekitError(f"rounds must be >= 1, got {rounds}")
+        if select not in SELECT:
+            raise PrunekitError(f"select must be one of {', '.join(SELECT)}, got {select!r}")
         self.measure_table()
         configs = self.calibration_widths(n_random, seed)
         models = {k: self.with_widths(self.model, w) for k, w in configs.items()}
-        measured = self.measure(models, repeats=max(self.repeats, 9))
+        runs = [self.measure(models, repeats=max(self.repeats, 9)) for _ in range(rounds)]
+        measured = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         a_mat = torch.tensor([self.features(w) for w in configs.values()], dtype=torch.float64)
         y = torch.tensor([measured[k] for k in configs], dtype=torch.float64)
-        coef = fit_nonnegative(a_mat, y)
+        #: the calibration rows, kept so that fits can be compared on the same data
+        self.calibration = (a_mat, y)
+        coef = fit_nonnegative(a_mat, y) if select == "all" else fit_selected(a_mat, y)[0]
         if coef[0] <= 0:  # the layer sum must count: fall back to a pure scale of it
             coef = torch.zeros(a_mat.shape[1], dtype=torch.float64)
             coef[0] = float((y / a_mat[:, 0]).median())
@@ -475,7 +394,11 @@ class LatencyModel:
         }
 
     def measure(
-        self, models: dict[str, nn.Module], repeats: int = 15, clock: str | None = None
+        self,
+        models: dict[str, nn.Module],
+        repeats: int = 15,
+        clock: str | None = None,
+        per_call_median: bool = False,
     ) -> dict[str, float]:
         """Whole models deployed in the runtime, in reference units, plus ``"ref_ms"``."""
         ms = measure_deployed(
@@ -487,6 +410,7 @@ class LatencyModel:
             repeats=repeats,
             extra={REF: self.ref},
             clock=clock or self.clock,
+            per_call_median=per_call_median,
         )
         ref = ms.pop(REF)
         return {**{k: v / ref for k, v in ms.items()}, "ref_ms": ref}
@@ -527,6 +451,40 @@ class LatencyModel:
         return small
 
 
+SELECT = ("all", "loo")
+
+
+def fit_selected(a_mat: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[int], float]:
+    """The :func:`fit_nonnegative` fit on the feature subset -- column 0 (the layer
+    sum) always, any of the others -- of smallest leave-one-out error (root mean square
+    of ``prediction_i / y_i - 1`` with row ``i`` left out of the fit); smaller subsets
+    win ties. Returns (coefficients over all columns, the subset, its LOO error). With
+    a handful of noisy whole-model timings, five free coefficients fit the noise: at
+    batch 1 the fitted coefficients swung by 10x between runs of the same model."""
+    n, k = a_mat.shape
+    subsets = sorted(
+        ([0, *(j for j in range(1, k) if mask >> (j - 1) & 1)] for mask in range(2 ** (k - 1))),
+        key=len,
+    )
+    best: tuple[float, list[int]] | None = None
+    for cols in subsets:
+        if len(cols) >= n:
+            continue
+        errs = []
+        for i in range(n):
+            keep = [r for r in range(n) if r != i]
+            c = fit_nonnegative(a_mat[keep][:, cols], y[keep])
+            errs.append(float(a_mat[i, cols] @ c / y[i] - 1))
+        score = math.sqrt(sum(e * e for e in errs) / n)
+        if best is None or score < best[0] - 1e-12:
+            best = (score, cols)
+    if best is None:
+        raise PrunekitError(f"need more calibration rows than features, got {n}")
+    coef = torch.zeros(k, dtype=a_mat.dtype)
+    coef[best[1]] = fit_nonnegative(a_mat[:, best[1]], y)
+    return coef, best[1], best[0]
+
+
 def fit_nonnegative(a_mat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``c >= 0`` minimizing ``sum_i ((a_mat c)_i / y_i - 1)^2`` (relative error), by
     least squares on the active features: the most negative coefficient's feature is
@@ -543,87 +501,3 @@ def fit_nonnegative(a_mat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             break
         active.pop(int(sol.argmin()))
     return coef
-
-
-def _time_each(
-    built: dict[str, nn.Module],
-    shapes: dict[str, tuple],
-    batch: int,
-    threads: int,
-    repeats: int,
-    clock: str = "thread",
-) -> list[tuple[str, float]]:
-    """Median ms of each callable, interleaved; inputs differ in shape per entry, so
-    each is timed through a wrapper that owns its input."""
-    wrappers = {sig: _Fixed(fn, shapes[sig], batch) for sig, fn in built.items()}
-    ms = compare(
-        wrappers, (1,), 1, clock=clock, repeats=repeats, warmup=2, threads=threads, min_time_s=0.002
-    )
-    ref = ms.pop(REF)
-    return [(sig, v / ref) for sig, v in ms.items()]
-
-
-REF = "__reference__"
-
-
-def reference(runtime: str, batch: int, threads: int) -> nn.Module:
-    """The fixed reference layer every timing is divided by (module docstring)."""
-    torch.manual_seed(0)
-    conv = nn.Conv2d(16, 16, 3, padding=1).eval()
-    return _Fixed(
-        build_runtime(conv, runtime, torch.rand(batch, 16, 16, 16), threads), (16, 16, 16), batch
-    )
-
-
-class _Fixed(nn.Module):
-    """Calls ``fn`` on its own fixed input, whatever it is given (for compare_latency)."""
-
-    def __init__(self, fn: nn.Module, shape: tuple, batch: int) -> None:
-        super().__init__()
-        self.fn = fn
-        self.register_buffer("x", torch.rand((batch, *shape)))
-
-    def forward(self, _: torch.Tensor) -> torch.Tensor:
-        return self.fn(self.x)
-
-
-def measure_deployed(
-    models: dict[str, nn.Module],
-    input_shape: Sequence[int],
-    runtime: str,
-    batch_size: int,
-    threads: int = 1,
-    *,
-    repeats: int = 15,
-    extra: dict[str, nn.Module] | None = None,
-    clock: str = "thread",
-) -> dict[str, float]:
-    """Median ms per batch of each model deployed in ``runtime`` (BN folded, exact
-    rewrites; :func:`prunekit.deploy.deploy`), timed interleaved with ``threads``;
-    ``extra``: modules timed alongside as they are (the reference layer)."""
-    from ..inference.deploy import deploy
-
-    shape = tuple(input_shape)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        deployed = {
-            k: deploy(m, shape, runtime=runtime, batch_size=batch_size, threads=threads)
-            for k, m in models.items()
-        }
-    deployed.update(extra or {})
-    return compare(
-        deployed,
-        shape,
-        batch_size,
-        clock=clock,
-        repeats=repeats,
-        warmup=3,
-        threads=threads,
-        min_time_s=0.005,
-    )
-
-
-def relative_spread(samples: Sequence[float]) -> float:
-    """(max - min) / median of repeated measurements."""
-    med = statistics.median(samples)
-    return (max(samples) - min(samples)) / med if med else 0.0
