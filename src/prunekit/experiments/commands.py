@@ -73,6 +73,15 @@ def compare_cmd(
         str | None, typer.Option(help="Replace the target sparsities, comma-separated.")
     ] = None,
     seeds: Annotated[str | None, typer.Option(help="Replace the seeds, comma-separated.")] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Also quantize every cell (and the dense model) to int8 ONNX: bytes, "
+            "accuracy, agreement and latency, and the report's pruning vs int8 vs both at "
+            "equal model bytes (the config's evaluation.int8; needs onnxruntime).",
+        ),
+    ] = False,
     retry_failed: Annotated[
         bool,
         typer.Option(
@@ -146,6 +155,7 @@ def compare_cmd(
         only=_csv(only, str, "--only"),
         sparsities=_csv(sparsities, float, "--sparsities"),
         seeds=_csv(seeds, int, "--seeds"),
+        int8=int8,
     )
     if dry_run:  # (a run plans, and resolves each cell, in `compare`)
         for c in (cells := plan(cfg)):
