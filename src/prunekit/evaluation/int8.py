@@ -6,8 +6,9 @@ quantization, QDQ, per-channel int8 weights, calibrated on ``CALIBRATION_IMAGES`
 validation images, the classifier kept float). Recorded under ``int8`` in result.json:
 
 - bytes: the float and int8 ONNX files, raw and gzip-compressed (level 9, as
-  ``size_bytes_gzip``), and the same for the dense model the run started from; the
-  ratios ``x_dense_float`` divide this model's gzip bytes by the dense float32 model's.
+  ``size_bytes_gzip``), and the same for the dense model the run was pruned from; the
+  ratios ``x_dense_float`` (float) and ``x_dense_float_int8`` divide this model's gzip
+  bytes by that dense float32 model's.
   *Model bytes* in the comparison are the gzip bytes: an ONNX file stores a masked
   (weight-level) model's zeros as zeros, which only compression removes, while a
   neuron-level model is physically smaller in both (the raw bytes are kept beside);
