@@ -45,6 +45,12 @@ def _section(report: str, start: str, stop: str) -> str:
     return report[i:j].strip()
 
 
+def _load() -> str:
+    import os
+
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/compare-int8")
@@ -120,10 +126,11 @@ def main() -> None:
         ),
         "",
         f"int8 seconds per cell: median {med:.2f} s (min {min(int8_s):.2f}, max "
-        f"{max(int8_s):.2f}); share of a cell's wall time: median {statistics.median(frac):.0%}. "
-        f"The default comparison plans {default_cells} cells: `--int8` would add about "
-        f"{default_cells} x {med:.2f} = {default_cells * med:.0f} s to it (same process, "
-        f"same load as the cells above).",
+        f"{max(int8_s):.2f}); share of a cell's wall time (same process, same load): median "
+        f"{statistics.median(frac):.0%}, max {max(frac):.0%}. The default comparison plans "
+        f"{default_cells} cells: at this load `--int8` would add about {default_cells} x "
+        f"{med:.2f} = {default_cells * med:.0f} s to it; at any load, about the share above "
+        f"of its cells' time (load average during this run: {_load()}).",
         "",
     ]
     text = "\n".join(lines)
