@@ -207,3 +207,9 @@ def test_compare_int8_without_onnxruntime_is_one_line(no_onnxruntime, tmp_path, 
         "prune", "--dataset", "digits", "--int8", "--out", str(tmp_path / "r"), capsys=capsys
     )
     assert code == 2 and "int8 export needs onnx and onnxruntime" in err
+
+
+def test_int8_with_the_lm_comparison_is_one_line(capsys):
+    code, _, err = cli("compare", "--task", "lm", "--int8", capsys=capsys)
+    assert code == 2
+    assert "--int8 quantizes vision models" in err and len(err.strip().splitlines()) == 1

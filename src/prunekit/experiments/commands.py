@@ -128,6 +128,8 @@ def compare_cmd(
     if task not in (None, "lm", "vision"):
         raise PrunekitError(f"--task takes lm or vision, got {task!r}")
     if task == "lm" or is_lm_compare_file(config):  # prunekit.lm owns the LM grid
+        if int8:
+            raise PrunekitError("--int8 quantizes vision models; the LM comparison has no int8")
         from ..lm.compare import compare_lm, load_lm_config
 
         t_lm = time.perf_counter()
