@@ -45,10 +45,16 @@ def _section(report: str, start: str, stop: str) -> str:
     return report[i:j].strip()
 
 
-def _load() -> str:
-    import os
-
-    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+def _load(rows: list[dict]) -> str:
+    """The 1-minute load average when each cell's int8 timing began: median (range)."""
+    loads = [
+        r["int8"]["timing"]["loadavg_before"][0]
+        for r in rows
+        if r["int8"]["timing"].get("loadavg_before")
+    ]
+    if not loads:
+        return "not recorded"
+    return f"median {statistics.median(loads):.1f} ({min(loads):.1f}-{max(loads):.1f})"
 
 
 def main() -> None:
@@ -81,7 +87,7 @@ def main() -> None:
     report = md.read_text()
 
     lines = [
-        "# `prunekit compare --int8`: pruning alone vs int8 alone vs both at equal bytes (issue 16)",
+        "# `prunekit compare --int8`: pruning alone vs int8 alone vs both at equal bytes",
         "",
         "Command: `"
         + " ".join(shlex.quote(a) for a in [sys.executable.split("/")[-1], *sys.argv])
@@ -98,8 +104,10 @@ def main() -> None:
             if v
         )
         + f" --out {args.out}` (the packaged default config, LeNet-300-100 / Fashion-MNIST, "
-        f"its budget and evaluation settings): {outcome.planned} cells, {outcome.ran} run "
-        f"now, {outcome.failed} failed; {wall:.0f} s including the report.",
+        f"its budget and evaluation settings): {outcome.planned} cells ({outcome.ran} run by this "
+        f"invocation, {wall:.0f} s with the report; the others resumed from the store), "
+        f"{sum(r['status'] == 'failed' for r in read_rows(args.out))} failed; the cells' wall "
+        f"time summed: {sum(r['wall_seconds'] for r in rows):.0f} s.",
         "",
         _section(report, "## At equal model bytes", "## Accuracy (test) per method"),
         "",
@@ -130,7 +138,7 @@ def main() -> None:
         f"{statistics.median(frac):.0%}, max {max(frac):.0%}. The default comparison plans "
         f"{default_cells} cells: at this load `--int8` would add about {default_cells} x "
         f"{med:.2f} = {default_cells * med:.0f} s to it; at any load, about the share above "
-        f"of its cells' time (load average during this run: {_load()}).",
+        f"of its cells' time (1-minute load average as the cells' int8 timings began: {_load(rows)}; 2 cores).",
         "",
     ]
     text = "\n".join(lines)

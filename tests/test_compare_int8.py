@@ -213,3 +213,13 @@ def test_int8_with_the_lm_comparison_is_one_line(capsys):
     code, _, err = cli("compare", "--task", "lm", "--int8", capsys=capsys)
     assert code == 2
     assert "--int8 quantizes vision models" in err and len(err.strip().splitlines()) == 1
+
+
+def test_smallest_model_within_one_point_per_family():
+    from prunekit.experiments.int8report import smallest_within
+
+    (line,) = smallest_within(_rows((0.899, 0.885)))
+    # pruning alone: s=0.9 lost 1.5 points, so s=0.5 (500 kB); both: the same points in int8
+    assert "pruning alone 500.0 kB = 0.500x (magnitude, s=0.5)" in line
+    assert "int8 alone 250.0 kB = 0.250x (dense)" in line
+    assert "pruning + int8 130.0 kB = 0.130x (magnitude, s=0.5)" in line

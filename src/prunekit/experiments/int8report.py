@@ -34,7 +34,7 @@ from typing import Any
 
 from . import claims
 from .claims import Estimate
-from .summary import Row, ok
+from .summary import TOLERANCE, Row, ok
 
 PRUNING, INT8, BOTH = "pruning alone", "int8 alone", "pruning + int8"
 FAMILIES = (PRUNING, INT8, BOTH)
@@ -223,6 +223,7 @@ def answer(rows: list[Row]) -> list[str]:
             else "pruning better"
         )
         tally[(e["model"], method)][outcome] += 1
+    lines += smallest_within(rows)
     for (model, method), t in sorted(tally.items()):
         n = sum(t.values()) - t["not reached"]
         beyond = (
@@ -236,6 +237,35 @@ def answer(rows: list[Row]) -> list[str]:
             f"{t['pruning better']}, within noise at {t['within noise']}{beyond}."
         )
     return lines
+
+
+def smallest_within(rows: list[Row], tolerance: float = TOLERANCE) -> list[str]:
+    """Per model, each family's smallest model whose mean accuracy is within
+    ``tolerance`` of the dense float32 model's (measured points only)."""
+    out = []
+    for model, pts in sorted(family_points(rows).items()):
+        dense = next((v for (f, _, s), v in pts.items() if f == PRUNING and s == 0), None)
+        if dense is None:
+            continue
+        d_bytes, d_est = dense
+        parts = []
+        for family in FAMILIES:
+            ok_pts = [
+                (b, m, s)
+                for (f, m, s), (b, e) in pts.items()
+                if f == family and e.mean >= d_est.mean - tolerance and (family == INT8 or s > 0)
+            ]
+            if not ok_pts:
+                parts.append(f"{family}: none")
+                continue
+            b, m, s = min(ok_pts)
+            what = "dense" if family == INT8 else f"{m}, s={s:g}"
+            parts.append(f"{family} {_kb(b)} = {b / d_bytes:.3f}x ({what})")
+        out.append(
+            f"{model}, smallest model within {tolerance * 100:g} point of the dense float32 "
+            f"accuracy ({d_est.mean:.4f}, mean over seeds): " + "; ".join(parts) + "."
+        )
+    return out
 
 
 # -- tables ------------------------------------------------------------------------------
