@@ -249,7 +249,7 @@ def export_int8_run(
 
     from ..config import RunConfig
     from ..inference.export import load_shrunk
-    from ..pipeline import dataset_for
+    from ..data import dataset_for
     from ..storage.atomic import atomic_write_bytes, atomic_write_json
 
     run_dir = Path(run_dir)
