@@ -307,9 +307,12 @@ def cells_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
         "accuracy float",
         "accuracy int8",
         "int8 = PyTorch",
-        "int8 vs float ORT b1",
-        "b64",
     ]
+    batches = sorted(
+        {b for r in int8_rows(rows) for b in _int8(r).get("speedup_int8_vs_float") or {}},
+        key=int,
+    )
+    header += [f"int8 vs float ORT b{b}" for b in batches]
     body = []
     for r in int8_rows(rows):
         q = _int8(r)
@@ -325,8 +328,7 @@ def cells_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
                 f"{r['accuracy']:.4f}",
                 f"{q['accuracy_int8']:.4f}",
                 f"{q['agreement_int8_vs_torch']:.4f}",
-                _speedup_cell(q, "1"),
-                _speedup_cell(q, "64"),
+                *(_speedup_cell(q, b) for b in batches),
             ]
         )
     return header, body
