@@ -39,6 +39,7 @@ SECTIONS = (  # (file, the issue it answers)
     ("beat_peer_lenet300_ft10_all.md", 15),
     ("issue15_targets.md", 15),
     ("latency_target.md", 16),
+    ("compare_int8.md", 16),
     ("lm_pruning.md", 17),
     ("lm_compare.md", 17),
 )

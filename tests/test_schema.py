@@ -51,6 +51,7 @@ NON_DEFAULT: dict[str, tuple[Any, dict[str, Any]]] = {
     "noise_eval_seed": (99, {}),
     "shrink": (False, {}),
     "recalibrate_bn": (False, {}),
+    "int8": (True, {}),
 }
 NAMES = [f.name for f in fields(RunConfig)]
 

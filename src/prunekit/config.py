@@ -271,6 +271,15 @@ class RunConfig:
         compare="budget.recalibrate_bn",
         flag="--bn-recalibration",
     )
+    # Pruning + quantization: also export the finished model as float and int8 ONNX and
+    # record bytes, int8 accuracy, agreement and ORT latency (prunekit.evaluation.int8).
+    int8: bool = _opt(
+        False,
+        Check("bool"),
+        "Also quantize the result to int8 ONNX (onnxruntime) and record its bytes, "
+        "accuracy, agreement and latency.",
+        compare="evaluation.int8",
+    )
 
     def __post_init__(self) -> None:
         # Every field through its check: wrong types and values fail here, one line

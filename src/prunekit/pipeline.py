@@ -170,7 +170,7 @@ def evaluate(
     ``reference``: the dense model, timed interleaved with this one (see
     :func:`latency_with_reference`)."""
     s = summary(model, input_shape)
-    return {
+    metrics = {
         "accuracy": accuracy(model, data.test.x, data.test.y),
         "val_accuracy": accuracy(model, data.val.x, data.val.y) if len(data.val) else None,
         # The sampling error of an accuracy p on n examples is sqrt(p (1 - p) / n).
@@ -194,6 +194,18 @@ def evaluate(
         ),
         "layers": s["layers"],
     }
+    if cfg.int8:  # pruning + quantization (prunekit.evaluation.int8)
+        from .evaluation.int8 import int8_metrics
+
+        metrics["int8"] = int8_metrics(
+            model,
+            reference,
+            data,
+            input_shape,
+            batch_sizes=tuple(cfg.latency_batch_sizes),
+            repeats=cfg.latency_repeats,
+        )
+    return metrics
 
 
 def run(

@@ -124,6 +124,10 @@ def resolve(config: RunConfig) -> RunSpec:
         raise PrunekitError(f"resolve takes a RunConfig, got {type(config).__name__}")
     MODELS.get(config.model)
     DATASETS.get(config.dataset)
+    if config.int8:  # onnxruntime missing: one line now, not after training
+        from .latency.quantize import require_int8
+
+        require_int8()
     method, sparsity = resolve_method(
         config.method,
         config.sparsity,

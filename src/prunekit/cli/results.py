@@ -44,6 +44,18 @@ def result_table(result: dict[str, Any], title: str) -> Table:
                 "median of per-repeat ratios)",
                 f"{result['speedup'][bs]:.2f}x",
             )
+    q = result.get("int8") or {}
+    if q.get("accuracy_int8") is not None and q.get("bytes_float_onnx_gzip") is not None:
+        t.add_row(
+            "int8 ONNX bytes, gzip (float ONNX)",
+            f"{q['bytes_int8_onnx_gzip']:,} ({q['bytes_float_onnx_gzip']:,})",
+        )
+        t.add_row(
+            "int8 accuracy (same class as PyTorch)",
+            f"{q['accuracy_int8']:.4f} ({q['agreement_int8_vs_torch']:.4f})",
+        )
+        for bs, up in (q.get("speedup_int8_vs_float") or {}).items():
+            t.add_row(f"int8 vs float ORT batch {bs} (median of per-repeat ratios)", f"{up:.2f}x")
     for kind in ("accuracy_gaussian", "accuracy_saltpepper"):
         for level, acc in (result.get(kind) or {}).items():
             t.add_row(f"{kind.removeprefix('accuracy_')} {level}", f"{acc:.4f}")

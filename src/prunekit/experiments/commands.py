@@ -73,6 +73,15 @@ def compare_cmd(
         str | None, typer.Option(help="Replace the target sparsities, comma-separated.")
     ] = None,
     seeds: Annotated[str | None, typer.Option(help="Replace the seeds, comma-separated.")] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Also quantize every cell (and the dense model) to int8 ONNX: bytes, "
+            "accuracy, agreement and latency, and the report's pruning vs int8 vs both at "
+            "equal model bytes (the config's evaluation.int8; needs onnxruntime).",
+        ),
+    ] = False,
     retry_failed: Annotated[
         bool,
         typer.Option(
@@ -119,6 +128,8 @@ def compare_cmd(
     if task not in (None, "lm", "vision"):
         raise PrunekitError(f"--task takes lm or vision, got {task!r}")
     if task == "lm" or is_lm_compare_file(config):  # prunekit.lm owns the LM grid
+        if int8:
+            raise PrunekitError("--int8 quantizes vision models; the LM comparison has no int8")
         from ..lm.compare import compare_lm, load_lm_config
 
         t_lm = time.perf_counter()
@@ -146,6 +157,7 @@ def compare_cmd(
         only=_csv(only, str, "--only"),
         sparsities=_csv(sparsities, float, "--sparsities"),
         seeds=_csv(seeds, int, "--seeds"),
+        int8=int8,
     )
     if dry_run:  # (a run plans, and resolves each cell, in `compare`)
         for c in (cells := plan(cfg)):

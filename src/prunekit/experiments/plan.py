@@ -160,8 +160,18 @@ def config_from_dict(data: dict[str, Any], *, full: bool = False) -> CompareConf
         heatmap_sparsity=data.get("heatmap_sparsity"),
         save_models=bool(data.get("save_models", False)),
     )
+    _require_int8(cfg)
     plan(cfg)  # every cell must be a valid RunConfig: fail before any training
     return cfg
+
+
+def _require_int8(cfg: CompareConfig) -> None:
+    """``evaluation.int8`` without onnx/onnxruntime: one line before any training (also
+    for peer rows, which are not resolved)."""
+    if cfg.evaluation.get("int8"):
+        from ..latency.quantize import require_int8
+
+        require_int8()
 
 
 # -- planning ------------------------------------------------------------------------
@@ -250,9 +260,11 @@ def restrict(
     only: list[str] | None = None,
     sparsities: list[float] | None = None,
     seeds: list[int] | None = None,
+    int8: bool = False,
 ) -> CompareConfig:
     """The config narrowed from the command line (``--only``, ``--sparsities``,
-    ``--seeds``); the result is a different config (its own hash, its own database)."""
+    ``--seeds``; ``int8``: ``--int8``, the config's ``evaluation.int8`` turned on); the
+    result is a different config (its own hash, its own database)."""
     original = cfg
     if only:
         labels = {e.label for e in cfg.methods}
@@ -272,6 +284,9 @@ def restrict(
         )
     if seeds:
         cfg = replace(cfg, seeds=tuple(seeds))
+    if int8:
+        cfg = replace(cfg, evaluation={**cfg.evaluation, "int8": True})
+        _require_int8(cfg)
     # The narrowed config's cells that the original planned keep their specs (same id,
     # same run): resolved once, not again for the narrower grid.
     object.__setattr__(cfg, "_resolved", _resolved(original))

@@ -14,7 +14,7 @@ import html
 import time
 from pathlib import Path
 
-from . import claims
+from . import claims, int8report
 from .pictures import PICTURES, make_pictures
 from .plots import PLOTS, make_plots
 from .store import planned_cells, read_configs, read_rows
@@ -103,10 +103,33 @@ def write_report(out: str | Path) -> tuple[Path, Path]:
         for axis, h, b in equal_cost_tables(rows)
     ]
     sections = sections[:2] + costs + sections[2:]
+    int8_text = ""
+    if int8report.has_int8(rows):  # --int8: pruning vs int8 vs both at equal model bytes
+        plots["accuracy_vs_bytes"] = int8report.bytes_plot(rows)
+        (out / "plots" / "accuracy_vs_bytes.png").write_bytes(plots["accuracy_vs_bytes"])
+        int8_text = " ".join(int8report.answer(rows))
+        int8_sections = [
+            (
+                "Pruning vs int8 vs both at equal model bytes (test accuracy, mean ± se)",
+                int8report.families_table(rows),
+                False,
+            ),
+            (
+                "int8 per run: bytes, accuracy, agreement, latency",
+                int8report.cells_table(rows),
+                False,
+            ),
+        ]
+        sections = sections[:-1] + int8_sections + sections[-1:]
     md = [f"# prunekit comparison report\n\nGenerated {time.strftime('%Y-%m-%d %H:%M')}. {intro}\n"]
+    if int8_text:
+        md.append(
+            f"## At equal model bytes: pruning alone, int8 alone or both?\n\n{int8_text}\n\n"
+            f"{int8report.noise_note()}\n"
+        )
     for title, (header, body), code in sections[:-1]:
         md.append(f"## {title}\n\n{markdown_table(header, body, code)}\n")
-    for name, caption in PLOTS + PICTURES:
+    for name, caption in PLOTS + PICTURES + int8report.PLOT:
         if name in plots:
             md.append(f"## {caption}\n\n![{caption}](plots/{name}.png)\n")
     title, (header, body), code = sections[-1]
@@ -119,9 +142,14 @@ def write_report(out: str | Path) -> tuple[Path, Path]:
         f"<title>prunekit comparison report</title><style>{_CSS}</style></head><body>",
         f"<h1>prunekit comparison report</h1><p>{html.escape(intro)}</p>",
     ]
+    if int8_text:
+        parts.append(
+            "<h2>At equal model bytes: pruning alone, int8 alone or both?</h2>"
+            f"<p>{html.escape(int8_text)}</p><p>{html.escape(int8report.noise_note())}</p>"
+        )
     for title, (header, body), code in sections[:-1]:
         parts.append(f"<h2>{html.escape(title)}</h2>{html_table(header, body, code)}")
-    for name, caption in PLOTS + PICTURES:
+    for name, caption in PLOTS + PICTURES + int8report.PLOT:
         if name in plots:
             b64 = base64.b64encode(plots[name]).decode()
             parts.append(

@@ -24,7 +24,9 @@ from typing import Any
 from ..registry import PrunekitError
 from .plan import Cell
 
-SCHEMA_VERSION = "1"
+#: 2: the int8 columns (``INT8_COLUMNS``, ``int8``); a version-1 database gains them when
+#: a comparison opens it (``ALTER TABLE ... ADD COLUMN``, NULL for its old rows).
+SCHEMA_VERSION = "2"
 DB_NAME = "results.sqlite"
 
 #: Scalar metrics of result.json promoted to columns (missing -> NULL).
@@ -41,8 +43,20 @@ METRIC_COLUMNS = (
     "size_bytes_gzip",
     "accuracy_corrupted_mean",
 )
+#: The int8 figures (``--int8``, result["int8"], prunekit.evaluation.int8) promoted to
+#: columns: column -> key of result["int8"] (missing -> NULL).
+INT8_COLUMNS = {
+    "int8_accuracy": "accuracy_int8",
+    "int8_agreement": "agreement_int8_vs_torch",
+    "onnx_bytes_float": "bytes_float_onnx",
+    "onnx_bytes_int8": "bytes_int8_onnx",
+    "onnx_bytes_float_gzip": "bytes_float_onnx_gzip",
+    "onnx_bytes_int8_gzip": "bytes_int8_onnx_gzip",
+}
 #: Structured metrics stored as JSON text.
-JSON_COLUMNS = ("latency_ms", "accuracy_gaussian", "accuracy_saltpepper", "layers")
+JSON_COLUMNS = ("latency_ms", "accuracy_gaussian", "accuracy_saltpepper", "layers", "int8")
+#: Columns added after version 1, with their SQL type (the migration adds them).
+ADDED_COLUMNS = {**{c: "REAL" for c in INT8_COLUMNS}, "int8": "TEXT"}
 
 _CREATE = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,7 +82,7 @@ CREATE TABLE IF NOT EXISTS runs (
   seed INTEGER NOT NULL,
   hyperparams TEXT NOT NULL,
   command TEXT NOT NULL,
-  {", ".join(f"{c} REAL" for c in METRIC_COLUMNS)},
+  {", ".join(f"{c} REAL" for c in (*METRIC_COLUMNS, *INT8_COLUMNS))},
   {", ".join(f"{c} TEXT" for c in JSON_COLUMNS)},
   wall_seconds REAL,
   prunekit_version TEXT,
@@ -111,6 +125,7 @@ class Store:
             with self._tx():
                 for stmt in filter(str.strip, _CREATE.split(";")):
                     self.conn.execute(stmt)
+                self._migrate()
         except sqlite3.DatabaseError as e:
             self._lock.release()
             raise PrunekitError(
@@ -135,6 +150,19 @@ class Store:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        """Bring a database written by an older prunekit to this schema: the columns
+        added since (NULL in its rows; their figures stay in ``result_json`` if any).
+        Idempotent; inside the opening transaction."""
+        have = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
+        for column, sql_type in ADDED_COLUMNS.items():
+            if column not in have:
+                self.conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}")
+        self.conn.execute(
+            "UPDATE meta SET value=? WHERE key='schema' AND CAST(value AS INTEGER) < ?",
+            (SCHEMA_VERSION, int(SCHEMA_VERSION)),
+        )
 
     def _claim(self, config_yaml: str, config_path: str | None, extend: bool) -> None:
         with self._tx():
@@ -239,6 +267,9 @@ class Store:
         }
         for c in METRIC_COLUMNS:
             row[c] = result.get(c)
+        int8 = result.get("int8") or {}
+        for c, key in INT8_COLUMNS.items():
+            row[c] = int8.get(key)
         for c in JSON_COLUMNS:
             row[c] = json.dumps(result[c]) if result.get(c) is not None else None
         cols = ", ".join(row)
@@ -323,8 +354,8 @@ def read_rows(out: str | Path) -> list[dict[str, Any]]:
             for k, v in result.items():
                 if k not in d and k != "config":
                     d[k] = v
-            for c in JSON_COLUMNS:
-                d[c] = json.loads(d[c]) if d[c] is not None else None
+            for c in JSON_COLUMNS:  # a column an older database lacks reads as None
+                d[c] = json.loads(d[c]) if d.get(c) is not None else result.get(c)
             d["hyperparams"] = json.loads(d["hyperparams"])
             rows.append(d)
         return rows

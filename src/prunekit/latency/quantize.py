@@ -39,12 +39,31 @@ LINEAR_MODES = ("static", "dynamic")
 
 def _quant() -> Any:
     try:
+        import onnx  # noqa: F401  (the quantizer reads and writes ONNX graphs)
         import onnxruntime.quantization as q
     except ImportError:
         raise PrunekitError(
             "int8 export needs onnx and onnxruntime: pip install 'prunekit[onnx]'"
         ) from None
     return q
+
+
+def require_int8() -> None:
+    """Raise the one-line error of a missing onnx/onnxruntime now (before training)."""
+    _quant()
+
+
+def float_onnx(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
+    """The float32 ONNX that :func:`int8_onnx` quantizes: BatchNorm and the input
+    normalization folded into the deployed graph (so a dense model's float file and
+    its int8 file describe the same computation)."""
+    from ..inference.deploy import rewrite
+    from ..inference.export import onnx_bytes
+    from ..surgery import fold_batchnorm
+
+    folded, _ = fold_batchnorm(model)
+    gm, _ = rewrite(folded, tuple(input_shape))
+    return onnx_bytes(gm, tuple(input_shape))
 
 
 def int8_onnx(
@@ -58,18 +77,12 @@ def int8_onnx(
 ) -> tuple[bytes, bytes]:
     """``(float_onnx, int8_onnx)`` of ``model`` (module docstring); ``calibration``:
     images ``(N, *input_shape)`` in the model's input range."""
-    from ..inference.deploy import rewrite
-    from ..inference.export import onnx_bytes
-    from ..surgery import fold_batchnorm
-
     if linear not in LINEAR_MODES:
         raise PrunekitError(f"linear must be one of {', '.join(LINEAR_MODES)}, got {linear!r}")
     if calibration.dim() != len(input_shape) + 1 or len(calibration) == 0:
         raise PrunekitError("calibration must be a non-empty batch of model inputs")
     q = _quant()
-    folded, _ = fold_batchnorm(model)
-    gm, _ = rewrite(folded, tuple(input_shape))
-    fp32 = onnx_bytes(gm, tuple(input_shape))
+    fp32 = float_onnx(model, input_shape)
 
     class Reader(q.CalibrationDataReader):
         def __init__(self) -> None:
@@ -152,12 +165,18 @@ class OrtModule(nn.Module):
 
     def __init__(self, data: bytes, threads: int = 1) -> None:
         super().__init__()
+        self.data, self.threads = data, threads
         self.sess = session(data, threads)
         self.name = self.sess.get_inputs()[0].name
         self.dummy = nn.Parameter(torch.zeros(1))  # the timer's input dtype/device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.sess.run(None, {self.name: x.numpy()})[0])
+
+    def __deepcopy__(self, memo: dict) -> OrtModule:
+        # A session cannot be copied: the copy is a new session of the same model (the
+        # null control of the interleaved timing times it beside the original).
+        return OrtModule(self.data, self.threads)
 
 
 def int8_report(
@@ -230,7 +249,7 @@ def export_int8_run(
 
     from ..config import RunConfig
     from ..inference.export import load_shrunk
-    from ..pipeline import dataset_for
+    from ..data import dataset_for
     from ..storage.atomic import atomic_write_bytes, atomic_write_json
 
     run_dir = Path(run_dir)

@@ -1,0 +1,125 @@
+"""The int8 figures of a finished run (``int8: true`` / ``--int8``): pruning + quantization.
+
+The run's model (dead units removed, masks baked in) is exported as float32 ONNX and
+quantized to int8 by :func:`prunekit.latency.quantize.int8_onnx` (onnxruntime static
+quantization, QDQ, per-channel int8 weights, calibrated on ``CALIBRATION_IMAGES``
+validation images, the classifier kept float). Recorded under ``int8`` in result.json:
+
+- bytes: the float and int8 ONNX files, raw and gzip-compressed (level 9, as
+  ``size_bytes_gzip``), and the same for the dense model the run was pruned from; the
+  ratios ``x_dense_float`` (float) and ``x_dense_float_int8`` divide this model's gzip
+  bytes by that dense float32 model's.
+  *Model bytes* in the comparison are the gzip bytes: an ONNX file stores a masked
+  (weight-level) model's zeros as zeros, which only compression removes, while a
+  neuron-level model is physically smaller in both (the raw bytes are kept beside);
+- accuracy on the test split of PyTorch, the float ONNX and the int8 ONNX, and the
+  fraction of test images where int8 and PyTorch predict the same class;
+- onnxruntime latency float vs int8 per batch size, one thread, timed interleaved
+  (:func:`prunekit.evaluation.interleaved.speedup_with_spread` with the thread-CPU
+  clock): ``speedup_int8_vs_float`` is the median of the per-repeat ratios float /
+  int8, with its interquartile range and a null control (float / a second float
+  session) in ``timing``, judged by :class:`prunekit.experiments.claims.Speedup`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+#: Validation images (training images when there is no validation split) that set the
+#: activation ranges of the int8 model.
+CALIBRATION_IMAGES = 512
+
+
+def gzip_size(data: bytes) -> int:
+    """Bytes of ``data`` gzip-compressed at level 9 (the ``size_bytes_gzip`` measure)."""
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def deployable(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
+    """``model`` as it is shipped: dead units removed where the model's structure allows
+    it (a weight-level model keeps its shapes), masks baked in; ``model`` is unchanged."""
+    from ..pruning.masks import clone, finalize
+    from ..surgery import shrink
+
+    x = torch.rand((2, *input_shape), generator=torch.Generator().manual_seed(1))
+    try:
+        small, _ = shrink(model, x)
+    except Exception:  # a structure shrink cannot follow: the same shapes, masks baked in
+        small = finalize(clone(model))
+    return small.eval()
+
+
+def _predict(model: nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
+    with torch.no_grad():
+        out = [model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)]
+    return torch.cat(out).numpy()
+
+
+def int8_metrics(
+    model: nn.Module,
+    reference: nn.Module | None,
+    data: Any,
+    input_shape: tuple[int, ...],
+    *,
+    batch_sizes: tuple[int, ...] = (1, 64),
+    repeats: int = 30,
+) -> dict[str, Any]:
+    """The ``int8`` entry of result.json (module docstring) of ``model``, pruned from the
+    dense ``reference`` (None: no dense bytes or ratios); ``data`` is the run's
+    :class:`~prunekit.data.Dataset`."""
+    from ..latency.quantize import OrtModule, float_onnx, int8_onnx, predict, session
+    from .interleaved import speedup_with_spread
+
+    t0 = time.perf_counter()
+    shape = tuple(input_shape)
+    small = deployable(model, shape)
+    split = "val" if len(data.val) else "train"
+    calib = getattr(data, split).x[:CALIBRATION_IMAGES]
+    fp32, q8 = int8_onnx(small, shape, calib)
+    dense_fp32 = float_onnx(deployable(reference, shape), shape) if reference is not None else b""
+    x, y = data.test.x, data.test.y.numpy()
+    torch_pred = _predict(small, x)
+    q_pred = predict(session(q8), x).argmax(1)
+    f_pred = predict(session(fp32), x).argmax(1)
+    gz = {"float_onnx": gzip_size(fp32), "int8_onnx": gzip_size(q8)}
+    dense_gz = gzip_size(dense_fp32) if dense_fp32 else None
+    timed = speedup_with_spread(
+        OrtModule(q8),
+        OrtModule(fp32),
+        shape,
+        batch_sizes,
+        repeats=repeats,
+        clock=time.thread_time,  # ORT with one thread runs on this thread
+    )
+    timed["timing"]["clock"] = "thread"
+    return {
+        "method": "onnxruntime static QDQ: int8 weights per channel, uint8 activations, "
+        "classifier float",
+        "calibration_split": split,
+        "calibration_images": len(calib),
+        "bytes_float_onnx": len(fp32),
+        "bytes_int8_onnx": len(q8),
+        "bytes_dense_float_onnx": len(dense_fp32) or None,
+        "bytes_float_onnx_gzip": gz["float_onnx"],
+        "bytes_int8_onnx_gzip": gz["int8_onnx"],
+        "bytes_dense_float_onnx_gzip": dense_gz,
+        "x_dense_float": gz["float_onnx"] / dense_gz if dense_gz else None,
+        "x_dense_float_int8": gz["int8_onnx"] / dense_gz if dense_gz else None,
+        "accuracy_torch": float((torch_pred == y).mean()),
+        "accuracy_float_onnx": float((f_pred == y).mean()),
+        "accuracy_int8": float((q_pred == y).mean()),
+        "agreement_int8_vs_torch": float((q_pred == torch_pred).mean()),
+        "test_examples": int(len(y)),
+        # pruned = int8, dense = float in speedup_with_spread's terms
+        "latency_ms_int8": timed["latency_ms"],
+        "latency_ms_float": timed["latency_ms_dense"],
+        "speedup_int8_vs_float": timed["speedup"],
+        "timing": timed["timing"],
+        "seconds": time.perf_counter() - t0,
+    }
