@@ -68,7 +68,7 @@ def test_int8_fields_are_stored_and_consistent(int8_dir):
 
 
 def test_int8_accuracy_equals_a_recomputation_through_onnxruntime(int8_dir, tmp_path):
-    from prunekit.latency.quantize import export_int8_run
+    from prunekit.evaluation.int8 import export_int8_run
 
     for r in read_rows(int8_dir):
         if r["kind"] == "dense":

@@ -101,7 +101,7 @@ def export_cmd(
 ) -> None:
     """Export a saved run to ONNX (dead units removed), checked in onnxruntime (atol 1e-4)."""
     if int8:
-        from ..latency.quantize import export_int8_run
+        from ..evaluation.int8 import export_int8_run
 
         q = export_int8_run(run_dir, onnx, linear=int8_linear)
         out_console.print(

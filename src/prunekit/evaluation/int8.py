@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import gzip
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from ..errors import PrunekitError
 
 #: Validation images (training images when there is no validation split) that set the
 #: activation ranges of the int8 model.
@@ -73,6 +76,26 @@ def int8_metrics(
     """The ``int8`` entry of result.json (module docstring) of ``model``, pruned from the
     dense ``reference`` (None: no dense bytes or ratios); ``data`` is the run's
     :class:`~prunekit.data.Dataset`."""
+    return int8_export(
+        model, reference, data, input_shape, batch_sizes=batch_sizes, repeats=repeats
+    )[1]
+
+
+def int8_export(
+    model: nn.Module,
+    reference: nn.Module | None,
+    data: Any,
+    input_shape: tuple[int, ...],
+    *,
+    linear: str = "static",
+    calibration_images: int = CALIBRATION_IMAGES,
+    batch_sizes: tuple[int, ...] = (1, 64),
+    repeats: int = 30,
+) -> tuple[bytes, dict[str, Any]]:
+    """The int8 ONNX file of ``model`` and its ``int8`` entry (:func:`int8_metrics`);
+    ``linear`` quantizes Linear layers ``"static"`` (calibrated, the default) or
+    ``"dynamic"`` (activation ranges per batch). One entry format for the comparison and
+    for ``prunekit export RUN --int8``."""
     from ..latency.quantize import OrtModule, float_onnx, int8_onnx, predict, session
     from .interleaved import speedup_with_spread
 
@@ -80,8 +103,8 @@ def int8_metrics(
     shape = tuple(input_shape)
     small = deployable(model, shape)
     split = "val" if len(data.val) else "train"
-    calib = getattr(data, split).x[:CALIBRATION_IMAGES]
-    fp32, q8 = int8_onnx(small, shape, calib)
+    calib = getattr(data, split).x[:calibration_images]
+    fp32, q8 = int8_onnx(small, shape, calib, linear=linear)
     dense_fp32 = float_onnx(deployable(reference, shape), shape) if reference is not None else b""
     x, y = data.test.x, data.test.y.numpy()
     torch_pred = _predict(small, x)
@@ -98,9 +121,11 @@ def int8_metrics(
         clock=time.thread_time,  # ORT with one thread runs on this thread
     )
     timed["timing"]["clock"] = "thread"
-    return {
+    return q8, {
         "method": "onnxruntime static QDQ: int8 weights per channel, uint8 activations, "
         "classifier float",
+        "linear": linear,
+        "float_head": True,
         "calibration_split": split,
         "calibration_images": len(calib),
         "bytes_float_onnx": len(fp32),
@@ -123,3 +148,53 @@ def int8_metrics(
         "timing": timed["timing"],
         "seconds": time.perf_counter() - t0,
     }
+
+
+def export_int8_run(
+    run_dir: str | Path,
+    onnx_path: str | Path,
+    *,
+    linear: str = "static",
+    calibration_images: int = 512,
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """``prunekit export RUN --onnx F --int8``: the run's model (dead units removed),
+    int8-quantized with ``calibration_images`` of its dataset's validation split
+    (training split if none), written to ``onnx_path``; size, latency and accuracy
+    (test split) are returned and recorded under ``int8`` in the run's result.json."""
+    import json
+    from dataclasses import replace
+
+    from ..config import RunConfig
+    from ..data import dataset_for
+    from ..inference.export import load_shrunk
+    from ..storage.atomic import atomic_write_bytes, atomic_write_json
+
+    run_dir = Path(run_dir)
+    try:
+        saved = json.loads((run_dir / "result.json").read_text())
+        cfg = RunConfig.from_dict(saved["config"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PrunekitError(f"{run_dir / 'result.json'} is missing or corrupted: {e}") from None
+    from ..latency.quantize import _quant
+
+    _quant()  # onnxruntime's quantizer missing: one line before any work
+    model, shape, _ = load_shrunk(run_dir)
+    data = dataset_for(replace(cfg, data_dir=data_dir or cfg.data_dir))
+    int8, report = int8_export(
+        model, None, data, shape, linear=linear, calibration_images=calibration_images
+    )
+    atomic_write_bytes(Path(onnx_path), int8)
+    before = saved.get("int8") or {}
+    # The dense model is not in the run directory: a comparison cell's entry already
+    # measured it (same quantizer and calibration), so its dense bytes and ratios stay.
+    if before.get("bytes_dense_float_onnx_gzip") and before.get("linear", "static") == linear:
+        dense_gz = before["bytes_dense_float_onnx_gzip"]
+        report["bytes_dense_float_onnx"] = before.get("bytes_dense_float_onnx")
+        report["bytes_dense_float_onnx_gzip"] = dense_gz
+        report["x_dense_float"] = report["bytes_float_onnx_gzip"] / dense_gz
+        report["x_dense_float_int8"] = report["bytes_int8_onnx_gzip"] / dense_gz
+    report = {"path": str(onnx_path), **report}
+    saved["int8"] = report
+    atomic_write_json(run_dir / "result.json", saved)
+    return report
