@@ -113,6 +113,37 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "doc": "magnitude, 3 prune/fine-tune cycles, the cosine lr restarted at the full lr "
         "after each cut (lr rewinding, Renda et al. 2020)",
     },
+    "dpf": {
+        "method": "dpf",
+        "doc": "DPF (Lin et al. 2020) at its defaults: dense weights trained with the pruned "
+        "model's gradient, mask recomputed from |W| every 16 steps, cubic ramp over the "
+        "first 50 % of the phase, mask fixed at the end",
+    },
+    "dpf-r25": {
+        "method": "dpf",
+        "opts": {"ramp_fraction": 0.25},
+        "doc": "dpf -o ramp_fraction=0.25",
+    },
+    "dpf-r40-z20": {
+        "method": "dpf",
+        "opts": {"ramp_fraction": 0.4, "freeze_fraction": 0.2},
+        "doc": "dpf -o ramp_fraction=0.4 -o freeze_fraction=0.2 (mask fixed for the last 20 %)",
+    },
+    "dpf-r40-z50": {
+        "method": "dpf",
+        "opts": {"ramp_fraction": 0.4, "freeze_fraction": 0.5},
+        "doc": "dpf -o ramp_fraction=0.4 -o freeze_fraction=0.5 (mask fixed for the last half)",
+    },
+    "dpf-p64": {
+        "method": "dpf",
+        "opts": {"period": 64},
+        "doc": "dpf -o period=64 (mask recomputed every 64 steps)",
+    },
+    "dpf-lamp": {
+        "method": "dpf",
+        "criterion": "lamp",
+        "doc": "dpf with LAMP scores (Lee et al. 2021) at every mask recomputation",
+    },
     "sparsegpt": {"method": "sparsegpt", "doc": "SparseGPT one-shot (library default), then FT"},
     "iterative": {
         "method": "magnitude",
