@@ -113,36 +113,50 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "doc": "magnitude, 3 prune/fine-tune cycles, the cosine lr restarted at the full lr "
         "after each cut (lr rewinding, Renda et al. 2020)",
     },
-    "dpf": {
+    "dpf-p16": {
         "method": "dpf",
-        "doc": "DPF (Lin et al. 2020) at its defaults: dense weights trained with the pruned "
-        "model's gradient, mask recomputed from |W| every 16 steps, cubic ramp over the "
-        "first 50 % of the phase, mask fixed at the end",
+        "opts": {"period": 16},
+        "doc": "DPF (Lin et al. 2020) with the paper's mask period: dense weights trained "
+        "with the pruned model's gradient, mask recomputed from |W| every 16 steps, cubic "
+        "ramp over the first 50 % of the phase, mask fixed at the end",
     },
-    "dpf-r25": {
+    "dpf-p4": {
         "method": "dpf",
-        "opts": {"ramp_fraction": 0.25},
-        "doc": "dpf -o ramp_fraction=0.25",
+        "opts": {"period": 4},
+        "doc": "dpf -o period=4 (mask recomputed every 4 steps; ramp over 50 %)",
     },
-    "dpf-r40-z20": {
+    "dpf-p8": {
         "method": "dpf",
-        "opts": {"ramp_fraction": 0.4, "freeze_fraction": 0.2},
-        "doc": "dpf -o ramp_fraction=0.4 -o freeze_fraction=0.2 (mask fixed for the last 20 %)",
+        "opts": {"period": 8},
+        "doc": "dpf -o period=8",
     },
-    "dpf-r40-z50": {
+    "dpf-p4-r25": {
         "method": "dpf",
-        "opts": {"ramp_fraction": 0.4, "freeze_fraction": 0.5},
-        "doc": "dpf -o ramp_fraction=0.4 -o freeze_fraction=0.5 (mask fixed for the last half)",
+        "opts": {"period": 4, "ramp_fraction": 0.25},
+        "doc": "dpf -o period=4 -o ramp_fraction=0.25",
     },
-    "dpf-p64": {
+    "dpf-p4-r40-z20": {
         "method": "dpf",
-        "opts": {"period": 64},
-        "doc": "dpf -o period=64 (mask recomputed every 64 steps)",
+        "opts": {"period": 4, "ramp_fraction": 0.4, "freeze_fraction": 0.2},
+        "doc": "dpf -o period=4 -o ramp_fraction=0.4 -o freeze_fraction=0.2 (mask fixed for "
+        "the last 20 %)",
     },
-    "dpf-lamp": {
+    "dpf-p4-lamp": {
         "method": "dpf",
         "criterion": "lamp",
-        "doc": "dpf with LAMP scores (Lee et al. 2021) at every mask recomputation",
+        "opts": {"period": 4},
+        "doc": "dpf -o period=4 with LAMP scores (Lee et al. 2021) at every recomputation",
+    },
+    "acdc": {
+        "method": "acdc",
+        "doc": "AC/DC (Peste et al. 2021) at its defaults: sparse / dense sub-phases of 10 % "
+        "of the phase each, starting sparse (global magnitude, re-cut at each sparse start), "
+        "the final sparse sub-phase from 60 % of the phase on",
+    },
+    "acdc-p05": {
+        "method": "acdc",
+        "opts": {"phase_fraction": 0.05},
+        "doc": "acdc -o phase_fraction=0.05 (sub-phases of half an epoch in a 10-epoch phase)",
     },
     "sparsegpt": {"method": "sparsegpt", "doc": "SparseGPT one-shot (library default), then FT"},
     "iterative": {
@@ -527,7 +541,8 @@ def main() -> None:
         parts = [json.loads(Path(f).read_text()) for f in args.merge]
         merged = {
             "command": parts[0]["command"],
-            "commands": [q["command"] for q in parts],
+            # a part that is itself a merge brings its own list of commands
+            "commands": [c for q in parts for c in q.get("commands", [q["command"]])],
             "date": max(q["date"] for q in parts),
             "took": max(q["took"] for q in parts),  # side by side: the longest one
             "results": _merge_seeds([r for q in parts for r in q["results"]]),

@@ -61,6 +61,16 @@ SCORES_FROM_WEIGHTS = ("magnitude", "lamp")
 WINDOW = 1.0 - 1e-9
 
 
+def weight_masks(
+    model: nn.Module, modules: dict[str, nn.Module], sparsity: float, criterion: str, scope: str
+) -> dict[str, torch.Tensor]:
+    """Boolean keep-masks of ``modules`` at ``sparsity`` from the weights they hold now
+    (the criterion's scores, the weight granularity's exact count)."""
+    scores = CRITERIA.get(criterion)(model, modules, Context())
+    masks = get_granularity("weight").masks(modules, scores, sparsity, scope, None)
+    return {n: masks[f"{n}.weight"].to(original(m).device).bool() for n, m in modules.items()}
+
+
 def window_marks(window: int, ramp_fraction: float, freeze_fraction: float) -> tuple[int, int]:
     """``(ramp_end, last_update)`` in optimizer steps of a window of ``window`` steps:
     the sparsity reaches the target after ``ramp_end`` steps, the mask is recomputed for
@@ -130,11 +140,7 @@ class DPFObjective(Objective):
 
     def _remask(self, model: nn.Module, sparsity: float) -> None:
         """New masks from the dense weights (the parameters hold them now), then mask."""
-        scores = CRITERIA.get(self.criterion)(model, self.modules, Context())
-        masks = get_granularity("weight").masks(self.modules, scores, sparsity, self.scope, None)
-        self.keep = {
-            n: masks[f"{n}.weight"].to(original(m).device).bool() for n, m in self.modules.items()
-        }
+        self.keep = weight_masks(model, self.modules, sparsity, self.criterion, self.scope)
         self._store_and_mask()
 
     def _store_and_mask(self) -> None:
