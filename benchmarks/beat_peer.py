@@ -125,6 +125,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "opts": {"period": 4},
         "doc": "dpf -o period=4 (mask recomputed every 4 steps; ramp over 50 %)",
     },
+    "dpf-p2": {
+        "method": "dpf",
+        "opts": {"period": 2},
+        "doc": "dpf -o period=2",
+    },
     "dpf-p8": {
         "method": "dpf",
         "opts": {"period": 8},
@@ -285,6 +290,15 @@ def scores(model, data) -> dict[str, float]:
     }
 
 
+def method_of(name: str):
+    """A registered method, or AC/DC (a library Method, not registered)."""
+    if name == "acdc":
+        from prunekit.pruning.objectives.acdc import ACDC
+
+        return ACDC
+    return get_method(name)
+
+
 def run_variant(label: str, dense, cfg: RunConfig, data) -> tuple[dict[str, float], Any]:
     spec, kd = variant(label)
     model = clone(dense)
@@ -302,7 +316,7 @@ def run_variant(label: str, dense, cfg: RunConfig, data) -> tuple[dict[str, floa
         )
         _finalize_torch(model)
     else:
-        method = get_method(spec["method"]).with_options(
+        method = method_of(spec["method"]).with_options(
             schedule=spec.get("schedule"), criterion=spec.get("criterion")
         )
         method = with_method_args(method, dict(spec.get("opts", {})))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import prunekit
-from prunekit.pruning.objectives.acdc import ACDCObjective, acdc_plan
+from prunekit.pruning.objectives.acdc import ACDC, ACDCObjective, acdc_plan
 from prunekit.registry import PrunekitError
 
 
@@ -33,7 +33,7 @@ def test_sparse_and_dense_sub_phases_and_exact_sparsity() -> None:
     keys = set(model.state_dict())
     x, y = torch.randn(64, 12), torch.randint(0, 3, (64,))
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    pr = prunekit.Pruner(model, "acdc", 0.8, 50, optimizer=opt)
+    pr = prunekit.Pruner(model, ACDC, 0.8, 50, optimizer=opt)
     obj: ACDCObjective = pr.objective
     n = sum(m.weight.numel() for m in linears(model))
     zeros: list[int] = []
@@ -71,7 +71,7 @@ def test_a_weight_cut_at_the_first_sparse_phase_comes_back() -> None:
         model.weight.copy_(torch.tensor([[1.0, 0.9, 0.01, 0.8]]))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     pr = prunekit.Pruner(
-        model, "acdc", 0.5, 100, optimizer=opt, phase_fraction=0.2, final_fraction=0.5
+        model, ACDC, 0.5, 100, optimizer=opt, phase_fraction=0.2, final_fraction=0.5
     )
     assert float(model.weight.detach()[0, 2]) == 0.0
     for _ in range(100):
@@ -99,5 +99,5 @@ def test_bad_options_are_one_line_errors(kwargs: dict, message: str) -> None:
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with pytest.raises(PrunekitError, match=message) as e:
-        prunekit.Pruner(model, "acdc", 0.5, 20, optimizer=opt, **kwargs)
+        prunekit.Pruner(model, ACDC, 0.5, 20, optimizer=opt, **kwargs)
     assert "\n" not in str(e.value)

@@ -32,8 +32,7 @@ from torch import nn
 
 from ...registry import PrunekitError
 from ..masks import original
-from ..method_docs import MethodDoc, describe
-from ..methods import Method, register
+from ..methods import Method
 from ..options import Options, RunFacts, option
 from . import Objective, objective
 from .dpf import SCORES_FROM_WEIGHTS, WINDOW, weight_masks
@@ -141,37 +140,16 @@ def acdc(o: ACDCOptions, run: RunFacts) -> ACDCObjective:
     return ACDCObjective(o, run)
 
 
-register(
-    Method(
-        "acdc",
-        criterion="magnitude",
-        objective="acdc",
-        regularize_fraction=WINDOW,
-        description="AC/DC (Peste et al. 2021): sparse (global magnitude, re-cut each time) "
-        "and dense sub-phases in turn, ending with a longer sparse one; pruned weights "
-        "come back during the dense sub-phases.",
-    )
-)
-describe(
+#: AC/DC as a method for ``Pruner`` / ``pipeline.sparsify`` (``Pruner(model, ACDC, 0.98,
+#: steps, optimizer=opt)``). Not registered in ``METHODS``: on LeNet-300-100 it ended
+#: below gmp (``benchmarks/results/beat_peer_lenet300_dpf_explore_seed0.md``), and the
+#: default comparison runs every registered method.
+ACDC = Method(
     "acdc",
-    MethodDoc(
-        "Alternating compressed / decompressed training (AC/DC)",
-        r"\text{sparse: } W \leftarrow W \odot M_k,\ M_k = \big[\,|W| \ge \tau_k\,\big]"
-        r"\quad\text{dense: every } W_{ij} \text{ trains}\quad"
-        r"[S_L][D_L]\cdots[S_L][D_L][S_F]",
-        {
-            "M_k": "the mask of the k-th sparse sub-phase, cut from |W| at the target "
-            "when it starts (global magnitude)",
-            r"\tau_k": "the threshold that prunes the target fraction of the weights",
-            "S_L, D_L": "sparse and dense sub-phases of `phase_fraction` of the phase each",
-            "S_F": "the final sparse sub-phase (`final_fraction` of the phase and the "
-            "rest): the mask it starts with is the result",
-        },
-        "Peste, Iofinova, Vladu & Alistarh 2021, AC/DC: Alternating Compressed/DeCompressed "
-        "Training of Deep Neural Networks (NeurIPS 2021)",
-        "https://arxiv.org/abs/2106.12379",
-        "When one-shot or gradual cuts keep the wrong weights: each dense sub-phase lets "
-        "pruned weights grow back before the next cut. It needs a phase long enough for "
-        "several sub-phases and a final sparse one; see the measured results below.",
-    ),
+    criterion="magnitude",
+    objective="acdc",
+    regularize_fraction=WINDOW,
+    description="AC/DC (Peste et al. 2021): sparse (global magnitude, re-cut each time) "
+    "and dense sub-phases in turn, ending with a longer sparse one; pruned weights "
+    "come back during the dense sub-phases.",
 )
