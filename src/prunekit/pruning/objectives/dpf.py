@@ -24,6 +24,13 @@ paper); after the step ``W`` is stored, the mask is recomputed if due, and the
 parameter is masked again. It therefore needs the loop's optimizer (``Pruner(...,
 optimizer=opt)``; ``prunekit.run`` passes its own).
 
+The period: between recomputations a pruned weight moves open-loop (its gradient does
+not depend on its own value, and momentum amplifies it), and the weights that re-enter
+together then change the function at once. The paper's 16 steps (ResNets with
+BatchNorm) diverged on LeNet-300-100 at the recipe lr 0.1 with momentum 0.9 (loss NaN
+while ramping to 98 %); 8 ended below one-shot magnitude there, 4 did not
+(``benchmarks/results/beat_peer_lenet300_dpf_explore_seed0.md``): the default is 4.
+
 Phases of the sparsify budget (``objective_phase="before-prune"``): the feedback window
 covers the whole phase but its last step; the sparsity ramps to the target over the
 first ``ramp_fraction`` of the window; the mask keeps being recomputed at the target
@@ -186,7 +193,7 @@ def _positive(key: str, value: int) -> int:
 
 @dataclass(frozen=True)
 class DPFOptions(Options):
-    period: int = option(16, "optimizer steps between mask recomputations", _positive)
+    period: int = option(4, "optimizer steps between mask recomputations", _positive)
     ramp_fraction: float = option(
         0.5,
         "fraction of the window over which the sparsity ramps (cubic) to the target",
