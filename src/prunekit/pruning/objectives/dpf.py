@@ -27,9 +27,12 @@ optimizer=opt)``; ``prunekit.run`` passes its own).
 The period: between recomputations a pruned weight moves open-loop (its gradient does
 not depend on its own value, and momentum amplifies it), and the weights that re-enter
 together then change the function at once. The paper's 16 steps (ResNets with
-BatchNorm) diverged on LeNet-300-100 at the recipe lr 0.1 with momentum 0.9 (loss NaN
-while ramping to 98 %); 8 ended below one-shot magnitude there, 4 did not
-(``benchmarks/results/beat_peer_lenet300_dpf_explore_seed0.md``): the default is 4.
+BatchNorm) collapsed to chance or hit a NaN loss on LeNet-300-100 at the recipe lr 0.1
+with momentum 0.9 while ramping to 98 %
+(``benchmarks/results/beat_peer_lenet300_dpf_period16.md``); 8 ended below one-shot
+magnitude there; 2 was above 4 at 95 / 98 / 99 % on three seeds
+(``benchmarks/results/beat_peer_lenet300_dpf.md``): the default is 2. Each
+recomputation sorts the pruned layers' weights once (global scope).
 
 Phases of the sparsify budget (``objective_phase="before-prune"``): the feedback window
 covers the whole phase but its last step; the sparsity ramps to the target over the
@@ -193,7 +196,7 @@ def _positive(key: str, value: int) -> int:
 
 @dataclass(frozen=True)
 class DPFOptions(Options):
-    period: int = option(4, "optimizer steps between mask recomputations", _positive)
+    period: int = option(2, "optimizer steps between mask recomputations", _positive)
     ramp_fraction: float = option(
         0.5,
         "fraction of the window over which the sparsity ramps (cubic) to the target",
