@@ -37,6 +37,8 @@ SECTIONS = (  # (file, the issue it answers)
     ("beat_peer_explore_span_seed0.md", 15),
     ("beat_peer_explore_ft10_seed0.md", 15),
     ("beat_peer_lenet300_ft10_all.md", 15),
+    ("beat_peer_lenet300_dpf_explore_seed0.md", 15),
+    ("beat_peer_lenet300_dpf.md", 15),
     ("issue15_targets.md", 15),
     ("latency_target.md", 16),
     ("compare_int8.md", 16),

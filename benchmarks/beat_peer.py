@@ -113,6 +113,61 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "doc": "magnitude, 3 prune/fine-tune cycles, the cosine lr restarted at the full lr "
         "after each cut (lr rewinding, Renda et al. 2020)",
     },
+    "dpf-p16": {
+        "method": "dpf",
+        "opts": {"period": 16},
+        "doc": "DPF (Lin et al. 2020) with the paper's mask period: dense weights trained "
+        "with the pruned model's gradient, mask recomputed from |W| every 16 steps, cubic "
+        "ramp over the first 50 % of the phase, mask fixed at the end",
+    },
+    "dpf-p4": {
+        "method": "dpf",
+        "opts": {"period": 4},
+        "doc": "dpf -o period=4 (mask recomputed every 4 steps; ramp over 50 %)",
+    },
+    "dpf-p2": {
+        "method": "dpf",
+        "opts": {"period": 2},
+        "doc": "dpf -o period=2",
+    },
+    "dpf-p1": {
+        "method": "dpf",
+        "opts": {"period": 1},
+        "doc": "dpf -o period=1 (mask recomputed after every step)",
+    },
+    "dpf-p8": {
+        "method": "dpf",
+        "opts": {"period": 8},
+        "doc": "dpf -o period=8",
+    },
+    "dpf-p4-r25": {
+        "method": "dpf",
+        "opts": {"period": 4, "ramp_fraction": 0.25},
+        "doc": "dpf -o period=4 -o ramp_fraction=0.25",
+    },
+    "dpf-p4-r40-z20": {
+        "method": "dpf",
+        "opts": {"period": 4, "ramp_fraction": 0.4, "freeze_fraction": 0.2},
+        "doc": "dpf -o period=4 -o ramp_fraction=0.4 -o freeze_fraction=0.2 (mask fixed for "
+        "the last 20 %)",
+    },
+    "dpf-p4-lamp": {
+        "method": "dpf",
+        "criterion": "lamp",
+        "opts": {"period": 4},
+        "doc": "dpf -o period=4 with LAMP scores (Lee et al. 2021) at every recomputation",
+    },
+    "acdc": {
+        "method": "acdc",
+        "doc": "AC/DC (Peste et al. 2021) at its defaults: sparse / dense sub-phases of 10 % "
+        "of the phase each, starting sparse (global magnitude, re-cut at each sparse start), "
+        "the final sparse sub-phase from 60 % of the phase on",
+    },
+    "acdc-p05": {
+        "method": "acdc",
+        "opts": {"phase_fraction": 0.05},
+        "doc": "acdc -o phase_fraction=0.05 (sub-phases of half an epoch in a 10-epoch phase)",
+    },
     "sparsegpt": {"method": "sparsegpt", "doc": "SparseGPT one-shot (library default), then FT"},
     "iterative": {
         "method": "magnitude",
@@ -200,6 +255,61 @@ NOTES["lenet300-ft10"] = [
     "hypothesis, not measured separately here.",
 ]
 
+NOTES["lenet300-dpf-explore"] = [
+    "Selection on seed 0's VALIDATION split only, as for the gmp rows: the row with the "
+    "highest mean validation accuracy over 0.98 and 0.99 goes on to the 3-seed run "
+    "(beat_peer_lenet300_dpf.md). That is dpf-p2 (mask recomputed every 2 steps); "
+    "dpf-p4 (half the sorting of the weights) goes with it. On validation dpf-p2, dpf-p4 and gmp-40-f42 lie within the split's "
+    "sampling error of each other (about 0.4 pt for one accuracy near 89 % on 6000 "
+    "images): candidates, not findings. The peer, gmp and rewinding rows are the cells "
+    "of beat_peer_explore_ft10_seed0.json (same dense model, same phase), merged here.",
+    "The mask period decides whether DPF works at this lr (0.1, momentum 0.9, no "
+    "BatchNorm): between recomputations a pruned weight moves open-loop, since its "
+    "gradient does not depend on its own value, and the weights that re-enter together "
+    "change the function at once. With the paper's 16 steps every setting tried at 0.98 "
+    "collapsed to chance or stopped on a NaN loss, and so did 64 steps "
+    "(beat_peer_lenet300_dpf_period16.md, with the logs); 8 steps (dpf-p8) ended below "
+    "the peer at 0.98 and 0.99 on both splits; 4 and 2 steps did not.",
+    "Ramp and frozen end: ending the cubic ramp at 25 % of the phase instead of 50 % "
+    "(dpf-p4-r25), or a ramp to 40 % with the mask fixed for the last 20 % "
+    "(dpf-p4-r40-z20), did not beat dpf-p4 on validation at 0.98 or 0.99. dpf-p1 (the "
+    "mask recomputed after every step; run after the 3-seed runs had started, seed 0 only) "
+    "does not beat dpf-p2's mean validation accuracy over 0.98 and 0.99, so the choice "
+    "stands.",
+    "AC/DC (Peste et al. 2021; the second idea): sparse and dense sub-phases of 10 % "
+    "(acdc) or 5 % (acdc-p05) of the phase, then a final sparse 40 %. Below gmp-40 at "
+    "0.98 and 0.99 on validation, and at 0.98 not above the peer. Every sparse sub-phase "
+    "starts with a one-shot cut to the full target from a model the dense sub-phase made "
+    "dense again, which is the peer's cut repeated; from a trained dense model and in "
+    "a 10-epoch phase the dense sub-phases cost recovery time instead of repairing the "
+    "mask. Kept as a tested library Method (prunekit.pruning.objectives.acdc.ACDC), not "
+    "registered.",
+]
+
+NOTES["lenet300-dpf"] = [
+    "Rows: the peer, gmp-40 and gmp-40-f42 are the cells of beat_peer_lenet300_ft10_all.json "
+    "(same dense models, same phase; the same-epochs dense model too), merged with the "
+    "DPF runs. dpf-p2 and dpf-p4 were chosen on seed 0's validation split "
+    "(beat_peer_lenet300_dpf_explore_seed0.md), so seed 0 is not independent of that "
+    "choice; issue15_targets.md also gives the gain on seeds 1 and 2 alone.",
+    "0.95: as before, a 1 pt gain over the peer would need a 95 %-sparse model above the "
+    "dense model trained for the same total epochs; DPF does not change that.",
+    "0.98: dpf-p2 has the largest mean gain over the peer on validation of the rows here, "
+    "with the smallest spread, but it stays below 1 pt on both splits; on test gmp-40-f42 "
+    "is higher, within the seed spread. Against the dense model trained for the same 20 "
+    "epochs, dpf-p2 is the first row within 1 pt on validation, by less than a tenth of "
+    "a point, and on test it sits at the 1 pt line (issue15_targets.md): a tie with the "
+    "target, far inside the sampling error of one accuracy, not a clear pass.",
+    "0.99: dpf-p2 meets the 1 pt gain on both splits, a little above gmp-40-f42's gain "
+    "(within the seed spread): DPF does not lose at 0.99.",
+    "dpf-p4 is below dpf-p2 at every sparsity on both splits, and below gmp-40 on test "
+    "at 0.98: recomputing the mask every 2 steps rather than 4 is what made DPF "
+    "competitive here, so the library's default period is 2. The price is one global "
+    "sort of the pruned layers' weights every 2 steps and one copy of them every step; "
+    "the per-cell seconds in the JSON were taken on a machine shared with other jobs and "
+    "are not a cost measurement.",
+]
+
 NOTES["lenet5"] = [
     "Same reading as LeNet-300-100 for the peer: it is prunekit's one-shot magnitude. "
     "Here the phase is 3 epochs of 15000 images (354 steps): gmp with its events over "
@@ -240,6 +350,15 @@ def scores(model, data) -> dict[str, float]:
     }
 
 
+def method_of(name: str):
+    """A registered method, or AC/DC (a library Method, not registered)."""
+    if name == "acdc":
+        from prunekit.pruning.objectives.acdc import ACDC
+
+        return ACDC
+    return get_method(name)
+
+
 def run_variant(label: str, dense, cfg: RunConfig, data) -> tuple[dict[str, float], Any]:
     spec, kd = variant(label)
     model = clone(dense)
@@ -257,7 +376,7 @@ def run_variant(label: str, dense, cfg: RunConfig, data) -> tuple[dict[str, floa
         )
         _finalize_torch(model)
     else:
-        method = get_method(spec["method"]).with_options(
+        method = method_of(spec["method"]).with_options(
             schedule=spec.get("schedule"), criterion=spec.get("criterion")
         )
         method = with_method_args(method, dict(spec.get("opts", {})))
@@ -496,7 +615,8 @@ def main() -> None:
         parts = [json.loads(Path(f).read_text()) for f in args.merge]
         merged = {
             "command": parts[0]["command"],
-            "commands": [q["command"] for q in parts],
+            # a part that is itself a merge brings its own list of commands
+            "commands": [c for q in parts for c in q.get("commands", [q["command"]])],
             "date": max(q["date"] for q in parts),
             "took": max(q["took"] for q in parts),  # side by side: the longest one
             "results": _merge_seeds([r for q in parts for r in q["results"]]),

@@ -148,6 +148,11 @@ def main() -> None:
         default=[1, 2],
         help="seeds of --ft10 not used to choose its rows (seed 0 chose them)",
     )
+    p.add_argument(
+        "--dpf",
+        default="beat_peer_lenet300_dpf.json",
+        help="the DPF / AC/DC rows next to the peer and gmp (seed 0 chose their options)",
+    )
     p.add_argument("--out", default=None)
     args = p.parse_args()
     L = [
@@ -171,8 +176,11 @@ def main() -> None:
             L += beat_peer_rows(name, "lenet300", [0.95, 0.98, 0.99])
     if (R / args.ft10).exists() and args.held_out:
         L += beat_peer_rows(args.ft10, "lenet300", [0.95, 0.98, 0.99], args.held_out)
+    if (R / args.dpf).exists():
+        L += beat_peer_rows(args.dpf, "lenet300", [0.95, 0.98, 0.99])
+        L += beat_peer_rows(args.dpf, "lenet300", [0.95, 0.98, 0.99], args.held_out)
     L += beat_peer_rows("beat_peer_lenet5.json", "lenet5", [0.98])
-    for name in ("beat_peer_lenet300.json", args.ft10):
+    for name in ("beat_peer_lenet300.json", args.ft10, args.dpf):
         if (R / name).exists():
             L += dense_rows(name, "lenet300", 0.98)
     L += dense_rows("beat_peer_lenet5.json", "lenet5", 0.99)

@@ -108,7 +108,8 @@ def resolve_method(
     # The layers are check_model's, once the model exists.
     check_run(m, sparsity)
     if m.objective:  # its options, checked against the run's facts; built by the phase
-        OBJECTIVES.get(m.objective).check(RunFacts(m.granularity, sparsity), **m.objective_args)
+        facts = RunFacts(m.granularity, sparsity, criterion=m.criterion, scope=m.scope)
+        OBJECTIVES.get(m.objective).check(facts, **m.objective_args)
     return m, sparsity
 
 

@@ -87,12 +87,15 @@ class RunFacts:
 
     granularity: the method's granularity name (L1: lasso or group lasso; L0: weight or
     unit gates). target_sparsity: the run's target, None when unknown (an objective built
-    outside a run). window_steps: the steps the objective is active.
+    outside a run). window_steps: the steps the objective is active. criterion, scope:
+    the method's (an objective that chooses masks itself, DPF, ranks with them).
     """
 
     granularity: str = "weight"
     target_sparsity: float | None = None
     window_steps: int | None = None
+    criterion: str = "magnitude"
+    scope: str = "global"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def build_objective(method: Method, sparsity: float, window_steps: int) -> Objec
     granularity (L1's group form, L0's unit gates), the target sparsity (L0's
     controller) and ``window_steps``, the steps the objective is active."""
     assert method.objective is not None
-    run = RunFacts(method.granularity, sparsity, window_steps)
+    run = RunFacts(method.granularity, sparsity, window_steps, method.criterion, method.scope)
     return OBJECTIVES.get(method.objective)(run, **method.objective_args)
 
 
