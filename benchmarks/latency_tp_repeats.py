@@ -264,6 +264,24 @@ def render(files: list[Path], out: Path, command: str, note: str) -> None:
                         f"| {rcs} | {row['acc_dense']:.4f} | {m:.4f} ± {s:.4f} | {each} | {d} "
                         f"| {w} |"
                     )
+        lines += ["", "Headroom (is +1 pt over TP possible below the dense accuracy?):", ""]
+        for run in sorted(mruns, key=lambda r: r["seed"]):
+            for row in (r for r in run["rows"] if r["kind"] == "target"):
+                tp_mean = statistics.mean(row["arms"]["tp"]["accs"])
+                gap = 100 * (row["acc_dense"] - tp_mean)
+                best = max(
+                    (statistics.mean(v["accs"]), n) for n, v in row["arms"].items() if n != "tp"
+                )
+                lines.append(
+                    f"- seed {run['seed']} {row['target']:g}x: dense - TP = {gap:+.1f} pt"
+                    + (
+                        f", so +1 pt over TP needs a pruned model {1 - gap:.1f} pt above dense"
+                        if gap < 1
+                        else ""
+                    )
+                    + f"; best ours ({best[1]}) - dense = "
+                    f"{100 * (best[0] - row['acc_dense']):+.1f} pt"
+                )
         lines += [
             "",
             "Over both seeds (all pairs; 95 % interval = Student t over the pairs, "
