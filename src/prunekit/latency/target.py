@@ -79,7 +79,7 @@ class Target:
     cache_dir: str | None = None
     clock: str = "thread"  # see prunekit.latency.table
     weighting: str = "touched"  # "group" | "layers" | "touched": prunekit.latency.allocate
-    scoring: str = "deployed"  # "producers" | "deployed" | "tplike": prunekit.latency.scores
+    scoring: str = "tplike"  # "producers" | "deployed" | "tplike": prunekit.latency.scores
 
     def check(self) -> None:
         if (self.speedup is None) == (self.latency_ms is None):
