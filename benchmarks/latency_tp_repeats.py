@@ -215,14 +215,15 @@ def render(files: list[Path], out: Path, command: str, note: str) -> None:
         )
     if note:
         lines += ["", note]
-    by_model: dict[str, list[dict]] = {}
-    for run in runs:
-        by_model.setdefault(run["model"], []).append(run)
-    for model, mruns in by_model.items():
+    by_model: dict[tuple, list[dict]] = {}
+    for run in runs:  # one section per model and budget
+        key = (run["model"], *(run["budget"][k] for k in sorted(run["budget"])))
+        by_model.setdefault(key, []).append(run)
+    for (model, *_), mruns in by_model.items():
         b = mruns[0]["budget"]
         lines += [
             "",
-            f"## {model}",
+            f"## {model}, {b['limit']} training images",
             "",
             f"Budget: Fashion-MNIST, {b['limit']} training images, {b['epochs']} dense epochs; "
             f"every pruned model (ours and Torch-Pruning alike): BN recalibration + "
