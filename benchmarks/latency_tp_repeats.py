@@ -75,7 +75,10 @@ def finetune(m, cfg: RunConfig, data, order: int) -> float:
 
 def run(a: argparse.Namespace) -> None:
     started = time.time()
-    budget = dict(limit=a.limit, epochs=a.epochs, finetune_epochs=a.finetune_epochs)
+    a.batch_size = a.batch_size or None
+    budget = dict(
+        limit=a.limit, epochs=a.epochs, finetune_epochs=a.finetune_epochs, batch_size=a.batch_size
+    )
     cfg = RunConfig(
         model=a.model,
         dataset="fashion-mnist",
@@ -88,7 +91,6 @@ def run(a: argparse.Namespace) -> None:
         noise_sigmas=[],
         noise_densities=[],
         data_dir=FASHION,
-        batch_size=64,
         **budget,
     )
     rows: list[dict] = []
@@ -223,9 +225,11 @@ def render(files: list[Path], out: Path, command: str, note: str) -> None:
         b = mruns[0]["budget"]
         lines += [
             "",
-            f"## {model}, {b['limit']} training images",
+            f"## {model}, {b['limit']} training images, training batch "
+            f"{b.get('batch_size', 64) or 'default'}",
             "",
-            f"Budget: Fashion-MNIST, {b['limit']} training images, {b['epochs']} dense epochs; "
+            f"Budget: Fashion-MNIST, {b['limit']} training images, {b['epochs']} dense epochs, "
+            f"training batch {b.get('batch_size', 64) or 'the model default'}; "
             f"every pruned model (ours and Torch-Pruning alike): BN recalibration + "
             f"{b['finetune_epochs']} fine-tune epochs, repeated {b['repeats']} times with "
             f"different data orders from the same pruned weights; {b['test_limit']} test "
@@ -340,6 +344,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--finetune-epochs", type=int, default=2)
     p.add_argument("--test-limit", type=int, default=2000)
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="training batch size; 0 = the model's default"
+    )
     p.add_argument("--json", type=Path)
     p.add_argument("--render", type=Path, nargs="+")
     p.add_argument("--out", type=Path)
