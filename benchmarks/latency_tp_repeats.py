@@ -219,6 +219,7 @@ def render(files: list[Path], out: Path, command: str, note: str) -> None:
         lines += ["", note]
     by_model: dict[tuple, list[dict]] = {}
     for run in runs:  # one section per model and budget
+        run["budget"].setdefault("batch_size", 64)  # files written before --batch-size
         key = (run["model"], *(run["budget"][k] for k in sorted(run["budget"])))
         by_model.setdefault(key, []).append(run)
     for (model, *_), mruns in by_model.items():
@@ -226,10 +227,10 @@ def render(files: list[Path], out: Path, command: str, note: str) -> None:
         lines += [
             "",
             f"## {model}, {b['limit']} training images, training batch "
-            f"{b.get('batch_size', 64) or 'default'}",
+            f"{b['batch_size'] or 'default'}",
             "",
             f"Budget: Fashion-MNIST, {b['limit']} training images, {b['epochs']} dense epochs, "
-            f"training batch {b.get('batch_size', 64) or 'the model default'}; "
+            f"training batch {b['batch_size'] or 'the model default'}; "
             f"every pruned model (ours and Torch-Pruning alike): BN recalibration + "
             f"{b['finetune_epochs']} fine-tune epochs, repeated {b['repeats']} times with "
             f"different data orders from the same pruned weights; {b['test_limit']} test "
