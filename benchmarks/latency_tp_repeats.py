@@ -236,7 +236,7 @@ def render(files: list[Path], out: Path, command: str, note: str) -> None:
             f"different data orders from the same pruned weights; {b['test_limit']} test "
             "images. Seeds: " + ", ".join(str(r["seed"]) for r in mruns) + ".",
             "",
-            "acc = mean ± std over the fine-tunes (each value in brackets); "
+            "acc = mean ± std over the fine-tunes (each one in the fine-tunes column); "
             "ours - TP = paired by data order, mean ± std over the pairs; measured = the "
             "closed loop's speed-up (ours) / the bisection's (TP); recheck = median of 3 "
             "interleaved measurements of dense, ours and TP together.",
