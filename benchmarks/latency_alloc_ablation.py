@@ -5,10 +5,10 @@ like ``latency_target.py --part tp`` (BN recalibration, then 2 epochs on 5000 im
 
 - ``tp<r>``: Torch-Pruning's uniform pruning at ratio ``r`` (``_common.tp_uniform``);
 - ``<scoring>:<scheme>``: our widths and kept units, with unit scores
-  ``producers`` (the criterion on the producers' filters, the old default),
+  ``producers`` (the criterion on the producers' filters, the first default),
   ``folded`` (the same on the BN-folded model) or ``deployed``
-  (``prunekit.latency.target.group_scores``' default: BN folded, producers and
-  consumers) or ``tplike`` (``scoring="tplike"``: raw filters, BN gammas and
+  (``prunekit.latency.scores.group_scores``' second default: BN folded, producers and
+  consumers) or ``tplike`` (``scoring="tplike"``, the default now: raw filters, BN gammas and
   consumers, the layers Torch-Pruning's magnitude importance reduces a group over;
   the rows recorded before it moved into prunekit used a copy here that gives the same
   scores on ResNet-20) and widths ``uniform`` (the same fraction in every group,
