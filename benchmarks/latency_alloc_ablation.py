@@ -5,11 +5,13 @@ like ``latency_target.py --part tp`` (BN recalibration, then 2 epochs on 5000 im
 
 - ``tp<r>``: Torch-Pruning's uniform pruning at ratio ``r`` (``_common.tp_uniform``);
 - ``<scoring>:<scheme>``: our widths and kept units, with unit scores
-  ``producers`` (the criterion on the producers' filters, the old default),
+  ``producers`` (the criterion on the producers' filters, the first default),
   ``folded`` (the same on the BN-folded model) or ``deployed``
-  (``prunekit.latency.target.group_scores``' default: BN folded, producers and
-  consumers) or ``tplike`` (:func:`tp_like_scores`: raw filters, BN gammas and
-  consumers, as Torch-Pruning's magnitude importance reduces a group) and widths ``uniform`` (the same fraction in every group,
+  (``prunekit.latency.scores.group_scores``' second default: BN folded, producers and
+  consumers) or ``tplike`` (``scoring="tplike"``, the default now: raw filters, BN gammas and
+  consumers, the layers Torch-Pruning's magnitude importance reduces a group over;
+  the rows recorded before it moved into prunekit used a copy here that gives the same
+  scores on ResNet-20) and widths ``uniform`` (the same fraction in every group,
   ``allocate.uniform``) or the greedy allocation weighted ``group`` / ``layers`` /
   ``touched`` (``allocate.group_weights``).
 
@@ -38,28 +40,6 @@ from prunekit.latency.target import group_scores
 from prunekit.pipeline import dataset_for, train_dense
 from prunekit.pruning.criteria import Context
 from prunekit.surgery.fold import fold_batchnorm
-
-
-def tp_like_scores(model, lm) -> list[torch.Tensor]:
-    """Torch-Pruning-like group importance (not Torch-Pruning's code): per layer the L1
-    of the *raw* (unfolded) weights of each unit -- producers' filters, followers'
-    BatchNorm |gamma|, consumers' input weights -- divided by its mean over the units,
-    then the mean over the layers."""
-    out = []
-    for g in lm.groups:
-        per = []
-        for p in g.producers:
-            w = model.get_submodule(p).weight.detach()
-            per.append(w.abs().flatten(1).sum(1))
-        for f in g.followers:
-            m = model.get_submodule(f)
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.weight is not None:
-                per.append(m.weight.detach().abs())
-        for c, _ in g.consumers:
-            w = model.get_submodule(c).weight.detach()
-            per.append(w.abs().transpose(0, 1).reshape(g.size, -1).sum(1))
-        out.append(torch.stack([s / s.mean() for s in per]).mean(0))
-    return out
 
 
 def run(seed: int, items: list[str], out: Path, cache: Path) -> None:
@@ -96,7 +76,7 @@ def run(seed: int, items: list[str], out: Path, cache: Path) -> None:
             fold_batchnorm(dense)[0], lm, "magnitude", ctx, scoring="producers"
         ),
         "deployed": lambda: group_scores(dense, lm, "magnitude", ctx, scoring="deployed"),
-        "tplike": lambda: tp_like_scores(dense, lm),
+        "tplike": lambda: group_scores(dense, lm, "magnitude", ctx, scoring="tplike"),
     }
     dp = lm.predict(lm.full)
     for item in items:

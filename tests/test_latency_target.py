@@ -328,3 +328,34 @@ def test_deployed_scores_fold_batchnorm_and_read_consumers(tmp_path):
     assert float(dep[1][7]) == pytest.approx(0.5 * 1 + 0.5 * 0.0) and int(dep[1].argmin()) == 7
     with pytest.raises(PrunekitError, match="scoring must be one of"):
         group_scores(m, lm, "magnitude", ctx, scoring="bn")
+
+
+def test_tplike_scores_read_raw_filters_batchnorm_gammas_and_consumers(tmp_path):
+    from prunekit.latency.target import group_scores
+    from prunekit.pruning.criteria import Context
+
+    m = tiny().eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.fill_(1.0)
+        m[0].weight[2].fill_(2.0)  # raw filter 2: twice the others
+        m[1].weight[2] = 0.25  # its BN gamma a quarter
+        m[1].running_var.fill_(3.0)  # tplike does not fold: the variance plays no part
+        m[3].weight[:, 5].fill_(3.0)  # conv3 reads channel 5 with 3x weights
+        m[6].weight[:, 7 * 16 : 8 * 16].fill_(0.0)
+    lm = LatencyModel(m, (1, 8, 8), batch_size=2, cache_dir=tmp_path, repeats=1)
+    s = group_scores(m, lm, "magnitude", Context(), scoring="tplike")
+    # group 0, three layers, each divided by its mean over the 8 units:
+    # filters 1,1,2,1,... (mean 9/8), gammas 1,1,1/4,1,... (mean 29/32), consumer
+    # columns 1,...,3 at unit 5 (mean 5/4)
+    unit0 = (8 / 9 + 32 / 29 + 4 / 5) / 3
+    unit2 = (16 / 9 + 8 / 29 + 4 / 5) / 3
+    unit5 = (8 / 9 + 32 / 29 + 12 / 5) / 3
+    assert float(s[0][0]) == pytest.approx(unit0)
+    assert float(s[0][2]) == pytest.approx(unit2)
+    assert float(s[0][5]) == pytest.approx(unit5)
+    # folded, filter 2 would be the weakest (2 * 1/4); raw, its filter outweighs its gamma
+    assert float(s[0][2]) > float(s[0][0]) and int(s[0].argmax()) == 5
+    # group 1 has no BatchNorm: conv3's rows and the head's columns, as deployed reads them
+    dep = group_scores(m, lm, "magnitude", Context(), scoring="deployed")
+    assert torch.allclose(s[1], dep[1]) and float(s[1][7]) == pytest.approx(0.5)

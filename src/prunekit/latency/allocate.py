@@ -26,6 +26,11 @@ measured fast shapes. A last *fill* pass gives back what the greedy removal over
 while some group can grow to a higher grid width with ``T(w') <= T_target``, the move
 with the largest importance regained per millisecond added (any move that adds none
 first) is taken, so the allocation ends just under the budget.
+
+:func:`plan` adds depth for residual networks: ``depth="only"`` removes blocks, lowest
+``I_b / dT_b`` (block importance lost per predicted unit saved) first, until the
+budget; ``depth="with"`` removes blocks until ``sqrt(K)`` (half the speed-up in log
+scale), then the greedy width allocation takes the rest.
 """
 
 from __future__ import annotations
@@ -35,9 +40,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from ..pruning.dependency import UnitGroup
+from ..pruning.masks import clone
 from ..registry import PrunekitError
+from .depth import without_blocks
 from .table import LatencyModel
 
 WEIGHTINGS = ("group", "layers", "touched")
@@ -188,3 +196,52 @@ def _snap(lm: LatencyModel, fraction: float) -> list[int]:
         below = [w for w in grid if w <= fraction * n]
         out.append(below[-1] if below else grid[0])
     return out
+
+
+def _depth_order(lm: LatencyModel, importance: dict[str, float]) -> list[str]:
+    """Blocks by importance lost per predicted unit saved (ascending)."""
+    base = lm.predict(lm.full)
+
+    def ratio(b: str) -> float:
+        saved = base - lm.predict(lm.full, [b])
+        return max(importance[b], 0.0) / saved if saved > 0 else math.inf
+
+    return sorted(importance, key=ratio)
+
+
+def plan(
+    lm: LatencyModel,
+    scores: list,
+    budget: float,
+    depth: str,
+    importance: dict[str, float],
+    weighting: str = "touched",
+) -> tuple[list[int], list[str]]:
+    """Widths and removed blocks for a budget in predictor units (module docstring)."""
+    removed: list[str] = []
+    if depth != "none":
+        dense = lm.predict(lm.full)
+        depth_budget = budget if depth == "only" else dense / math.sqrt(dense / budget)
+        for b in _depth_order(lm, importance):
+            if lm.predict(lm.full, removed) <= depth_budget:
+                break
+            removed.append(b)
+        if depth == "only":
+            return list(lm.full), removed
+    if lm.predict(lm.full, removed) <= budget:
+        return list(lm.full), removed
+    if lm.predict(lm.minimum(), removed) > budget:
+        return lm.minimum(), removed
+    weights = group_weights(lm.groups, weighting)
+    return allocate(lm, scores, budget, removed=removed, weights=weights).widths, removed
+
+
+def build(model: nn.Module, lm: LatencyModel, widths, removed, scores) -> nn.Module:
+    small = without_blocks(model, removed) if removed else clone(model)
+    return lm.with_widths(small, widths, scores)
+
+
+def best_reachable(lm: LatencyModel, depth: str, blocks: list[str]) -> float:
+    if depth == "only":
+        return lm.predict(lm.full, blocks)
+    return lm.predict(lm.minimum(), blocks if depth == "with" else [])

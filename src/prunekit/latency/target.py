@@ -8,9 +8,10 @@
    reachable speed-up.
 2. Latency tables and predictor (:mod:`.table`) for the model, runtime, batch size and
    one thread; cached per machine.
-3. Dense training, then the method's criterion scores every unit (``depth``: the block
+3. Dense training, then the method's criterion scores every unit, reduced over each
+   group's layers as ``Target.scoring`` says (:mod:`.scores`; ``depth``: the block
    importance of :mod:`.depth`).
-4. Allocation (:mod:`.allocate`): ``depth="only"`` removes blocks, lowest
+4. Allocation (:mod:`.allocate`, ``plan``): ``depth="only"`` removes blocks, lowest
    ``I_b / dT_b`` (importance lost per predicted ms saved) first, until the target;
    ``depth="with"`` removes blocks until ``sqrt(K)`` (half the speed-up, in log scale),
    then widths take the rest; ``depth="none"``: widths only.
@@ -30,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,14 +41,29 @@ from torch import nn
 
 from ..config import RunConfig
 from ..data import Dataset, calibration_set
-from ..pruning.criteria import CRITERIA, Context
-from ..pruning.granularity import unit_scores
-from ..pruning.masks import clone, original, out_in
+from ..pruning.criteria import Context
+from ..pruning.masks import clone
 from ..registry import PrunekitError
-from ..surgery.fold import fold_batchnorm
-from .allocate import WEIGHTINGS, allocate, group_weights
-from .depth import block_importance, removable_blocks, without_blocks
+from .allocate import WEIGHTINGS, best_reachable, build, plan
+from .depth import block_importance, removable_blocks
+from .scores import SCORINGS, group_scores
 from .table import LatencyModel, check_runtime
+
+# Re-exported: the allocation's pieces were defined here before the split.
+__all__ = [
+    "DEPTH_MODES",
+    "SCORINGS",
+    "Target",
+    "best_reachable",
+    "build",
+    "group_scores",
+    "plan",
+    "prepare",
+    "run_target",
+    "search",
+    "target_fields",
+    "target_hash",
+]
 
 DEPTH_MODES = ("none", "only", "with")
 
@@ -64,7 +79,7 @@ class Target:
     cache_dir: str | None = None
     clock: str = "thread"  # see prunekit.latency.table
     weighting: str = "touched"  # "group" | "layers" | "touched": prunekit.latency.allocate
-    scoring: str = "deployed"  # "producers" | "deployed": see group_scores
+    scoring: str = "tplike"  # "producers" | "deployed" | "tplike": prunekit.latency.scores
 
     def check(self) -> None:
         if (self.speedup is None) == (self.latency_ms is None):
@@ -88,142 +103,6 @@ class Target:
         if self.batch_size < 1 or self.threads < 1:
             raise PrunekitError("latency batch size and threads must be >= 1")
         check_runtime(self.runtime)
-
-
-SCORINGS = ("producers", "deployed")
-
-
-def group_scores(
-    model: nn.Module,
-    lm: LatencyModel,
-    criterion: str,
-    ctx: Context,
-    scoring: str = "deployed",
-) -> list:
-    """One score per unit of every table group.
-
-    ``scoring="producers"``: the criterion's unit scores (mean over a unit's output
-    weights), averaged over the group's tied producers -- what the neuron granularity
-    does.
-
-    ``scoring="deployed"`` (default): the units are scored on the model *as deployed*,
-    BatchNorm folded into the layer before it (``W' = gamma / sqrt(var + eps) * W``,
-    :mod:`prunekit.surgery.fold`), and over *every* layer whose width the group sets:
-    the producers' output weights of unit ``c`` and the consumers' input weights of
-    ``c`` (a Linear after a flatten: its ``fan`` columns of ``c``). Each layer's
-    per-unit score (mean over the unit's weights) is divided by its mean over the
-    layer's units, so layers of different scales weigh alike, and the group's score is
-    the mean over its layers:
-
-        s_c = (1 / |L_g|) * sum_{l in L_g} s_{l,c} / mean_c'(s_{l,c'})
-
-    Why: a filter followed by BatchNorm has no scale of its own (BN renormalizes it),
-    so its raw norm says little about what the unit contributes; and a unit whose
-    outgoing weights are small contributes little whatever its filter. Torch-Pruning's
-    group importance (Fang et al. 2023, DepGraph) likewise reduces over every coupled
-    layer. On ResNet-20 / Fashion-MNIST (one seed) the same uniform 8/16/32 widths
-    kept by these scores fine-tuned to 0.7815 against 0.7665 with the producer scores
-    (benchmarks/results/latency_alloc_ablation.md; one fine-tune each, so not beyond
-    run-to-run noise on its own). The per-layer normalization is a per-group scale, so
-    the allocation's kept-fraction objective is unchanged for a group of one producer
-    and no consumer weights (e.g. with a criterion that only scores output units)."""
-    if scoring not in SCORINGS:
-        raise PrunekitError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
-    if scoring == "producers":
-        modules = {p: model.get_submodule(p) for g in lm.groups for p in g.producers}
-        raw = CRITERIA.get(criterion)(model, modules, ctx)
-        out = []
-        for g in lm.groups:
-            per = [unit_scores(modules[p], raw[p]) for p in g.producers]
-            s = torch.stack(per).mean(0)
-            out.append(torch.where(torch.isfinite(s), s, torch.zeros_like(s)))
-        return out
-    scored, _ = fold_batchnorm(model)
-    names = {p for g in lm.groups for p in g.producers}
-    names |= {c for g in lm.groups for c, _ in g.consumers}
-    modules = {n: scored.get_submodule(n) for n in sorted(names)}
-    raw = CRITERIA.get(criterion)(scored, modules, ctx)
-    out = []
-    for g in lm.groups:
-        per = [_normalized(unit_scores(modules[p], raw[p])) for p in g.producers]
-        for c, fan in g.consumers:
-            s_in = _input_unit_scores(modules[c], raw[c], g.size, fan)
-            if s_in is not None:
-                per.append(_normalized(s_in))
-        out.append(torch.stack(per).mean(0))
-    return out
-
-
-def _normalized(s: torch.Tensor) -> torch.Tensor:
-    s = torch.where(torch.isfinite(s), s, torch.zeros_like(s)).clamp(min=0)
-    mean = s.mean()
-    return s / mean if mean > 0 else s
-
-
-def _input_unit_scores(
-    module: nn.Module, score: torch.Tensor, size: int, fan: int
-) -> torch.Tensor | None:
-    """Mean score of the input weights of each of ``size`` units consumed by ``module``
-    (``fan`` inputs per unit, unit-major as a flatten lays them out); ``None`` when the
-    criterion gave no weight-shaped score."""
-    w = original(module)
-    if score.shape != w.shape:
-        return None
-    s = out_in(module, score.detach().float().cpu())
-    if s.shape[1] != size * fan:
-        return None
-    s = torch.where(torch.isfinite(s), s, torch.zeros_like(s))
-    s = s.transpose(0, 1).reshape(size, fan, s.shape[0], -1)
-    return s.mean(dim=(1, 2, 3))
-
-
-def _depth_order(lm: LatencyModel, importance: dict[str, float]) -> list[str]:
-    """Blocks by importance lost per predicted unit saved (ascending)."""
-    base = lm.predict(lm.full)
-
-    def ratio(b: str) -> float:
-        saved = base - lm.predict(lm.full, [b])
-        return max(importance[b], 0.0) / saved if saved > 0 else math.inf
-
-    return sorted(importance, key=ratio)
-
-
-def plan(
-    lm: LatencyModel,
-    scores: list,
-    budget: float,
-    depth: str,
-    importance: dict[str, float],
-    weighting: str = "touched",
-) -> tuple[list[int], list[str]]:
-    """Widths and removed blocks for a budget in predictor units (module docstring)."""
-    removed: list[str] = []
-    if depth != "none":
-        dense = lm.predict(lm.full)
-        depth_budget = budget if depth == "only" else dense / math.sqrt(dense / budget)
-        for b in _depth_order(lm, importance):
-            if lm.predict(lm.full, removed) <= depth_budget:
-                break
-            removed.append(b)
-        if depth == "only":
-            return list(lm.full), removed
-    if lm.predict(lm.full, removed) <= budget:
-        return list(lm.full), removed
-    if lm.predict(lm.minimum(), removed) > budget:
-        return lm.minimum(), removed
-    weights = group_weights(lm.groups, weighting)
-    return allocate(lm, scores, budget, removed=removed, weights=weights).widths, removed
-
-
-def build(model: nn.Module, lm: LatencyModel, widths, removed, scores) -> nn.Module:
-    small = without_blocks(model, removed) if removed else clone(model)
-    return lm.with_widths(small, widths, scores)
-
-
-def best_reachable(lm: LatencyModel, depth: str, blocks: list[str]) -> float:
-    if depth == "only":
-        return lm.predict(lm.full, blocks)
-    return lm.predict(lm.minimum(), blocks if depth == "with" else [])
 
 
 def prepare(
