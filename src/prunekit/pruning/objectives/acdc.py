@@ -35,7 +35,7 @@ from ..masks import original
 from ..methods import Method
 from ..options import Options, RunFacts, option
 from . import Objective, objective
-from .dpf import SCORES_FROM_WEIGHTS, WINDOW, weight_masks
+from .dpf import WINDOW, check_weight_scores, weight_masks
 
 
 def acdc_plan(window: int, phase_fraction: float, final_fraction: float) -> tuple[int, int]:
@@ -125,13 +125,7 @@ class ACDCOptions(Options):
     def validate(self, run: RunFacts) -> None:
         _fraction("phase_fraction", self.phase_fraction)
         _fraction("final_fraction", self.final_fraction)
-        if run.granularity != "weight":
-            raise PrunekitError(f"acdc: granularity must be 'weight', got {run.granularity!r}")
-        if run.criterion not in SCORES_FROM_WEIGHTS:
-            raise PrunekitError(
-                f"acdc: criterion must be one of {', '.join(SCORES_FROM_WEIGHTS)} (scores "
-                f"from the weights), got {run.criterion!r}"
-            )
+        check_weight_scores("acdc", run)
 
 
 @objective("acdc", ACDCOptions)

@@ -71,6 +71,18 @@ SCORES_FROM_WEIGHTS = ("magnitude", "lamp")
 WINDOW = 1.0 - 1e-9
 
 
+def check_weight_scores(name: str, run: RunFacts) -> None:
+    """Methods that re-rank weights they keep training (dpf, acdc) need the weight
+    granularity and a criterion computed from the weights alone (no data pass)."""
+    if run.granularity != "weight":
+        raise PrunekitError(f"{name}: granularity must be 'weight', got {run.granularity!r}")
+    if run.criterion not in SCORES_FROM_WEIGHTS:
+        raise PrunekitError(
+            f"{name}: criterion must be one of {', '.join(SCORES_FROM_WEIGHTS)} (scores "
+            f"from the weights), got {run.criterion!r}"
+        )
+
+
 def weight_masks(
     model: nn.Module, modules: dict[str, nn.Module], sparsity: float, criterion: str, scope: str
 ) -> dict[str, torch.Tensor]:
@@ -220,13 +232,7 @@ class DPFOptions(Options):
                 f"dpf: ramp_fraction + freeze_fraction must be <= 1 (the target is reached "
                 f"before the mask is fixed), got {self.ramp_fraction} + {self.freeze_fraction}"
             )
-        if run.granularity != "weight":
-            raise PrunekitError(f"dpf: granularity must be 'weight', got {run.granularity!r}")
-        if run.criterion not in SCORES_FROM_WEIGHTS:
-            raise PrunekitError(
-                f"dpf: criterion must be one of {', '.join(SCORES_FROM_WEIGHTS)} (scores "
-                f"from the dense weights), got {run.criterion!r}"
-            )
+        check_weight_scores("dpf", run)
 
 
 @objective("dpf", DPFOptions)
