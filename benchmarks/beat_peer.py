@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import shlex
 import statistics
@@ -229,7 +230,11 @@ def dense_model(cfg: RunConfig, data, cache: Path):
         return model.eval()
     model, _, _ = train_dense(replace(cfg, finetune_epochs=0, sparsity=0.0), data)
     cache.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    # written aside, then renamed: a process of another split run sharing the cache never
+    # reads a half-written checkpoint
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
     return model.eval()
 
 
@@ -468,6 +473,47 @@ def _merge_seeds(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by[k] for k in sorted(by)]
 
 
+def resumable(saved: dict[str, Any], command: str, seeds: list[int]) -> list[dict[str, Any]]:
+    """The finished seeds of a saved (possibly interrupted) run of the same command, in
+    ``seeds`` order; a JSON written by another command is refused, so cells of different
+    budgets are never mixed."""
+    norm = lambda c: [a for a in shlex.split(c) if a != "--resume"]  # noqa: E731
+    if norm(saved["command"]) != norm(command):
+        raise SystemExit(
+            f"--resume: the saved JSON is from another command ({saved['command']!r}); "
+            "use a new --out"
+        )
+    done = {r["seed"]: r for r in saved["results"]}
+    return [done[s] for s in seeds if s in done]
+
+
+def run_seeds(args, command: str) -> tuple[list[dict[str, Any]], float]:
+    """Run every seed of ``args.seeds``; with ``--out``, the JSON is rewritten after each
+    seed (``pending`` lists the seeds still to run), so an interrupted run keeps its
+    finished seeds and ``--resume`` continues with the others."""
+    results: list[dict[str, Any]] = []
+    took = 0.0
+    js = Path(args.out).with_suffix(".json") if args.out else None
+    if args.resume and js is not None and js.exists():
+        saved = json.loads(js.read_text())
+        results = resumable(saved, command, args.seeds)
+        took = saved["took"] if results else 0.0
+        print(f"resumed: seeds {[r['seed'] for r in results]} from {js}", flush=True)
+    for seed in args.seeds:
+        if any(r["seed"] == seed for r in results):
+            continue
+        t0 = time.perf_counter()
+        results.append(run_seed(args, seed))
+        took += time.perf_counter() - t0
+        if js is not None:
+            pending = [s for s in args.seeds if all(r["seed"] != s for r in results)]
+            date = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}"
+            saved = {"command": command, "date": date, "took": took, "results": results}
+            js.write_text(json.dumps({**saved, "pending": pending} if pending else saved, indent=1))
+    results.sort(key=lambda r: args.seeds.index(r["seed"]))
+    return results, took
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="lenet300")
@@ -484,6 +530,11 @@ def main() -> None:
     p.add_argument("--out", default=None, help="markdown report (JSON next to it)")
     p.add_argument("--from-json", default=None, help="rewrite the report from a saved JSON")
     p.add_argument("--notes", action="store_true", help="append the closing notes (NOTES)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the finished seeds of --out's JSON (same command) and run only the others",
+    )
     p.add_argument("--notes-key", default=None, help="which NOTES entry (default: --model)")
     p.add_argument(
         "--merge",
@@ -516,10 +567,8 @@ def main() -> None:
         if "commands" in saved:  # one process per seed, run side by side, then --merge
             command = "` + `".join(saved["commands"])
     else:
-        t0 = time.perf_counter()
-        results = [run_seed(args, s) for s in args.seeds]
-        took = time.perf_counter() - t0
         command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+        results, took = run_seeds(args, command)
         date = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}"
     text = report(args, results, took, command, date)
     print(text)
