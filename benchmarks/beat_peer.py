@@ -327,13 +327,44 @@ def collect(results, split):
     return out
 
 
+def has(r: dict[str, Any], lab: str, sparsity: float) -> bool:
+    return any(c["label"] == lab and c["sparsity"] == sparsity for c in r["cells"])
+
+
 def paired(results, row: str, peer: str, sparsity: float, split: str) -> list[float]:
-    """Per-seed ``row - peer`` accuracy differences at one sparsity."""
+    """Per-seed ``row - peer`` accuracy differences at one sparsity, over the seeds that
+    have both cells (a merged run stopped early may lack some)."""
 
     def acc(r, lab: str) -> float:
         return next(c[split] for c in r["cells"] if c["label"] == lab and c["sparsity"] == sparsity)
 
-    return [acc(r, row) - acc(r, peer) for r in results]
+    return [
+        acc(r, row) - acc(r, peer)
+        for r in results
+        if has(r, row, sparsity) and has(r, peer, sparsity)
+    ]
+
+
+def same_epochs_pairs(results, row: str, sparsity: float, split: str) -> list[tuple[float, float]]:
+    """Per seed (same-epochs dense, row) accuracies, over the seeds that have both; the
+    row ``"dense"`` is the dense model every row starts from."""
+    out = []
+    for r in results:
+        if "dense_same_epochs" not in r:
+            continue
+        if row == "dense":
+            out.append((r["dense_same_epochs"][split], r["dense"][split]))
+        elif has(r, row, sparsity):
+            acc = next(
+                c[split] for c in r["cells"] if c["label"] == row and c["sparsity"] == sparsity
+            )
+            out.append((r["dense_same_epochs"][split], acc))
+    return out
+
+
+def below_same_epochs(results, row: str, sparsity: float, split: str) -> list[float]:
+    """Per-seed ``same-epochs dense - row`` in points (see ``same_epochs_pairs``)."""
+    return [a - b for a, b in same_epochs_pairs(results, row, sparsity, split)]
 
 
 def report(args, results, took, command, date) -> str:
@@ -413,7 +444,8 @@ def report(args, results, took, command, date) -> str:
         if not ours:
             continue
         for s in sps:
-            here = [lab for lab in ours if (lab, s) in test]  # merged runs: not every cell
+            # merged runs: not every cell in every seed
+            here = [lab for lab in ours if paired(results, lab, peer, s, "test")]
             if (peer, s) not in test or not here:
                 continue
             for split in ("test", "val"):
@@ -424,10 +456,14 @@ def report(args, results, took, command, date) -> str:
                 gain = statistics.mean(g)
                 L.append(
                     f"- {s} ({split}), against {peer}: best = {best}, {fmt(g)} pt "
+                    + (f"({len(g)} of {len(results)} seeds) " if len(g) < len(results) else "")
                     + ("(≥ 1 pt: met)." if gain >= 1 else f"(< 1 pt: missed by {1 - gain:.2f} pt).")
                 )
-    if "dense_same_epochs" in results[0]:
-        same = {k: [r["dense_same_epochs"][k] for r in results] for k in ("test", "val")}
+    if any("dense_same_epochs" in r for r in results):
+        same = {
+            k: [r["dense_same_epochs"][k] for r in results if "dense_same_epochs" in r]
+            for k in ("test", "val")
+        }
         tot = args.dense_epochs + args.finetune_epochs
         L += [
             "",
@@ -437,17 +473,46 @@ def report(args, results, took, command, date) -> str:
             f"val {fmt(same['val'])}.",
             "",
         ]
+        n_same = len(same["test"])
+        if n_same < len(results):
+            L += [f"Only {n_same} of {len(results)} seeds have it; the gaps below use those.", ""]
         for s in sps:
-            for split, data in (("test", test), ("val", val)):
-                best = max(
-                    [lab for lab in labels if (lab, s) in data],
-                    key=lambda lab: statistics.mean(data[(lab, s)]),
-                )
-                gap = statistics.mean(same[split]) - statistics.mean(data[(best, s)])
+            for split in ("test", "val"):
+                # difference of the means over the seeds that have both
+                gaps = {
+                    lab: statistics.mean(a for a, _ in pr) - statistics.mean(b for _, b in pr)
+                    for lab in labels
+                    if (pr := same_epochs_pairs(results, lab, s, split))
+                }
+                if not gaps:
+                    continue
+                best = min(gaps, key=gaps.get)
+                gap = gaps[best]
                 L.append(
                     f"- {s} ({split}): best = {best}, {gap:.2f} pt below the same-epochs dense "
                     + ("(≤ 1 pt: met)." if gap <= 1 else f"(> 1 pt: missed by {gap - 1:.2f} pt).")
                 )
+        # measured context for the closing notes: how far the peer and the starting point are
+        d = {sp: fmt(below_same_epochs(results, "dense", 0.0, sp)) for sp in ("val", "test")}
+        L += [
+            "",
+            f"Distances to the same-epochs dense (pt below it, per-seed mean ± std): the "
+            f"{args.dense_epochs}-epoch dense model every row starts from: val {d['val']}, "
+            f"test {d['test']}.",
+        ]
+        for peer in [lab for lab in labels if lab.startswith("peer")]:
+            for s in sps:
+                g = {sp: below_same_epochs(results, peer, s, sp) for sp in ("val", "test")}
+                if g["val"]:
+                    L.append(
+                        f"- {peer} @ {s}: val {fmt(g['val'])}, test {fmt(g['test'])}"
+                        + (
+                            " (under 1 pt: a 1-pt gain over the peer would be a sparse model "
+                            "above that dense model)."
+                            if statistics.mean(g["val"]) < 1 or statistics.mean(g["test"]) < 1
+                            else "."
+                        )
+                    )
     key = args.notes_key or args.model
     if args.notes and key in NOTES:
         L += ["", "## Why the targets are missed", "", *[f"- {n}" for n in NOTES[key]]]

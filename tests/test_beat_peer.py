@@ -55,3 +55,36 @@ def test_resume_refuses_a_json_written_by_another_command(tmp_path, monkeypatch)
     args = SimpleNamespace(seeds=[0], out=str(out), resume=True)
     with pytest.raises(SystemExit, match="another command"):
         beat_peer.run_seeds(args, CMD + " --resume")
+
+
+def seed_result(seed: int, peer: float, lamp: float, sparsities, same: float | None):
+    cells = [
+        {"label": lab, "sparsity": s, "seconds": 1.0, "test": acc - s, "val": acc - s}
+        for s in sparsities
+        for lab, acc in (("peer", peer), ("lamp", lamp))
+    ]
+    r = {"seed": seed, "dense": {"test": 90.0, "val": 90.0}, "cells": cells}
+    if same is not None:
+        r["dense_same_epochs"] = {"test": same, "val": same}
+    return r
+
+
+def test_report_of_a_merged_run_stopped_early_uses_the_seeds_that_have_each_cell():
+    # seed 2 finished 0.98 only and has no same-epochs dense model
+    results = [
+        seed_result(0, 86.0, 87.0, [0.98, 0.99], same=91.0),
+        seed_result(1, 86.0, 88.0, [0.98, 0.99], same=92.0),
+        seed_result(2, 85.0, 89.0, [0.98], same=None),
+    ]
+    args = SimpleNamespace(
+        model="lenet5", sparsities=[0.98, 0.99], dense_epochs=6, finetune_epochs=6,
+        lr_factor=1.0, limit=None, threads=1, notes=False, notes_key=None,
+    )  # fmt: skip
+    text = beat_peer.report(args, results, 60.0, "python benchmarks/beat_peer.py", "d")
+    # 0.98: gains 1, 2, 4 over three seeds; 0.99: gains 1, 2 over seeds 0 and 1
+    assert "- 0.98 (test), against peer: best = lamp, 2.33 ± 1.53 pt (≥ 1 pt: met)." in text
+    assert "- 0.99 (val), against peer: best = lamp, 1.50 ± 0.71 pt (2 of 3 seeds)" in text
+    # same-epochs dense 91.5 on seeds 0, 1; lamp @ 0.99 there (87 + 88) / 2 - 0.99 = 86.51
+    assert "Only 2 of 3 seeds have it" in text
+    assert "- 0.99 (test): best = lamp, 4.99 pt below the same-epochs dense" in text
+    assert "- peer @ 0.98: val 6.48 ± 0.71, test 6.48 ± 0.71." in text
