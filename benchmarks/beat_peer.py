@@ -276,7 +276,8 @@ def run_variant(label: str, dense, cfg: RunConfig, data) -> tuple[dict[str, floa
     return scores(model, data), model
 
 
-def run_seed(args, seed: int) -> dict[str, Any]:
+def run_seed(args, seed: int, on_cell=None) -> dict[str, Any]:
+    """``on_cell(partial)``: called with the seed's result so far after each cell."""
     torch.set_num_threads(args.threads)
     base = RunConfig(
         model=args.model,
@@ -299,6 +300,8 @@ def run_seed(args, seed: int) -> dict[str, Any]:
             cell = {"label": label, "sparsity": s, "seconds": time.perf_counter() - t0, **sc}
             print(json.dumps(cell), flush=True)
             out["cells"].append(cell)
+            if on_cell is not None:
+                on_cell(out)
         if "peer" in weights and "magnitude" in weights:
             a, b = weights["peer"], weights["magnitude"]
             out.setdefault("peer_vs_magnitude_max_abs", {})[str(s)] = max(
@@ -367,7 +370,7 @@ def below_same_epochs(results, row: str, sparsity: float, split: str) -> list[fl
     return [a - b for a, b in same_epochs_pairs(results, row, sparsity, split)]
 
 
-def report(args, results, took, command, date) -> str:
+def report(args, results, took, command, date, pending=()) -> str:
     seeds = [r["seed"] for r in results]
     sps = args.sparsities
     labels = list(dict.fromkeys(c["label"] for c in results[0]["cells"]))
@@ -390,6 +393,16 @@ def report(args, results, took, command, date) -> str:
         + ", on a 2-core "
         "machine shared with other jobs.",
         "",
+        *(
+            [
+                f"Stopped before the end: seed(s) {list(pending)} did not finish every command; "
+                "their finished cells are included and each target below uses the seeds that "
+                "have its cells.",
+                "",
+            ]
+            if pending
+            else []
+        ),
         f"{args.model} on Fashion-MNIST ({n_train} training images), seeds {seeds}; accuracy "
         "in % (mean ± sample std over seeds) on the 10000 test images and the seeded "
         f"validation split. Dense: {args.dense_epochs} epochs, the recipe (SGD momentum "
@@ -548,14 +561,16 @@ def resumable(saved: dict[str, Any], command: str, seeds: list[int]) -> list[dic
             f"--resume: the saved JSON is from another command ({saved['command']!r}); "
             "use a new --out"
         )
-    done = {r["seed"]: r for r in saved["results"]}
+    pending = saved.get("pending", [])
+    done = {r["seed"]: r for r in saved["results"] if r["seed"] not in pending}
     return [done[s] for s in seeds if s in done]
 
 
 def run_seeds(args, command: str) -> tuple[list[dict[str, Any]], float]:
     """Run every seed of ``args.seeds``; with ``--out``, the JSON is rewritten after each
-    seed (``pending`` lists the seeds still to run), so an interrupted run keeps its
-    finished seeds and ``--resume`` continues with the others."""
+    cell (``pending`` lists the seeds not finished, the one under way included with the
+    cells it has), so an interrupted run keeps what it measured, ``--merge`` can report
+    it, and ``--resume`` reruns only the unfinished seeds."""
     results: list[dict[str, Any]] = []
     took = 0.0
     js = Path(args.out).with_suffix(".json") if args.out else None
@@ -568,13 +583,20 @@ def run_seeds(args, command: str) -> tuple[list[dict[str, Any]], float]:
         if any(r["seed"] == seed for r in results):
             continue
         t0 = time.perf_counter()
-        results.append(run_seed(args, seed))
-        took += time.perf_counter() - t0
-        if js is not None:
+
+        def save(partial: dict[str, Any] | None = None, took=took, t0=t0) -> None:
+            if js is None:
+                return
             pending = [s for s in args.seeds if all(r["seed"] != s for r in results)]
             date = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}"
-            saved = {"command": command, "date": date, "took": took, "results": results}
+            spent = took + time.perf_counter() - t0
+            saved = {"command": command, "date": date, "took": spent}
+            saved["results"] = results + ([partial] if partial else [])
             js.write_text(json.dumps({**saved, "pending": pending} if pending else saved, indent=1))
+
+        results.append(run_seed(args, seed, on_cell=save))
+        save()
+        took += time.perf_counter() - t0
     results.sort(key=lambda r: args.seeds.index(r["seed"]))
     return results, took
 
@@ -617,6 +639,9 @@ def main() -> None:
             "took": max(q["took"] for q in parts),  # side by side: the longest one
             "results": _merge_seeds([r for q in parts for r in q["results"]]),
         }
+        pending = sorted({s for q in parts for s in q.get("pending", [])})
+        if pending:  # a part stopped early: its unfinished seed keeps the cells it has
+            merged["pending"] = pending
         Path(args.out).with_suffix(".json").write_text(json.dumps(merged, indent=1))
         args.from_json = str(Path(args.out).with_suffix(".json"))
     saved_run = bool(args.from_json)  # a rewrite from JSON leaves that JSON as it is
@@ -635,7 +660,7 @@ def main() -> None:
         command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
         results, took = run_seeds(args, command)
         date = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}"
-    text = report(args, results, took, command, date)
+    text = report(args, results, took, command, date, saved.get("pending", []) if saved_run else [])
     print(text)
     if args.out:
         out = Path(args.out)

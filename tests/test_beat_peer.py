@@ -16,11 +16,14 @@ CMD = "python benchmarks/beat_peer.py --model lenet5 --seeds 0 1 2 --out x.md"
 
 
 def fake_seed(calls: list[int], fail_at: int | None = None):
-    def run(args, seed):
+    def run(args, seed, on_cell=None):
+        out = {"seed": seed, "dense": {"test": 80.0 + seed, "val": 81.0}, "cells": []}
+        out["cells"].append({"label": "peer", "sparsity": 0.98, "test": 1.0, "val": 1.0})
+        on_cell(out)
         if seed == fail_at:
-            raise KeyboardInterrupt  # the run is stopped during this seed
+            raise KeyboardInterrupt  # the run is stopped during this seed, after one cell
         calls.append(seed)
-        return {"seed": seed, "dense": {"test": 80.0 + seed, "val": 81.0}, "cells": []}
+        return out
 
     return run
 
@@ -33,7 +36,9 @@ def test_interrupted_run_keeps_finished_seeds_and_resume_runs_only_the_rest(tmp_
     with pytest.raises(KeyboardInterrupt):
         beat_peer.run_seeds(args, CMD)
     saved = json.loads(out.with_suffix(".json").read_text())
-    assert [r["seed"] for r in saved["results"]] == [0, 1]
+    # seed 2's finished cell is kept, and seed 2 is marked unfinished
+    assert [r["seed"] for r in saved["results"]] == [0, 1, 2]
+    assert len(saved["results"][2]["cells"]) == 1
     assert saved["pending"] == [2]
 
     calls.clear()
@@ -88,3 +93,25 @@ def test_report_of_a_merged_run_stopped_early_uses_the_seeds_that_have_each_cell
     assert "Only 2 of 3 seeds have it" in text
     assert "- 0.99 (test): best = lamp, 4.99 pt below the same-epochs dense" in text
     assert "- peer @ 0.98: val 6.48 ± 0.71, test 6.48 ± 0.71." in text
+
+
+def test_merge_of_a_part_stopped_early_reports_its_finished_cells(tmp_path, monkeypatch):
+    cmd = "python benchmarks/beat_peer.py --model lenet5 --dense-epochs 6 --finetune-epochs 6"
+    full = {"command": cmd + " --seeds 0", "date": "d", "took": 5.0}
+    full["results"] = [seed_result(0, 86.0, 87.0, [0.98, 0.99], same=91.0)]
+    stopped = {"command": cmd + " --seeds 1", "date": "d", "took": 3.0, "pending": [1]}
+    stopped["results"] = [seed_result(1, 86.0, 88.0, [0.98], same=None)]
+    parts = []
+    for i, part in enumerate((full, stopped)):
+        parts.append(tmp_path / f"p{i}.json")
+        parts[-1].write_text(json.dumps(part))
+    out = tmp_path / "merged.md"
+    argv = ["beat_peer.py", "--merge", *map(str, parts), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    beat_peer.main()
+    text = out.read_text()
+    assert "Stopped before the end: seed(s) [1]" in text
+    assert json.loads(out.with_suffix(".json").read_text())["pending"] == [1]
+    # 0.98 over both seeds (gains 1 and 2), 0.99 over seed 0 only
+    assert "- 0.98 (val), against peer: best = lamp, 1.50 ± 0.71 pt (≥ 1 pt: met)." in text
+    assert "- 0.99 (val), against peer: best = lamp, 1.00 ± 0.00 pt (1 of 2 seeds)" in text
