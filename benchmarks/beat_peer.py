@@ -430,6 +430,20 @@ def report(args, results, took, command, date, pending=()) -> str:
         + (" + distillation" if lab.endswith("+kd") else "")
         for lab in labels
     ]
+    secs = {
+        lab: [c["seconds"] for r in results for c in r["cells"] if c["label"] == lab]
+        for lab in labels
+    }
+    L += [
+        "",
+        "Wall-clock seconds per cell (pruning + the whole phase + evaluation; median, min-max "
+        "over seeds and sparsities; on a shared machine, a rough cost only): "
+        + ", ".join(
+            f"{lab} {statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})"
+            for lab, v in secs.items()
+        )
+        + ".",
+    ]
     if "peer_vs_magnitude_max_abs" in results[0]:
         diffs = [v for r in results for v in r["peer_vs_magnitude_max_abs"].values()]
         L += [
