@@ -378,7 +378,9 @@ def report(args, results, took, command, date, pending=()) -> str:
     recipe = default_recipe(args.model)
     n_train = args.limit or 54000
     L = [
-        f"# Same budget for all: prunekit vs the torch.nn.utils.prune peer ({args.model})",
+        f"# Same budget for all: prunekit vs the torch.nn.utils.prune peer ({args.model}"
+        + (f", {args.title}" if getattr(args, "title", None) else "")
+        + ")",
         "",
         f"Command: `{command}`  ",
         f"Date: {date} UTC ("
@@ -637,6 +639,7 @@ def main() -> None:
         help="keep the finished seeds of --out's JSON (same command) and run only the others",
     )
     p.add_argument("--notes-key", default=None, help="which NOTES entry (default: --model)")
+    p.add_argument("--title", default=None, help="words added to the report's title")
     p.add_argument(
         "--merge",
         nargs="+",
@@ -663,9 +666,10 @@ def main() -> None:
         saved = json.loads(Path(args.from_json).read_text())
         results, took, command, date = (saved[k] for k in ("results", "took", "command", "date"))
         # the run's own arguments, not this call's
-        notes, key = args.notes, args.notes_key
+        notes, key, title = args.notes, args.notes_key, args.title
         args = p.parse_args([*shlex.split(command)[2:], "--out", args.out or ""])
         args.out, args.notes, args.notes_key = args.out or None, notes, key
+        args.title = title or args.title
         args.seeds = [r["seed"] for r in results]
         args.sparsities = sorted({c["sparsity"] for r in results for c in r["cells"]})
         if "commands" in saved:  # one process per seed, run side by side, then --merge
