@@ -226,7 +226,10 @@ NOTES["lenet5-full"] = [
     "epochs, the 0.98 cells (the beat-the-peer target) of every seed ran first, and at "
     "0.99 (the within-1-pt target, which any row may meet) only the two prunekit rows ran: "
     "at 0.99 on the small budget LAMP was above the peer on both seeds. Both targets are "
-    "judged against a dense model trained for the same 10 epochs (the recipe's default).",
+    "judged against a dense model trained for the same 10 epochs (the recipe's default). "
+    "The six commands ran as two chains of three, side by side (seed 2 at 0.98, then "
+    "seeds 0 and 2 at 0.99; seeds 0 and 1 at 0.98, then seed 1 at 0.99), so the time in "
+    "the header is one command's, not the run's.",
     "Rows: `lamp` was the best row on LeNet-5 at the small budget, at both sparsities. "
     "`gmp-40-f42` is the only row that gained >= 1 pt over the peer anywhere "
     "(LeNet-300-100 at 0.99 with a 10-epoch phase, held-out seeds included), and gmp's "
