@@ -98,7 +98,14 @@ def beat_peer_rows(
 
 def dense_rows(name: str, model: str, s: float) -> list[str]:
     saved = json.loads((R / name).read_text())
-    labs = labels_of(saved["results"])
+    # the rows run at this sparsity (a merged run may have run the peer at another only)
+    labs = [
+        lab
+        for lab in labels_of(saved["results"])
+        if any(
+            c["label"] == lab and c["sparsity"] == s for r in saved["results"] for c in r["cells"]
+        )
+    ]
     res = [r for r in with_cells(saved["results"], labs, s) if "dense_same_epochs" in r]
     if not res:
         return []
