@@ -1,0 +1,48 @@
+"""benchmarks/issue15_targets.py: a merged run stopped early is judged on the seeds that
+have each target's cells."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import issue15_targets as t  # noqa: E402
+
+
+def seed(s: int, accs: dict[str, float], sparsities, same: float | None):
+    cells = [
+        {"label": lab, "sparsity": sp, "test": acc, "val": acc + 0.5}
+        for sp in sparsities
+        for lab, acc in accs.items()
+    ]
+    r = {"seed": s, "dense": {"test": 90.0, "val": 90.0}, "cells": cells}
+    if same is not None:
+        r["dense_same_epochs"] = {"test": same, "val": same}
+    return r
+
+
+def test_targets_use_the_seeds_that_have_the_cells(tmp_path, monkeypatch):
+    saved = {
+        "command": "python benchmarks/beat_peer.py --model lenet5 --dense-epochs 6 "
+        "--finetune-epochs 4 --seeds 0",
+        "results": [
+            seed(0, {"peer": 86.0, "lamp": 87.5}, [0.98, 0.99], same=89.0),
+            seed(1, {"peer": 86.0, "lamp": 86.5}, [0.98, 0.99], same=90.0),
+            seed(2, {"peer": 85.0, "lamp": 88.0}, [0.98], same=None),  # stopped early
+        ],
+    }
+    (tmp_path / "x.json").write_text(json.dumps(saved))
+    monkeypatch.setattr(t, "R", tmp_path)
+    (row,) = t.beat_peer_rows("x.json", "lenet5", [0.98])
+    # gains 1.5, 0.5, 3.0 over the three seeds: mean 5 / 3
+    assert "| lamp (of lamp) | +1.67 ± 1.26 | +1.67 ± 1.26 | val met; test met |" in row
+    assert "seeds [0, 1, 2]" in row
+    (dense,) = t.dense_rows("x.json", "lenet5", 0.99)
+    # seeds 0 and 1 only: same-epochs dense 89.5; lamp (87.5 + 86.5) / 2 = 87 on test
+    assert "seeds [0, 1]" in dense
+    assert (
+        "| lamp | 2.00 below | 2.50 below | val missed by 1.00 pt; test missed by 1.50 pt |"
+        in dense
+    )
