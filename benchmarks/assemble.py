@@ -24,6 +24,7 @@ SECTIONS = (  # (file, the issue it answers)
     ("default_comparison.md", 7),
     ("ray_vs_local.md", 8),
     ("pruner_step.md", 13),
+    ("l0_gate_optimizer.md", 13),
     ("pictures.md", 18),
     ("reconstruction.md", 15),
     ("rank_agreement.md", 15),
@@ -41,10 +42,17 @@ SECTIONS = (  # (file, the issue it answers)
     ("beat_peer_lenet300_dpf_explore_seed0.md", 15),
     ("beat_peer_lenet300_dpf.md", 15),
     ("issue15_targets.md", 15),
+    ("timing_bias.md", 15),
     ("latency_target.md", 16),
+    ("latency_followup.md", 16),
+    ("latency_resnet_touched.md", 16),
+    ("latency_alloc_ablation.md", 16),
+    ("latency_resnet_tplike.md", 16),
+    ("latency_predictor.md", 16),
     ("compare_int8.md", 16),
     ("lm_pruning.md", 17),
     ("lm_compare.md", 17),
+    ("lm_structured.md", 17),
 )
 HEADER = """# Benchmarks
 
@@ -69,7 +77,7 @@ def main() -> None:
             raise SystemExit(f"{path} is missing: run its benchmark first")
         body = demote(path.read_text().strip())
         first, _, rest = body.partition("\n")
-        parts.append(f"{first} (issue {issue})\n{rest}")
+        parts.append(f"{first} (issue {issue}; `{name}`)\n{rest}")
     Path("BENCHMARKS.md").write_text("\n\n---\n\n".join(parts) + "\n")
     print("wrote BENCHMARKS.md")
 
