@@ -41,6 +41,7 @@ SECTIONS = (  # (file, the issue it answers)
     ("beat_peer_lenet300_ft10_all.md", 15),
     ("beat_peer_lenet300_dpf_explore_seed0.md", 15),
     ("beat_peer_lenet300_dpf.md", 15),
+    ("beat_peer_lenet300_dpf_explore2_seed0.md", 15),
     ("issue15_targets.md", 15),
     ("timing_bias.md", 15),
     ("latency_target.md", 16),

@@ -152,6 +152,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "doc": "dpf -o period=4 -o ramp_fraction=0.4 -o freeze_fraction=0.2 (mask fixed for "
         "the last 20 %)",
     },
+    "dpf-p2-r75": {
+        "method": "dpf",
+        "opts": {"period": 2, "ramp_fraction": 0.75},
+        "doc": "dpf -o period=2 -o ramp_fraction=0.75 (ramp over 75 % of the phase)",
+    },
+    "dpf-p2-lamp": {
+        "method": "dpf",
+        "criterion": "lamp",
+        "opts": {"period": 2},
+        "doc": "dpf -o period=2 with LAMP scores (Lee et al. 2021) at every recomputation",
+    },
     "dpf-p4-lamp": {
         "method": "dpf",
         "criterion": "lamp",
