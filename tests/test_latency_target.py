@@ -359,3 +359,23 @@ def test_tplike_scores_read_raw_filters_batchnorm_gammas_and_consumers(tmp_path)
     # group 1 has no BatchNorm: conv3's rows and the head's columns, as deployed reads them
     dep = group_scores(m, lm, "magnitude", Context(), scoring="deployed")
     assert torch.allclose(s[1], dep[1]) and float(s[1][7]) == pytest.approx(0.5)
+
+
+def test_tplike_reads_batchnorm_gammas_only_with_the_magnitude_criterion(tmp_path):
+    from prunekit.latency.target import group_scores
+    from prunekit.pruning.criteria import Context
+
+    m = tiny().eval()
+    lm = LatencyModel(m, (1, 8, 8), batch_size=2, cache_dir=tmp_path, repeats=1)
+    plain = group_scores(
+        m, lm, "random", Context(generator=torch.Generator().manual_seed(0)), scoring="tplike"
+    )
+    with torch.no_grad():
+        m[1].weight[7] = 50.0  # one huge BN gamma
+    big = group_scores(
+        m, lm, "random", Context(generator=torch.Generator().manual_seed(0)), scoring="tplike"
+    )
+    # random scores do not depend on the weights, and no gamma is mixed into them
+    assert all(torch.equal(a, b) for a, b in zip(plain, big, strict=True))
+    mag = group_scores(m, lm, "magnitude", Context(), scoring="tplike")
+    assert int(mag[0].argmax()) == 7  # magnitude does read it

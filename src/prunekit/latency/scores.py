@@ -66,7 +66,8 @@ def group_scores(
     averages the raw L1 norms, then normalizes), so a wide consumer does not outweigh
     the filter and the BN scale. ``deployed`` reads the filter and the BN scale as one
     number, ``gamma / sqrt(var + eps) * W``; ``tplike`` reads them as two layers and
-    does not divide by the BN's running standard deviation. On a model without
+    does not divide by the BN's running standard deviation (the ``|gamma|`` layer is
+    read with the ``magnitude`` criterion only). On a model without
     BatchNorm the two are the same. Why the default: on ResNet-20 / Fashion-MNIST
     (2 seeds, 3 fine-tunes each) the allocation with these scores fine-tuned
     +1.8 pt (2x) and +1.6 pt (3x) above ``deployed`` and +1.5 / +1.4 pt above
@@ -76,7 +77,9 @@ def group_scores(
     if scoring not in SCORINGS:
         raise PrunekitError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
     if scoring == "tplike":
-        return _layer_mean_scores(model, lm, criterion, ctx, batchnorm=True)
+        # BN |gamma| is a magnitude: mixed into other criteria's scores it would steer
+        # them (``random`` would keep high-gamma channels), so only magnitude reads it.
+        return _layer_mean_scores(model, lm, criterion, ctx, batchnorm=criterion == "magnitude")
     if scoring == "producers":
         modules = {p: model.get_submodule(p) for g in lm.groups for p in g.producers}
         raw = CRITERIA.get(criterion)(model, modules, ctx)
