@@ -236,3 +236,18 @@ def test_cli_bad_option_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path
     assert code == 2
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert lines == ["error: dpf: period must be >= 1, got 0"]
+
+
+def test_the_ramp_is_the_cubic_of_the_module_docstring() -> None:
+    """s_t = s_f (1 - (1 - t / T_ramp)^3): 0 at the start, 7/8 of the target halfway,
+    the target at T_ramp and after."""
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    pr = prunekit.Pruner(model, "dpf", 0.8, 41, optimizer=opt, ramp_fraction=0.5)
+    obj: DPFObjective = pr.objective
+    T = obj.ramp_end
+    assert T == 20  # a window of 40 steps, ramped over half of it
+    assert obj.sparsity_at(0) == 0.0
+    assert obj.sparsity_at(T // 2) == pytest.approx(0.8 * 7 / 8)
+    assert obj.sparsity_at(5) == pytest.approx(0.8 * (1 - (1 - 5 / 20) ** 3))
+    assert obj.sparsity_at(T) == pytest.approx(0.8) and obj.sparsity_at(T + 7) == pytest.approx(0.8)

@@ -7,7 +7,7 @@ weights ``W ⊙ M``, and the gradient computed there is applied to the *dense* `
 
     W_{t+1} = W_t - eta_t * g(W_t ⊙ M_t)
     M_t     = top_k(|W_t|),  k = round((1 - s_t) n),  recomputed every ``period`` steps
-    s_t     = s_f (1 - min(t / T_ramp, 1))^3          (Zhu & Gupta's cubic ramp, s_i = 0)
+    s_t     = s_f (1 - (1 - min(t / T_ramp, 1))^3)    (Zhu & Gupta's cubic ramp, s_i = 0)
 
 A pruned weight keeps receiving the gradient of the pruned model, so a weight cut by a
 bad early decision can grow back above the threshold and re-enter the mask at the next
@@ -259,7 +259,7 @@ describe(
         "Dynamic pruning with feedback (DPF)",
         r"W_{t+1} = W_t - \eta_t\,\nabla L(W_t \odot M_t),\quad "
         r"M_t = \big[\,|W_t| \ge \tau_t\,\big],\quad "
-        r"s_t = s_f\Big(1 - \min\big(\tfrac{t}{T},\,1\big)\Big)^3",
+        r"s_t = s_f\Big(1 - \big(1 - \min\big(\tfrac{t}{T},\,1\big)\big)^3\Big)",
         {
             "W_t": "the dense weights, all of them trained (pruned ones included)",
             "M_t": "the mask, recomputed from |W_t| every `period` steps (global magnitude)",
