@@ -32,8 +32,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import PrunekitError
-
 #: Validation images (training images when there is no validation split) that set the
 #: activation ranges of the int8 model.
 CALIBRATION_IMAGES = 512
@@ -155,32 +153,24 @@ def export_int8_run(
     onnx_path: str | Path,
     *,
     linear: str = "static",
-    calibration_images: int = 512,
+    calibration_images: int = CALIBRATION_IMAGES,
     data_dir: str | None = None,
 ) -> dict[str, Any]:
     """``prunekit export RUN --onnx F --int8``: the run's model (dead units removed),
     int8-quantized with ``calibration_images`` of its dataset's validation split
     (training split if none), written to ``onnx_path``; size, latency and accuracy
     (test split) are returned and recorded under ``int8`` in the run's result.json."""
-    import json
-    from dataclasses import replace
-
-    from ..config import RunConfig
-    from ..data import dataset_for
     from ..inference.export import load_shrunk
-    from ..storage.atomic import atomic_write_bytes, atomic_write_json
-
-    run_dir = Path(run_dir)
-    try:
-        saved = json.loads((run_dir / "result.json").read_text())
-        cfg = RunConfig.from_dict(saved["config"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise PrunekitError(f"{run_dir / 'result.json'} is missing or corrupted: {e}") from None
     from ..latency.quantize import _quant
+    from ..storage.atomic import atomic_write_bytes, atomic_write_json
+    from ..storage.rundir import RunDir
 
+    rd = RunDir(run_dir)
+    saved = rd.result()
+    cfg = rd.config(saved)
     _quant()  # onnxruntime's quantizer missing: one line before any work
-    model, shape, _ = load_shrunk(run_dir)
-    data = dataset_for(replace(cfg, data_dir=data_dir or cfg.data_dir))
+    model, shape, _ = load_shrunk(rd.path)
+    data = rd.dataset(cfg, data_dir=data_dir)
     int8, report = int8_export(
         model, None, data, shape, linear=linear, calibration_images=calibration_images
     )
@@ -196,5 +186,5 @@ def export_int8_run(
         report["x_dense_float_int8"] = report["bytes_int8_onnx_gzip"] / dense_gz
     report = {"path": str(onnx_path), **report}
     saved["int8"] = report
-    atomic_write_json(run_dir / "result.json", saved)
+    atomic_write_json(rd.path / "result.json", saved)
     return report

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..storage.atomic import atomic_write_json
+from .timing import steady_allocator
 
 
 def cpu_name() -> str:
@@ -49,8 +50,9 @@ def table_key(runtime: str, batch_size: int, threads: int, clock: str = "thread"
         "batch_size": batch_size,
         "threads": threads,
         # entries timed before the allocator was made steady (timing.steady_allocator)
-        # include page-fault time at random: they are not reused
-        "allocator": "steady",
+        # include page-fault time at random: they are not reused; off glibc the setting
+        # cannot be made, and the key says so
+        "allocator": "steady" if steady_allocator() else "default",
     }
 
 
