@@ -68,7 +68,6 @@ from .timing import (
     compare,
     measure_deployed,
     reference,
-    relative_spread,
 )
 
 # re-exported: callers import these from .table
@@ -86,7 +85,6 @@ __all__ = [
     "fit_selected",
     "grid",
     "measure_deployed",
-    "relative_spread",
     "settled",
     "table_key",
 ]

@@ -227,9 +227,3 @@ def measure_deployed(
         min_time_s=0.005,
         per_call_median=per_call_median,
     )
-
-
-def relative_spread(samples: Sequence[float]) -> float:
-    """(max - min) / median of repeated measurements."""
-    med = statistics.median(samples)
-    return (max(samples) - min(samples)) / med if med else 0.0
