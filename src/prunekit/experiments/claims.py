@@ -213,20 +213,27 @@ def speedup(row: Row, dense_ms: float | None = None) -> Speedup | None:
     sp = row.get("speedup") or {}
     if sp:
         b = _smallest(sp)
-        spread = (timing.get("spread") or {}).get(b) or {}
-        iqr = spread.get("speedup_iqr") if timing.get("repeats", 0) >= MIN_REPEATS else None
-        null = spread.get("null_iqr")
-        return Speedup(
-            float(sp[b]),
-            tuple(iqr) if iqr else None,
-            busy,
-            null=tuple(null) if null else None,
-            same_statistic=timing.get("speedup_statistic") == SPEEDUP_STATISTIC,
-        )
+        return timed_speedup(float(sp[b]), timing, b)
     lat = row.get("latency_ms") or {}
     if not lat or not dense_ms:
         return None
     return Speedup(dense_ms / float(lat[_smallest(lat)]), None, busy)
+
+
+def timed_speedup(value: float, timing: dict[str, Any], batch: str) -> Speedup:
+    """A speed-up ``value`` at batch size ``batch`` with the spread, null control and
+    busy flag its interleaved ``timing`` recorded (``speedup_with_spread``); the IQR
+    counts only from ``MIN_REPEATS`` repeats on."""
+    spread = (timing.get("spread") or {}).get(batch) or {}
+    iqr = spread.get("speedup_iqr") if timing.get("repeats", 0) >= MIN_REPEATS else None
+    null = spread.get("null_iqr")
+    return Speedup(
+        value,
+        tuple(iqr) if iqr else None,
+        bool(timing.get("busy")),
+        null=tuple(null) if null else None,
+        same_statistic=timing.get("speedup_statistic") == SPEEDUP_STATISTIC,
+    )
 
 
 def any_busy(rows: list[Row]) -> int:

@@ -275,17 +275,7 @@ def _speedup(q: dict[str, Any], b: str) -> claims.Speedup | None:
     value = (q.get("speedup_int8_vs_float") or {}).get(b)
     if value is None:
         return None
-    timing = q.get("timing") or {}
-    spread = (timing.get("spread") or {}).get(b) or {}
-    iqr = spread.get("speedup_iqr") if timing.get("repeats", 0) >= claims.MIN_REPEATS else None
-    null = spread.get("null_iqr")
-    return claims.Speedup(
-        float(value),
-        tuple(iqr) if iqr else None,
-        bool(timing.get("busy")),
-        null=tuple(null) if null else None,
-        same_statistic=timing.get("speedup_statistic") == claims.SPEEDUP_STATISTIC,
-    )
+    return claims.timed_speedup(float(value), q.get("timing") or {}, b)
 
 
 def _speedup_cell(q: dict[str, Any], b: str) -> str:
