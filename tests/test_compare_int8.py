@@ -64,6 +64,9 @@ def test_int8_fields_are_stored_and_consistent(int8_dir):
     by = {r["method"]: r["int8"] for r in rows}
     # The neuron-level model is physically smaller; the masked one only after compression.
     assert by["l1-filter"]["bytes_float_onnx"] < dense["bytes_float_onnx"]
+    assert by["l1-filter"]["shrunk"] is True and all(
+        isinstance(q["shrunk"], bool) for q in by.values()
+    )
     assert by["magnitude"]["bytes_float_onnx_gzip"] < dense["bytes_float_onnx_gzip"]
 
 

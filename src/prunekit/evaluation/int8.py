@@ -42,9 +42,11 @@ def gzip_size(data: bytes) -> int:
     return len(gzip.compress(data, compresslevel=9, mtime=0))
 
 
-def deployable(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
-    """``model`` as it is shipped: dead units removed where the model's structure allows
-    it (a weight-level model keeps its shapes), masks baked in; ``model`` is unchanged."""
+def deployable(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[nn.Module, bool]:
+    """``model`` as it is shipped, and whether ``shrink`` could process it: dead units
+    removed where the model's structure allows it (a weight-level model keeps its
+    shapes), masks baked in; ``model`` is unchanged. When ``shrink`` fails, the model
+    keeps its shapes (masks baked in) and the flag, recorded as ``shrunk``, says so."""
     from ..pruning.masks import clone, finalize
     from ..surgery import shrink
 
@@ -52,8 +54,8 @@ def deployable(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
     try:
         small, _ = shrink(model, x)
     except Exception:  # a structure shrink cannot follow: the same shapes, masks baked in
-        small = finalize(clone(model))
-    return small.eval()
+        return finalize(clone(model)).eval(), False
+    return small.eval(), True
 
 
 def _predict(model: nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
@@ -99,11 +101,13 @@ def int8_export(
 
     t0 = time.perf_counter()
     shape = tuple(input_shape)
-    small = deployable(model, shape)
+    small, shrunk = deployable(model, shape)
     split = "val" if len(data.val) else "train"
     calib = getattr(data, split).x[:calibration_images]
     fp32, q8 = int8_onnx(small, shape, calib, linear=linear)
-    dense_fp32 = float_onnx(deployable(reference, shape), shape) if reference is not None else b""
+    dense_fp32 = (
+        float_onnx(deployable(reference, shape)[0], shape) if reference is not None else b""
+    )
     x, y = data.test.x, data.test.y.numpy()
     torch_pred = _predict(small, x)
     q_pred = predict(session(q8), x).argmax(1)
@@ -124,6 +128,7 @@ def int8_export(
         "classifier float",
         "linear": linear,
         "float_head": True,
+        "shrunk": shrunk,
         "calibration_split": split,
         "calibration_images": len(calib),
         "bytes_float_onnx": len(fp32),
