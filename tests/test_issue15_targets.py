@@ -46,3 +46,22 @@ def test_targets_use_the_seeds_that_have_the_cells(tmp_path, monkeypatch):
         "| lamp | 2.00 below | 2.50 below | val missed by 1.00 pt; test missed by 1.50 pt |"
         in dense
     )
+
+
+def test_headroom_is_same_epochs_dense_minus_peer_per_seed(tmp_path, monkeypatch):
+    saved = {
+        "command": "python benchmarks/beat_peer.py --model lenet300 --dense-epochs 10 "
+        "--finetune-epochs 10 --seeds 0 1",
+        "results": [
+            seed(0, {"peer": 89.0, "gmp": 89.5}, [0.95], same=89.5),
+            seed(1, {"peer": 88.0, "gmp": 88.4}, [0.95], same=89.0),
+            seed(2, {"peer": 80.0}, [0.95], same=None),  # no same-epochs dense: left out
+        ],
+    }
+    (tmp_path / "x.json").write_text(json.dumps(saved))
+    monkeypatch.setattr(t, "R", tmp_path)
+    (row,) = t.headroom_rows("x.json", "lenet300", [0.95, 0.98])  # nothing at 0.98
+    # test: headroom 0.5 and 1.0 (mean 0.75, std 0.354), so beating the peer by 1 pt means
+    # ending 0.25 pt above the dense model; val cells are 0.5 higher (seed()): headroom 0.25
+    assert "seeds [0, 1]" in row
+    assert "| +0.25 ± 0.35 | +0.75 ± 0.35 | val: 0.75 pt above dense; test: 0.25 pt above" in row
