@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -78,12 +77,6 @@ def dense_float_bytes(reference: nn.Module, input_shape: tuple[int, ...]) -> tup
     return _DENSE_BYTES[key]
 
 
-def _predict(model: nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
-    with torch.no_grad():
-        out = [model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)]
-    return torch.cat(out).numpy()
-
-
 def int8_metrics(
     model: nn.Module,
     reference: nn.Module | None,
@@ -116,7 +109,7 @@ def int8_export(
     ``linear`` quantizes Linear layers ``"static"`` (calibrated, the default) or
     ``"dynamic"`` (activation ranges per batch). One entry format for the comparison and
     for ``prunekit export RUN --int8``."""
-    from ..latency.quantize import OrtModule, int8_onnx, predict, session
+    from ..latency.quantize import OrtModule, int8_onnx, int8_scores
     from .interleaved import speedup_with_spread
 
     t0 = time.perf_counter()
@@ -128,10 +121,7 @@ def int8_export(
     dense_bytes, dense_gz = (
         dense_float_bytes(reference, shape) if reference is not None else (None, None)
     )
-    x, y = data.test.x, data.test.y.numpy()
-    torch_pred = _predict(small, x)
-    q_pred = predict(session(q8), x).argmax(1)
-    f_pred = predict(session(fp32), x).argmax(1)
+    scores = int8_scores(small, fp32, q8, data.test.x, data.test.y)
     gz = {"float_onnx": gzip_size(fp32), "int8_onnx": gzip_size(q8)}
     timed = speedup_with_spread(
         OrtModule(q8),
@@ -158,11 +148,8 @@ def int8_export(
         "bytes_dense_float_onnx_gzip": dense_gz,
         "x_dense_float": gz["float_onnx"] / dense_gz if dense_gz else None,
         "x_dense_float_int8": gz["int8_onnx"] / dense_gz if dense_gz else None,
-        "accuracy_torch": float((torch_pred == y).mean()),
-        "accuracy_float_onnx": float((f_pred == y).mean()),
-        "accuracy_int8": float((q_pred == y).mean()),
-        "agreement_int8_vs_torch": float((q_pred == torch_pred).mean()),
-        "test_examples": int(len(y)),
+        **scores,
+        "test_examples": int(len(data.test.y)),
         # pruned = int8, dense = float in speedup_with_spread's terms
         "latency_ms_int8": timed["latency_ms"],
         "latency_ms_float": timed["latency_ms_dense"],
