@@ -5,6 +5,7 @@ implementation that stored a fresh copy every step."""
 from __future__ import annotations
 
 import torch
+from test_dpf import train
 from torch import nn
 
 import prunekit
@@ -24,19 +25,16 @@ def seeded_run(steps: int = 30) -> tuple[list[dict], dict, dict, list[set[int]]]
     """Per step: the parameters (W ⊙ M), the masks and the dense copies; then the
     finalized model, the objective's report and the dense buffers' addresses seen."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6), nn.ReLU())
-    model.append(nn.Linear(6, 3))
+    model = nn.Sequential(
+        nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6), nn.ReLU(), nn.Linear(6, 3)
+    )
     x, y = torch.randn(48, 10), torch.randint(0, 3, (48,))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     pr = prunekit.Pruner(model, "dpf", 0.8, steps + 5, optimizer=opt, period=2)
     obj: DPFObjective = pr.objective
     trace, addresses = [], []
-    for _ in range(steps):
-        loss = nn.functional.cross_entropy(model(x), y) + pr.penalty()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        pr.step()
+
+    def record() -> None:
         trace.append(
             {
                 "params": {k: v.clone() for k, v in model.state_dict().items()},
@@ -45,6 +43,8 @@ def seeded_run(steps: int = 30) -> tuple[list[dict], dict, dict, list[set[int]]]
             }
         )
         addresses.append({d.data_ptr() for d in obj.dense.values()})
+
+    train(pr, model, opt, steps, x, y, spy=record)
     report = obj.report()
     pr.finalize()
     return trace, dict(model.state_dict()), report, addresses
