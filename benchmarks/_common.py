@@ -3,6 +3,7 @@ is on ``sys.path``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,6 +15,8 @@ from prunekit.evaluation import accuracy
 from prunekit.evaluation.robustness import robustness
 from prunekit.pipeline import dataset_for, dense_config, train_dense
 from prunekit.pruning.masks import clone
+
+FASHION = "/usr/share/datasets/fashion-mnist"
 
 
 def dense_baseline(base: RunConfig) -> tuple[Dataset, nn.Module, float, dict[str, Any]]:
@@ -28,6 +31,46 @@ def dense_baseline(base: RunConfig) -> tuple[Dataset, nn.Module, float, dict[str
         **robustness(model, data.test.x, data.test.y, seed=base.noise_eval_seed),
     }
     return data, model, seconds, metrics
+
+
+def latency_dense(
+    model: str,
+    seed: int,
+    *,
+    latency_repeats: int = 3,
+    test_limit: int = 2000,
+    cache: Path | None = None,
+    **budget: Any,
+) -> tuple[RunConfig, Dataset, nn.Module, float]:
+    """The run config of the latency benchmarks (Fashion-MNIST, ``l1-filter`` at sparsity
+    0, latency at batch 64, no corruption metrics, ``budget``: ``limit``, ``epochs``,
+    ``finetune_epochs``, ``batch_size``), its dataset, its dense model (trained by
+    ``train_dense`` on that config, in eval mode) and the training seconds. With
+    ``cache``, the model is stored as ``cache/<model>-dense<seed>.pt`` and loaded from
+    there when present (seconds NaN: not trained here)."""
+    cfg = RunConfig(
+        model=model,
+        dataset="fashion-mnist",
+        method="l1-filter",
+        sparsity=0.0,
+        seed=seed,
+        test_limit=test_limit,
+        latency_repeats=latency_repeats,
+        latency_batch_sizes=[64],
+        noise_sigmas=[],
+        noise_densities=[],
+        data_dir=FASHION,
+        **budget,
+    )
+    data = dataset_for(cfg)
+    path = cache / f"{model}-dense{seed}.pt" if cache is not None else None
+    if path is not None and path.exists():  # the same seeded dense model, trained once
+        dense, seconds = torch.load(path, weights_only=False), float("nan")
+    else:
+        dense, _, seconds = train_dense(cfg, data)
+        if path is not None:
+            torch.save(dense, path)
+    return cfg, data, dense.eval(), seconds
 
 
 def tp_uniform(model: nn.Module, ratio: float, shape: tuple[int, ...]) -> nn.Module:

@@ -28,44 +28,20 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-from _common import tp_uniform
-from latency_target import FASHION, PART_BUDGETS, finetune
+from _common import latency_dense, tp_uniform
+from latency_target import PART_BUDGETS, finetune
 
-from prunekit import RunConfig
 from prunekit.evaluation import accuracy
 from prunekit.latency import LatencyModel
 from prunekit.latency.allocate import allocate, group_weights, uniform
 from prunekit.latency.target import group_scores
-from prunekit.pipeline import dataset_for, train_dense
 from prunekit.pruning.criteria import Context
 from prunekit.surgery.fold import fold_batchnorm
 
 
 def run(seed: int, items: list[str], out: Path, cache: Path) -> None:
-    cfg = RunConfig(
-        model="resnet20",
-        dataset="fashion-mnist",
-        method="l1-filter",
-        sparsity=0.0,
-        seed=seed,
-        test_limit=2000,
-        latency_repeats=3,
-        latency_batch_sizes=[64],
-        noise_sigmas=[],
-        noise_densities=[],
-        data_dir=FASHION,
-        **PART_BUDGETS["tp"],
-    )
-    data = dataset_for(cfg)
+    cfg, data, dense, _ = latency_dense("resnet20", seed, cache=cache, **PART_BUDGETS["tp"])
     shape = tuple(data.input_shape)
-    path = cache / f"resnet20-dense{seed}.pt"
-    if path.exists():  # the same seeded dense model, trained once
-        dense = torch.load(path, weights_only=False)
-    else:
-        dense, _, _ = train_dense(cfg, data)
-        torch.save(dense, path)
-    dense.eval()
     rows = [{"kind": "dense", "seed": seed, "acc": accuracy(dense, data.test.x, data.test.y)}]
     lm = LatencyModel(dense, shape, batch_size=64)
     lm.calibrate()

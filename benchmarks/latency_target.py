@@ -33,7 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 import torch_pruning as tp  # noqa: E402
-from _common import tp_uniform  # noqa: E402
+from _common import latency_dense, tp_uniform  # noqa: E402
 from torch import nn  # noqa: E402
 
 from prunekit import RunConfig  # noqa: E402
@@ -48,13 +48,12 @@ from prunekit.latency.target import (  # noqa: E402
     search,
 )
 from prunekit.models import create_model  # noqa: E402
-from prunekit.pipeline import dataset_for, settings_for, train_dense  # noqa: E402
+from prunekit.pipeline import settings_for  # noqa: E402
 from prunekit.pruning.criteria import Context  # noqa: E402
 from prunekit.pruning.masks import clone  # noqa: E402
 from prunekit.registry import PrunekitError  # noqa: E402
 from prunekit.training import fit, steps_per_epoch  # noqa: E402
 
-FASHION = "/usr/share/datasets/fashion-mnist"
 TARGETS = (1.5, 2.0, 3.0)
 BUDGETS = {  # training examples, dense epochs, fine-tune epochs
     "lenet5": dict(limit=10000, epochs=3, finetune_epochs=1),
@@ -153,25 +152,9 @@ def run_model(name: str, seeds, out_json: Path, skip_b1: bool = False) -> None:
         out_json.write_text(json.dumps({"model": name, "rows": rows}, indent=1, default=str))
 
     for seed in seeds:
-        cfg = RunConfig(
-            model=name,
-            dataset="fashion-mnist",
-            method="l1-filter",
-            sparsity=0.0,
-            seed=seed,
-            test_limit=2000,
-            latency_repeats=5,
-            latency_batch_sizes=[64],
-            noise_sigmas=[],
-            noise_densities=[],
-            data_dir=FASHION,
-            **BUDGETS[name],
-        )
-        data = dataset_for(cfg)
-        shape = tuple(data.input_shape)
         t0 = time.time()
-        dense, _, dense_s = train_dense(cfg, data)
-        dense.eval()
+        cfg, data, dense, dense_s = latency_dense(name, seed, latency_repeats=5, **BUDGETS[name])
+        shape = tuple(data.input_shape)
         acc_dense = accuracy(dense, data.test.x, data.test.y)
         print(f"[{name} s{seed}] dense {acc_dense:.4f} in {time.time() - t0:.0f}s", flush=True)
         pruned: dict[str, nn.Module] = {}
@@ -350,24 +333,8 @@ def run_part(part: str, name: str, seeds, out_json: Path) -> None:
         )
 
     for seed in seeds:
-        cfg = RunConfig(
-            model=name,
-            dataset="fashion-mnist",
-            method="l1-filter",
-            sparsity=0.0,
-            seed=seed,
-            test_limit=2000,
-            latency_repeats=3,
-            latency_batch_sizes=[64],
-            noise_sigmas=[],
-            noise_densities=[],
-            data_dir=FASHION,
-            **budget,
-        )
-        data = dataset_for(cfg)
+        cfg, data, dense, dense_s = latency_dense(name, seed, **budget)
         shape = tuple(data.input_shape)
-        dense, _, dense_s = train_dense(cfg, data)
-        dense.eval()
         acc_dense = accuracy(dense, data.test.x, data.test.y)
         print(f"[{part} {name} s{seed}] dense {acc_dense:.4f}", flush=True)
         if part == "bytes":

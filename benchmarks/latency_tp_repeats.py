@@ -36,13 +36,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 import torch_pruning as tp  # noqa: E402
-from latency_target import FASHION, three_way, tune_tp  # noqa: E402
+from _common import latency_dense  # noqa: E402
+from latency_target import three_way, tune_tp  # noqa: E402
 
 from prunekit import RunConfig  # noqa: E402
 from prunekit.data import calibration_set  # noqa: E402
 from prunekit.evaluation import accuracy  # noqa: E402
 from prunekit.latency.target import Target, build, group_scores, prepare, search  # noqa: E402
-from prunekit.pipeline import dataset_for, settings_for, train_dense  # noqa: E402
+from prunekit.pipeline import settings_for  # noqa: E402
 from prunekit.pruning.criteria import Context  # noqa: E402
 from prunekit.pruning.masks import clone  # noqa: E402
 from prunekit.pruning.reconstruction.batchnorm import recalibrate_batchnorm  # noqa: E402
@@ -79,20 +80,6 @@ def run(a: argparse.Namespace) -> None:
     budget = dict(
         limit=a.limit, epochs=a.epochs, finetune_epochs=a.finetune_epochs, batch_size=a.batch_size
     )
-    cfg = RunConfig(
-        model=a.model,
-        dataset="fashion-mnist",
-        method="l1-filter",
-        sparsity=0.0,
-        seed=a.seed,
-        test_limit=a.test_limit,
-        latency_repeats=3,
-        latency_batch_sizes=[64],
-        noise_sigmas=[],
-        noise_densities=[],
-        data_dir=FASHION,
-        **budget,
-    )
     rows: list[dict] = []
 
     def save() -> None:
@@ -108,11 +95,9 @@ def run(a: argparse.Namespace) -> None:
             )
         )
 
-    data = dataset_for(cfg)
-    shape = tuple(data.input_shape)
     t0 = time.time()
-    dense, _, _ = train_dense(cfg, data)
-    dense.eval()
+    cfg, data, dense, _ = latency_dense(a.model, a.seed, test_limit=a.test_limit, **budget)
+    shape = tuple(data.input_shape)
     acc_dense = accuracy(dense, data.test.x, data.test.y)
     rows.append({"kind": "dense", "acc": acc_dense, "seconds": time.time() - t0})
     save()

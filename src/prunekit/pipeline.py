@@ -26,6 +26,7 @@ from .data import (  # noqa: F401  (CALIBRATION_EXAMPLES, dataset_for: re-export
 )
 from .distributed import is_main, rank, world_size
 from .evaluation import accuracy, measure_latency, summary
+from .evaluation.allocator import allocator_in_effect
 from .evaluation.interleaved import speedup_with_spread
 from .evaluation.robustness import robustness
 from .models import create_model, default_recipe
@@ -143,19 +144,24 @@ def sparsify(
 def latency_with_reference(
     model: nn.Module, reference: nn.Module | None, input_shape: tuple[int, ...], cfg: RunConfig
 ) -> dict[str, Any]:
-    """``latency_ms`` of ``model``; with a ``reference`` (the dense model it came from) also
-    ``latency_ms_dense`` and ``speedup`` = the median of the per-repeat ratios dense ms /
+    """``latency_ms`` of ``model`` and the allocator it was timed under
+    (``latency_allocator``: ``"steady"`` or ``"default"``, see
+    :mod:`prunekit.evaluation.allocator`); with a ``reference`` (the dense model it
+    came from) also ``latency_ms_dense`` and ``speedup`` = the median of the per-repeat ratios dense ms /
     pruned ms (:mod:`prunekit.evaluation.interleaved`), both timed INTERLEAVED in one
     loop, so a load spike on this shared machine hits both alike and the ratio stays
     honest even when the absolute figures move."""
     sizes = tuple(cfg.latency_batch_sizes)
+    # The latency tables are timed under the steady allocator: so is this, or the
+    # predictor would be checked against figures taken under another one.
+    allocator = allocator_in_effect()
     if reference is None:
-        return {
-            "latency_ms": measure_latency(model, input_shape, sizes, repeats=cfg.latency_repeats)
-        }
+        ms = measure_latency(model, input_shape, sizes, repeats=cfg.latency_repeats)
+        return {"latency_ms": ms, "latency_allocator": allocator}
     # Also keeps the spread of the per-repeat ratios and the machine load (``timing``),
     # which the comparison report needs to tell a speed-up from noise.
-    return speedup_with_spread(model, reference, input_shape, sizes, repeats=cfg.latency_repeats)
+    timed = speedup_with_spread(model, reference, input_shape, sizes, repeats=cfg.latency_repeats)
+    return {**timed, "latency_allocator": allocator}
 
 
 def evaluate(

@@ -50,6 +50,24 @@ class Outcome:
     dense_loaded: int = 0
 
 
+def sweep_outcome(
+    planned: int, ran: int, failed: int, t0: float, store: Store, cache: Any
+) -> Outcome:
+    """The ``Outcome`` of a finished sweep of ``planned`` cells of which ``ran`` ran
+    (the rest were already in ``store``), timed from ``t0`` (``time.perf_counter()``);
+    ``cache`` counts the dense models it trained and loaded (``trained``, ``loaded``)."""
+    return Outcome(
+        planned=planned,
+        skipped=planned - ran,
+        ran=ran,
+        failed=failed,
+        seconds=time.perf_counter() - t0,
+        store_path=store.path,
+        dense_trained=cache.trained,
+        dense_loaded=cache.loaded,
+    )
+
+
 def _data_key(r: RunConfig) -> tuple:
     return (r.dataset, r.seed, r.data_dir, r.limit, r.test_limit, r.val_fraction)
 
@@ -266,15 +284,6 @@ def compare(
                 except Exception as e:  # recorded; the sweep goes on
                     error = _message(e)
                 finish(cell, result, error, time.perf_counter() - start)
-        return Outcome(
-            planned=len(cells),
-            skipped=len(cells) - len(todo),
-            ran=len(todo),
-            failed=failed,
-            seconds=time.perf_counter() - t0,
-            store_path=store.path,
-            dense_trained=cache.trained,
-            dense_loaded=cache.loaded,
-        )
+        return sweep_outcome(len(cells), len(todo), failed, t0, store, cache)
     finally:
         store.close()

@@ -37,7 +37,7 @@ from ..storage.atomic import atomic_write_json
 from ..storage.outdir import check_writable
 from ..storage.userio import load, save
 from ..userrun import Batches, LossFn, Rewind, run_model, train_dense
-from .runner import Outcome, SweepError, _message
+from .runner import Outcome, SweepError, _message, sweep_outcome
 from .store import Store
 
 #: The training budget every cell shares (``prunekit.run``'s keywords).
@@ -354,16 +354,7 @@ def compare(
                     status = f"failed: {error}" if error else f"acc {acc}"
                     console.print(f"{cell.label} s={r.sparsity:g} seed={r.seed}: {status}")
                 bar.advance()
-        outcome = Outcome(
-            planned=len(cells),
-            skipped=len(cells) - len(todo),
-            ran=len(todo),
-            failed=failed,
-            seconds=time.perf_counter() - t0,
-            store_path=store.path,
-            dense_trained=cache.trained,
-            dense_loaded=cache.loaded,
-        )
+        outcome = sweep_outcome(len(cells), len(todo), failed, t0, store, cache)
     finally:
         store.close()
     if report:

@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
+from ..evaluation.allocator import allocator_in_effect
 from ..storage.atomic import atomic_write_json
-from .timing import steady_allocator
 
 
 def cpu_name() -> str:
@@ -49,10 +49,10 @@ def table_key(runtime: str, batch_size: int, threads: int, clock: str = "thread"
         "runtime": runtime,
         "batch_size": batch_size,
         "threads": threads,
-        # entries timed before the allocator was made steady (timing.steady_allocator)
+        # entries timed before the allocator was made steady (evaluation.allocator)
         # include page-fault time at random: they are not reused; off glibc the setting
         # cannot be made, and the key says so
-        "allocator": "steady" if steady_allocator() else "default",
+        "allocator": allocator_in_effect(),
     }
 
 

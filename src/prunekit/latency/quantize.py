@@ -179,6 +179,28 @@ class OrtModule(nn.Module):
         return OrtModule(self.data, self.threads)
 
 
+def int8_scores(
+    model: nn.Module, fp32: bytes, int8: bytes, test_x: torch.Tensor, test_y: torch.Tensor
+) -> dict[str, float]:
+    """Test accuracy of ``model`` (PyTorch, put in eval mode), of its float ONNX ``fp32``
+    and of its int8 ONNX ``int8``, and the fraction of test images where int8 and PyTorch
+    predict the same class."""
+    model.eval()
+    with torch.no_grad():
+        out = [model(test_x[i : i + 256]).argmax(1) for i in range(0, len(test_x), 256)]
+    torch_pred = torch.cat(out).numpy()
+    q_pred = predict(session(int8), test_x).argmax(1)
+    f_pred = predict(session(fp32), test_x).argmax(1)
+    y = test_y.numpy()
+    return {
+        "accuracy_torch": float((torch_pred == y).mean()),
+        "accuracy_float_onnx": float((f_pred == y).mean()),
+        "accuracy_int8": float((q_pred == y).mean()),
+        "agreement_int8_vs_torch": float((q_pred == torch_pred).mean()),
+    }
+
+
+# Not int8_export: latency_target.py's raw JSON has these keys (no shrink, ratio of medians).
 def int8_report(
     model: nn.Module,
     input_shape: tuple[int, ...],
@@ -199,13 +221,7 @@ def int8_report(
     from .table import compare
 
     fp32, int8 = int8_onnx(model, input_shape, calibration, linear=linear, float_head=float_head)
-    model = model.eval()
-    with torch.no_grad():
-        torch_pred = torch.cat([model(test_x[i : i + 256]) for i in range(0, len(test_x), 256)])
-    torch_pred = torch_pred.argmax(1).numpy()
-    q_pred = predict(session(int8), test_x).argmax(1)
-    f_pred = predict(session(fp32), test_x).argmax(1)
-    y = test_y.numpy()
+    scores = int8_scores(model, fp32, int8, test_x, test_y)
     latency = {}
     for b in batch_sizes:
         ms = compare(
@@ -223,10 +239,7 @@ def int8_report(
         "clock": clock,
         "bytes_float_onnx": len(fp32),
         "bytes_int8_onnx": len(int8),
-        "accuracy_torch": float((torch_pred == y).mean()),
-        "accuracy_float_onnx": float((f_pred == y).mean()),
-        "accuracy_int8": float((q_pred == y).mean()),
-        "agreement_int8_vs_torch": float((q_pred == torch_pred).mean()),
+        **scores,
         "latency_ms_onnxruntime": latency,
         "speedup_int8_vs_float": {b: v["float"] / v["int8"] for b, v in latency.items()},
     }

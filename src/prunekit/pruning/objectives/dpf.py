@@ -168,7 +168,13 @@ class DPFObjective(Objective):
     def _store_and_mask(self) -> None:
         for name, m in self.modules.items():
             p = original(m)
-            self.dense[name] = p.detach().clone()
+            # one buffer per layer for the whole phase, overwritten each step (a fresh
+            # copy each step cost an allocation of every pruned layer's weights)
+            buf = self.dense.get(name)
+            if buf is None:
+                self.dense[name] = p.detach().clone()
+            else:
+                buf.copy_(p)
             p.mul_(self.keep[name])
 
     def detach(self, model: nn.Module) -> None:
