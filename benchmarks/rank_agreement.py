@@ -9,13 +9,16 @@ correlation between them:
 
 which is ``1 - 6 sum d_i^2 / (n (n^2 - 1))`` when there are no ties. Also printed: the
 correlation of the overall rankings (each method ranked by its mean rank over the
-sparsities) and, per side, the methods whose accuracy is within noise of the best (see
-``prunekit.experiments.claims``). One-shot rows (no fine-tuning) and the dense row are
+sparsities), per side, the methods whose accuracy is within noise of the best (see
+``prunekit.experiments.claims``), the pairs the two sides order the opposite way (and
+whether either side orders them beyond its noise), and the methods run on the default
+side only. One-shot rows (no fine-tuning) and the dense row are
 left out: the question is the ranking of the fine-tuned methods.
 
 Usage:
   python benchmarks/rank_agreement.py DEFAULT_DIR FULL_DIR [--sparsities 0.9,0.95,0.98]
-      [--write benchmarks/results/rank_agreement.md] [--note TEXT]
+      [--write benchmarks/results/rank_agreement.md] [--note TEXT] [--previous REF]
+      # REF: quote the headline of the results file as it stood at that git revision
   python benchmarks/rank_agreement.py DEFAULT_DIR FULL_DIR --run [--only M1,M2,...]
       [--full-only M1,...] [--full-seeds 0,1]   # run both comparisons first (resumable)
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -115,23 +119,65 @@ def budget(out: Path) -> str:
     )
 
 
+PAIR_KEYS = (
+    "pairs",
+    "claimed",
+    "confirmed",
+    "contradicted",
+    "discordant",
+    "discordant_default",
+    "discordant_full",
+)
+
+
 def pair_claims(d: dict[str, claims.Estimate], f: dict[str, claims.Estimate]) -> dict:
     """What the default side may claim about each pair of methods (a gap beyond noise),
-    and whether the full side's means agree (same order) or contradict it beyond noise."""
+    and whether the full side's means agree (same order) or contradict it beyond noise.
+
+    Also the pairs whose means the two sides order the opposite way (``discordant``: what
+    lowers rho) and how many of those each side orders beyond its own noise: where both
+    counts are 0, every disagreement of the rankings is a swap within noise."""
     names = sorted(d)
-    out = {"pairs": 0, "claimed": 0, "confirmed": 0, "contradicted": 0}
+    out = dict.fromkeys(PAIR_KEYS, 0)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             out["pairs"] += 1
-            if not claims.gap_is_real(d[a].mean, d[a].se, d[b].mean, d[b].se):
+            real_d = claims.gap_is_real(d[a].mean, d[a].se, d[b].mean, d[b].se)
+            real_f = claims.gap_is_real(f[a].mean, f[a].se, f[b].mean, f[b].se)
+            if (d[a].mean - d[b].mean) * (f[a].mean - f[b].mean) < 0:
+                out["discordant"] += 1
+                out["discordant_default"] += real_d
+                out["discordant_full"] += real_f
+            if not real_d:
                 continue
             out["claimed"] += 1
             same = (d[a].mean - d[b].mean) * (f[a].mean - f[b].mean) > 0
             out["confirmed"] += same
-            out["contradicted"] += not same and claims.gap_is_real(
-                f[a].mean, f[a].se, f[b].mean, f[b].se
-            )
+            out["contradicted"] += not same and real_f
     return out
+
+
+def side_only(own: dict[str, claims.Estimate], shared: list[str], sparsity: float) -> list[dict]:
+    """The methods one side ran at this sparsity that the other did not: each one's
+    accuracy, its rank among all of this side's methods, the methods with exactly its
+    accuracy and those within noise of it (what a stated reason to leave it out rests on)."""
+    ranks = average_ranks({m: e.mean for m, e in own.items()})
+    return [
+        {
+            "method": m,
+            "sparsity": sparsity,
+            "accuracy": own[m].mean,
+            "rank": ranks[m],
+            "of": len(own),
+            "same": sorted(o for o in own if o != m and own[o].mean == own[m].mean),
+            "within_noise": sorted(
+                o
+                for o in own
+                if o != m and not claims.gap_is_real(own[m].mean, own[m].se, own[o].mean, own[o].se)
+            ),
+        }
+        for m in sorted(set(own) - set(shared))
+    ]
 
 
 def compare_sides(default_dir: Path, full_dir: Path, sparsities: list[float]) -> dict:
@@ -139,6 +185,7 @@ def compare_sides(default_dir: Path, full_dir: Path, sparsities: list[float]) ->
     acc_f, rows_f = table(full_dir)
     est_d, est_f = claims.estimates(rows_d), claims.estimates(rows_f)
     per_sparsity = []
+    default_only: list[dict] = []
     mean_rank: dict[str, dict[str, list[float]]] = {"default": {}, "full": {}}
     for s in sparsities:
         shared = sorted({m for (m, ss) in acc_d if ss == s} & {m for (m, ss) in acc_f if ss == s})
@@ -151,6 +198,7 @@ def compare_sides(default_dir: Path, full_dir: Path, sparsities: list[float]) ->
             for m, v in r.items():
                 mean_rank[side].setdefault(m, []).append(v)
         pairs = pair_claims({m: est_d[(m, s)] for m in shared}, {m: est_f[(m, s)] for m in shared})
+        default_only += side_only({m: e for (m, ss), e in est_d.items() if ss == s}, shared, s)
         per_sparsity.append(
             {
                 "sparsity": s,
@@ -171,21 +219,69 @@ def compare_sides(default_dir: Path, full_dir: Path, sparsities: list[float]) ->
     rhos = [p["rho"] for p in per_sparsity]
     return {
         "per_sparsity": per_sparsity,
+        "default_only": default_only,
         "overall_default": average_ranks(overall_d),
         "overall_full": average_ranks(overall_f),
         "rho_overall": spearman(overall_d, overall_f) if len(common) > 1 else float("nan"),
         "rho_mean": statistics.fmean(rhos) if rhos else float("nan"),
-        **{
-            k: sum(p["pairs"][k] for p in per_sparsity)
-            for k in ("pairs", "claimed", "confirmed", "contradicted")
-        },
+        **{k: sum(p["pairs"][k] for p in per_sparsity) for k in PAIR_KEYS},
         "rho_min": min(rhos) if rhos else float("nan"),
         "budget_default": budget(default_dir),
         "budget_full": budget(full_dir),
     }
 
 
-def markdown(res: dict, commands: list[str], note: str) -> str:
+def discordance(q: dict) -> str:
+    """One line: the pairs the two sides order the opposite way, and how many of them
+    either side orders beyond its noise."""
+    return (
+        f"Pairs whose means the two sides order the opposite way: {q['discordant']}, of "
+        f"which beyond the default side's noise: {q['discordant_default']}, beyond the "
+        f"full side's noise: {q['discordant_full']}."
+    )
+
+
+RESULTS = "benchmarks/results/rank_agreement.md"
+
+
+def previous_summary(text: str, ref: str) -> str:
+    """A paragraph quoting an earlier version of the results file (read from git, never
+    typed): its date, the full side's methods, its headline and its pairs line."""
+    lines = text.splitlines()
+
+    def first(prefix: str) -> str:
+        return next((x.strip() for x in lines if x.startswith(prefix)), "(not recorded)")
+
+    full_cmd = next((x for x in lines if x.startswith("Command:") and "--full" in x), "")
+    only = re.search(r"--only (\S+)", full_cmd)
+    return (
+        f"Previous measurement (`git show {ref}:{RESULTS}`), which this file replaces: "
+        f"{first('Date:').removesuffix('  ')}; methods ranked: "
+        f"{only.group(1) if only else '(not recorded)'}.  \n"
+        f"Its headline: {first('**Spearman').strip('*')}  \n"
+        f"{first('Pairs of methods the default side orders')}"
+    )
+
+
+def read_previous(ref: str) -> str:
+    root = Path(__file__).resolve().parents[1]
+    # the commit that wrote the version in force at ref, so the quote names its origin
+    commit = subprocess.run(
+        ["git", "log", "-1", "--format=%h", ref, "--", RESULTS],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not commit:
+        raise SystemExit(f"error: {RESULTS} does not exist at {ref}")
+    text = subprocess.run(
+        ["git", "show", f"{commit}:{RESULTS}"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    return previous_summary(text, commit)
+
+
+def markdown(res: dict, commands: list[str], note: str, previous: str = "") -> str:
     load = os.getloadavg()
     lines = [
         "# Rank agreement: default comparison vs --full",
@@ -197,13 +293,15 @@ def markdown(res: dict, commands: list[str], note: str) -> str:
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min).",
         "",
         *([note, ""] if note else []),
+        *([previous, ""] if previous else []),
         f"**Spearman rank correlation: mean over sparsities {res['rho_mean']:.3f} "
         f"(lowest {res['rho_min']:.3f}); of the overall rankings (mean rank over the "
         f"sparsities) {res['rho_overall']:.3f}.**",
         "",
         f"Pairs of methods the default side orders beyond noise (what its report may "
         f"claim): {res['claimed']} of {res['pairs']}; the full side agrees on "
-        f"{res['confirmed']} and contradicts {res['contradicted']} beyond its own noise.",
+        f"{res['confirmed']} and contradicts {res['contradicted']} beyond its own noise.  ",
+        discordance(res),
         "",
     ]
     for p in res["per_sparsity"]:
@@ -225,9 +323,28 @@ def markdown(res: dict, commands: list[str], note: str) -> str:
             f"{', '.join(p['top_default'])}; full {', '.join(p['top_full'])}.  ",
             f"Pairs of methods: {q['pairs']}; ordered beyond noise by the default side: "
             f"{q['claimed']}, of which the full side's means order the same way: "
-            f"{q['confirmed']}, and the opposite way beyond its noise: {q['contradicted']}.",
+            f"{q['confirmed']}, and the opposite way beyond its noise: {q['contradicted']}.  ",
+            discordance(q),
             "",
         ]
+    if res["default_only"]:
+        lines += [
+            "## Run on the default side only",
+            "",
+            "Rank among all the default side's fine-tuned methods at that sparsity; the "
+            "methods with exactly the same accuracy, and those within noise of it.",
+            "",
+            "| method | sparsity | default acc. | default rank | same accuracy as | "
+            "within noise of |",
+            "|---|---|---|---|---|---|",
+        ]
+        for o in res["default_only"]:
+            lines.append(
+                f"| {o['method']} | {o['sparsity']:g} | {o['accuracy']:.4f} | "
+                f"{o['rank']:g} of {o['of']} | {', '.join(o['same']) or '-'} | "
+                f"{', '.join(o['within_noise']) or 'none'} |"
+            )
+        lines.append("")
     lines += ["## Overall ranking (mean rank over the sparsities)", ""]
     lines += ["| method | default rank | full rank |", "|---|---|---|"]
     for m in sorted(res["overall_full"], key=lambda m: res["overall_full"][m]):
@@ -258,6 +375,12 @@ def main() -> None:
     ap.add_argument("--write", type=Path, default=None, help="also write this Markdown file")
     ap.add_argument("--command", action="append", default=[], help="commands to record")
     ap.add_argument("--note", default="")
+    ap.add_argument(
+        "--previous",
+        default=None,
+        metavar="REF",
+        help=f"quote the headline of {RESULTS} at this git revision (the version replaced)",
+    )
     args = ap.parse_args()
     sparsities = [float(s) for s in args.sparsities.split(",")]
     commands = list(args.command)
@@ -275,7 +398,8 @@ def main() -> None:
             )
         )
     res = compare_sides(args.default_dir, args.full_dir, sparsities)
-    text = markdown(res, commands, args.note)
+    previous = read_previous(args.previous) if args.previous else ""
+    text = markdown(res, commands, args.note, previous)
     print(text)
     if args.write:
         args.write.write_text(text)

@@ -38,4 +38,68 @@ def test_pair_claims_count_only_gaps_beyond_noise():
     f = {"a": Estimate(0.80, se), "b": Estimate(0.86, se), "c": Estimate(0.90, se)}
     # default claims a > b and c > b (a vs c within noise); the full side reverses a > b
     # beyond its noise and keeps c > b
-    assert pair_claims(d, f) == {"pairs": 3, "claimed": 2, "confirmed": 1, "contradicted": 1}
+    out = pair_claims(d, f)
+    assert {k: out[k] for k in ("pairs", "claimed", "confirmed", "contradicted")} == {
+        "pairs": 3,
+        "claimed": 2,
+        "confirmed": 1,
+        "contradicted": 1,
+    }
+
+
+def test_pair_claims_count_discordant_pairs_per_side_noise():
+    from rank_agreement import pair_claims
+
+    from prunekit.experiments.claims import Estimate
+
+    se = 0.003
+    d = {"a": Estimate(0.90, se), "b": Estimate(0.85, se), "c": Estimate(0.899, se)}
+    f = {"a": Estimate(0.80, se), "b": Estimate(0.86, se), "c": Estimate(0.90, se)}
+    # a/b: opposite orders, both beyond noise; a/c: opposite orders, only the full side's
+    # gap (0.1) beyond noise, the default side's (0.001) within it; b/c: same order
+    out = pair_claims(d, f)
+    assert (out["discordant"], out["discordant_default"], out["discordant_full"]) == (2, 1, 2)
+    # equal means on one side are no disagreement
+    tie = {"a": Estimate(0.9, se), "b": Estimate(0.9, se)}
+    assert pair_claims(tie, {"a": Estimate(0.8, se), "b": Estimate(0.9, se)})["discordant"] == 0
+
+
+def test_side_only_reports_rank_ties_and_noise():
+    from rank_agreement import side_only
+
+    from prunekit.experiments.claims import Estimate
+
+    se = 0.003
+    own = {
+        "magnitude": Estimate(0.87, se),
+        "torch-l1": Estimate(0.87, se),
+        "gmp": Estimate(0.868, se),
+        "random": Estimate(0.60, se),
+    }
+    rows = {o["method"]: o for o in side_only(own, ["magnitude", "gmp"], 0.9)}
+    assert sorted(rows) == ["random", "torch-l1"]
+    assert rows["torch-l1"]["rank"] == 1.5 and rows["torch-l1"]["of"] == 4
+    assert rows["torch-l1"]["same"] == ["magnitude"]
+    assert rows["torch-l1"]["within_noise"] == ["gmp", "magnitude"]
+    assert rows["random"]["rank"] == 4 and rows["random"]["within_noise"] == []
+
+
+def test_previous_summary_quotes_the_old_file():
+    from rank_agreement import previous_summary
+
+    old = "\n".join(
+        [
+            "# Rank agreement",
+            "Command: `prunekit compare --only a,b,c --out x`  ",
+            "Command: `prunekit compare --full --only a,b --seeds S --out y`  ",
+            "Date: 2026-01-01 10:00 UTC  ",
+            "**Spearman rank correlation: mean over sparsities 0.5 (lowest 0.1).**",
+            "Pairs of methods the default side orders beyond noise: 1 of 3.",
+        ]
+    )
+    text = previous_summary(old, "abc1234")
+    assert "git show abc1234:benchmarks/results/rank_agreement.md" in text
+    assert "Date: 2026-01-01 10:00 UTC;" in text
+    assert "methods ranked: a,b." in text
+    assert "Its headline: Spearman rank correlation: mean over sparsities 0.5 (lowest 0.1)." in text
+    assert text.endswith("Pairs of methods the default side orders beyond noise: 1 of 3.")
