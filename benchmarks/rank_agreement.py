@@ -16,11 +16,13 @@ side only. One-shot rows (no fine-tuning) and the dense row are
 left out: the question is the ranking of the fine-tuned methods.
 
 Usage:
-  python benchmarks/rank_agreement.py DEFAULT_DIR FULL_DIR [--sparsities 0.9,0.95,0.98]
-      [--write benchmarks/results/rank_agreement.md] [--note TEXT] [--previous REF]
+  python benchmarks/rank_agreement.py DEFAULT_DIR FULL_DIR [FULL_DIR ...]
+      [--sparsities 0.9,0.95,0.98] [--write benchmarks/results/rank_agreement.md]
+      [--note TEXT] [--previous REF]
       # REF: quote the headline of the results file as it stood at that git revision
   python benchmarks/rank_agreement.py DEFAULT_DIR FULL_DIR --run [--only M1,M2,...]
       [--full-only M1,...] [--full-seeds 0,1]   # run both comparisons first (resumable)
+  --full-seeds also selects the seeds read from FULL_DIR (default 0,1).
 """
 
 from __future__ import annotations
@@ -68,10 +70,28 @@ def spearman(a: dict[str, float], b: dict[str, float]) -> float:
     return sxy / (sxx * syy) ** 0.5 if sxx and syy else float("nan")
 
 
-def table(out: Path) -> tuple[dict[tuple[str, float], list[float]], list[dict]]:
+def finished(outs: Path | list[Path], seeds: list[int] | None = None) -> list[dict]:
+    """The finished rows of one or more comparison directories (one per seed, say: a
+    directory is locked by the comparison writing it), of these seeds only (None: all).
+    A cell found in two of them is an error: it would count twice."""
+    rows = [r for out in ([outs] if isinstance(outs, Path) else outs) for r in ok(read_rows(out))]
+    rows = [r for r in rows if seeds is None or r["seed"] in seeds]
+    seen: set[str] = set()
+    for r in rows:
+        if r["cell_id"] in seen:
+            raise SystemExit(f"error: cell {r['cell_id']} is in more than one directory")
+        seen.add(r["cell_id"])
+    return rows
+
+
+def table(
+    out: Path | list[Path], seeds: list[int] | None = None
+) -> tuple[dict[tuple[str, float], list[float]], list[dict]]:
     """(method, sparsity) -> accuracies over seeds, of the fine-tuned method rows."""
     rows = [
-        r for r in ok(read_rows(out)) if r["kind"] != "dense" and claims.setting(r) == "fine-tuned"
+        r
+        for r in finished(out, seeds)
+        if r["kind"] != "dense" and claims.setting(r) == "fine-tuned"
     ]
     for r in rows:  # rows stored before result.json recorded it: count the test split
         if r.get("test_examples") is None:
@@ -105,8 +125,8 @@ def test_examples(row: dict) -> int:
     )
 
 
-def budget(out: Path) -> str:
-    rows = ok(read_rows(out))
+def budget(out: Path | list[Path], seeds: list[int] | None = None) -> str:
+    rows = finished(out, seeds)
     hyper = rows[0]["hyperparams"] if rows else {}
     seeds = sorted({r["seed"] for r in rows})
     span = max(r["finished_at"] for r in rows) - min(
@@ -180,9 +200,14 @@ def side_only(own: dict[str, claims.Estimate], shared: list[str], sparsity: floa
     ]
 
 
-def compare_sides(default_dir: Path, full_dir: Path, sparsities: list[float]) -> dict:
+def compare_sides(
+    default_dir: Path,
+    full_dir: Path | list[Path],
+    sparsities: list[float],
+    full_seeds: list[int] | None = None,
+) -> dict:
     acc_d, rows_d = table(default_dir)
-    acc_f, rows_f = table(full_dir)
+    acc_f, rows_f = table(full_dir, full_seeds)
     est_d, est_f = claims.estimates(rows_d), claims.estimates(rows_f)
     per_sparsity = []
     default_only: list[dict] = []
@@ -227,7 +252,7 @@ def compare_sides(default_dir: Path, full_dir: Path, sparsities: list[float]) ->
         **{k: sum(p["pairs"][k] for p in per_sparsity) for k in PAIR_KEYS},
         "rho_min": min(rhos) if rhos else float("nan"),
         "budget_default": budget(default_dir),
-        "budget_full": budget(full_dir),
+        "budget_full": budget(full_dir, full_seeds),
     }
 
 
@@ -366,12 +391,16 @@ def run_side(out: Path, only: str, sparsities: str, *, full: bool, seeds: str | 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("default_dir", type=Path)
-    ap.add_argument("full_dir", type=Path)
+    ap.add_argument("full_dir", type=Path, nargs="+", help="one or more (e.g. one per seed)")
     ap.add_argument("--sparsities", default="0.9,0.95,0.98")
     ap.add_argument("--run", action="store_true", help="run both comparisons first")
     ap.add_argument("--only", default="magnitude,gmp,l0,l1,gaussian,saltpepper")
     ap.add_argument("--full-only", default=None, help="methods of the full side (default: --only)")
-    ap.add_argument("--full-seeds", default="0,1")
+    ap.add_argument(
+        "--full-seeds",
+        default="0,1",
+        help="the full side's seeds: run with --run, and the only ones read",
+    )
     ap.add_argument("--write", type=Path, default=None, help="also write this Markdown file")
     ap.add_argument("--command", action="append", default=[], help="commands to record")
     ap.add_argument("--note", default="")
@@ -384,20 +413,23 @@ def main() -> None:
     args = ap.parse_args()
     sparsities = [float(s) for s in args.sparsities.split(",")]
     commands = list(args.command)
+    if args.run and len(args.full_dir) > 1:
+        ap.error("--run writes one FULL_DIR")
     if args.run:
         commands.append(
             run_side(args.default_dir, args.only, args.sparsities, full=False, seeds=None)
         )
         commands.append(
             run_side(
-                args.full_dir,
+                args.full_dir[0],
                 args.full_only or args.only,
                 args.sparsities,
                 full=True,
                 seeds=args.full_seeds,
             )
         )
-    res = compare_sides(args.default_dir, args.full_dir, sparsities)
+    full_seeds = [int(x) for x in args.full_seeds.split(",")]
+    res = compare_sides(args.default_dir, args.full_dir, sparsities, full_seeds)
     previous = read_previous(args.previous) if args.previous else ""
     text = markdown(res, commands, args.note, previous)
     print(text)

@@ -103,3 +103,22 @@ def test_previous_summary_quotes_the_old_file():
     assert "methods ranked: a,b." in text
     assert "Its headline: Spearman rank correlation: mean over sparsities 0.5 (lowest 0.1)." in text
     assert text.endswith("Pairs of methods the default side orders beyond noise: 1 of 3.")
+
+
+def test_finished_reads_several_directories_keeps_seeds_and_refuses_duplicates(monkeypatch):
+    import rank_agreement
+
+    def row(cell, seed, status="ok"):
+        return {"cell_id": cell, "seed": seed, "status": status}
+
+    stored = {
+        "s0": [row("a0", 0), row("b0", 0, "failed")],
+        "s1": [row("a1", 1), row("a2", 2)],
+        "dup": [row("a0", 0)],
+    }
+    monkeypatch.setattr(rank_agreement, "read_rows", lambda out: stored[str(out)])
+    cells = [r["cell_id"] for r in rank_agreement.finished([Path("s0"), Path("s1")], [0, 1])]
+    assert cells == ["a0", "a1"]
+    assert len(rank_agreement.finished(Path("s1"))) == 2
+    with pytest.raises(SystemExit, match="a0 is in more than one directory"):
+        rank_agreement.finished([Path("s0"), Path("dup")])
