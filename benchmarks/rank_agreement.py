@@ -306,7 +306,31 @@ def read_previous(ref: str) -> str:
     return previous_summary(text, commit)
 
 
-def markdown(res: dict, commands: list[str], note: str, previous: str = "") -> str:
+def headline(res: dict) -> str:
+    return (
+        f"Spearman rank correlation: mean over sparsities {res['rho_mean']:.3f} "
+        f"(lowest {res['rho_min']:.3f}); of the overall rankings (mean rank over the "
+        f"sparsities) {res['rho_overall']:.3f}."
+    )
+
+
+def claims_line(res: dict) -> str:
+    return (
+        f"Pairs of methods the default side orders beyond noise (what its report may "
+        f"claim): {res['claimed']} of {res['pairs']}; the full side agrees on "
+        f"{res['confirmed']} and contradicts {res['contradicted']} beyond its own noise."
+    )
+
+
+def other_seeds(res: dict, seeds: list[int]) -> str:
+    """The headline again with another set of the full side's seeds."""
+    return (
+        f"With the full side's seeds {', '.join(map(str, seeds))} ({res['budget_full']}): "
+        f"{headline(res)} {claims_line(res)} {discordance(res)}"
+    )
+
+
+def markdown(res: dict, commands: list[str], note: str, previous: str = "", also: str = "") -> str:
     load = os.getloadavg()
     lines = [
         "# Rank agreement: default comparison vs --full",
@@ -319,15 +343,12 @@ def markdown(res: dict, commands: list[str], note: str, previous: str = "") -> s
         "",
         *([note, ""] if note else []),
         *([previous, ""] if previous else []),
-        f"**Spearman rank correlation: mean over sparsities {res['rho_mean']:.3f} "
-        f"(lowest {res['rho_min']:.3f}); of the overall rankings (mean rank over the "
-        f"sparsities) {res['rho_overall']:.3f}.**",
+        f"**{headline(res)}**",
         "",
-        f"Pairs of methods the default side orders beyond noise (what its report may "
-        f"claim): {res['claimed']} of {res['pairs']}; the full side agrees on "
-        f"{res['confirmed']} and contradicts {res['contradicted']} beyond its own noise.  ",
+        f"{claims_line(res)}  ",
         discordance(res),
         "",
+        *([also, ""] if also else []),
     ]
     for p in res["per_sparsity"]:
         lines += [
@@ -394,12 +415,17 @@ def main() -> None:
     ap.add_argument("full_dir", type=Path, nargs="+", help="one or more (e.g. one per seed)")
     ap.add_argument("--sparsities", default="0.9,0.95,0.98")
     ap.add_argument("--run", action="store_true", help="run both comparisons first")
-    ap.add_argument("--only", default="magnitude,gmp,l0,l1,gaussian,saltpepper")
+    ap.add_argument("--only", default="magnitude,gmp,l0,l1,gaussian,saltpepper,dpf,wanda,sparsegpt")
     ap.add_argument("--full-only", default=None, help="methods of the full side (default: --only)")
     ap.add_argument(
         "--full-seeds",
         default="0,1",
         help="the full side's seeds: run with --run, and the only ones read",
+    )
+    ap.add_argument(
+        "--also-full-seeds",
+        default=None,
+        help="also give the headline with these seeds of the full side (e.g. 0,1,2)",
     )
     ap.add_argument("--write", type=Path, default=None, help="also write this Markdown file")
     ap.add_argument("--command", action="append", default=[], help="commands to record")
@@ -431,7 +457,11 @@ def main() -> None:
     full_seeds = [int(x) for x in args.full_seeds.split(",")]
     res = compare_sides(args.default_dir, args.full_dir, sparsities, full_seeds)
     previous = read_previous(args.previous) if args.previous else ""
-    text = markdown(res, commands, args.note, previous)
+    also = ""
+    if args.also_full_seeds:
+        seeds = [int(x) for x in args.also_full_seeds.split(",")]
+        also = other_seeds(compare_sides(args.default_dir, args.full_dir, sparsities, seeds), seeds)
+    text = markdown(res, commands, args.note, previous, also)
     print(text)
     if args.write:
         args.write.write_text(text)

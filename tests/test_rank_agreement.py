@@ -122,3 +122,27 @@ def test_finished_reads_several_directories_keeps_seeds_and_refuses_duplicates(m
     assert len(rank_agreement.finished(Path("s1"))) == 2
     with pytest.raises(SystemExit, match="a0 is in more than one directory"):
         rank_agreement.finished([Path("s0"), Path("dup")])
+
+
+def test_other_seeds_line_carries_the_figures():
+    from rank_agreement import other_seeds
+
+    res = {
+        "budget_full": "10 dense + 3 sparsify epochs, seed(s) 0, 1, 2",
+        "rho_mean": 0.8123,
+        "rho_min": 0.6,
+        "rho_overall": 0.9,
+        "claimed": 3,
+        "pairs": 10,
+        "confirmed": 3,
+        "contradicted": 0,
+        "discordant": 2,
+        "discordant_default": 0,
+        "discordant_full": 1,
+    }
+    line = other_seeds(res, [0, 1, 2])
+    assert line.startswith("With the full side's seeds 0, 1, 2 (10 dense")
+    assert "mean over sparsities 0.812 (lowest 0.600)" in line
+    assert "sparsities) 0.900." in line
+    assert "3 of 10; the full side agrees on 3 and contradicts 0" in line
+    assert "opposite way: 2, of which beyond the default side's noise: 0" in line
