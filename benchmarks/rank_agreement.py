@@ -342,13 +342,14 @@ def markdown(res: dict, commands: list[str], note: str, previous: str = "", also
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min).",
         "",
         *([note, ""] if note else []),
-        *([previous, ""] if previous else []),
+        # the headline comes first: benchmarks/issue15_targets.py reads the first one
         f"**{headline(res)}**",
         "",
         f"{claims_line(res)}  ",
         discordance(res),
         "",
         *([also, ""] if also else []),
+        *([previous, ""] if previous else []),
     ]
     for p in res["per_sparsity"]:
         lines += [

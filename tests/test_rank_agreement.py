@@ -146,3 +146,35 @@ def test_other_seeds_line_carries_the_figures():
     assert "sparsities) 0.900." in line
     assert "3 of 10; the full side agrees on 3 and contradicts 0" in line
     assert "opposite way: 2, of which beyond the default side's noise: 0" in line
+
+
+def test_markdown_states_the_new_headline_before_quoted_ones():
+    """benchmarks/issue15_targets.py reads the first 'mean over sparsities' of the file."""
+    import re
+
+    from rank_agreement import markdown
+
+    res = {
+        "budget_default": "3 + 1",
+        "budget_full": "10 + 3",
+        "rho_mean": 0.9,
+        "rho_min": 0.85,
+        "rho_overall": 0.95,
+        "claimed": 0,
+        "pairs": 0,
+        "confirmed": 0,
+        "contradicted": 0,
+        "discordant": 0,
+        "discordant_default": 0,
+        "discordant_full": 0,
+        "per_sparsity": [],
+        "default_only": [],
+        "overall_default": {},
+        "overall_full": {},
+    }
+    old = "Its headline: Spearman rank correlation: mean over sparsities 0.500 (lowest 0.100)."
+    also = "With the full side's seeds 0, 1, 2: mean over sparsities 0.700 (lowest 0.200)."
+    text = markdown(res, ["cmd"], "note", previous=old, also=also)
+    m = re.search(r"mean over sparsities ([0-9.]+) \(lowest ([0-9.]+)\)", text)
+    assert m is not None and m.groups() == ("0.900", "0.850")
+    assert old in text and also in text
