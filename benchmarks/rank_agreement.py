@@ -269,7 +269,7 @@ def discordance(q: dict) -> str:
 RESULTS = "benchmarks/results/rank_agreement.md"
 
 
-def previous_summary(text: str, ref: str) -> str:
+def previous_summary(text: str, ref: str, path: str = RESULTS) -> str:
     """A paragraph quoting an earlier version of the results file (read from git, never
     typed): its date, the full side's methods, its headline and its pairs line."""
     lines = text.splitlines()
@@ -280,7 +280,7 @@ def previous_summary(text: str, ref: str) -> str:
     full_cmd = next((x for x in lines if x.startswith("Command:") and "--full" in x), "")
     only = re.search(r"--only (\S+)", full_cmd)
     return (
-        f"Previous measurement (`git show {ref}:{RESULTS}`), which this file replaces: "
+        f"Previous measurement (`git show {ref}:{path}`), which this file replaces: "
         f"{first('Date:').removesuffix('  ')}; methods ranked: "
         f"{only.group(1) if only else '(not recorded)'}.  \n"
         f"Its headline: {first('**Spearman').strip('*')}  \n"
@@ -288,22 +288,22 @@ def previous_summary(text: str, ref: str) -> str:
     )
 
 
-def read_previous(ref: str) -> str:
+def read_previous(ref: str, path: str = RESULTS) -> str:
     root = Path(__file__).resolve().parents[1]
     # the commit that wrote the version in force at ref, so the quote names its origin
     commit = subprocess.run(
-        ["git", "log", "-1", "--format=%h", ref, "--", RESULTS],
+        ["git", "log", "-1", "--format=%h", ref, "--", path],
         cwd=root,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
     if not commit:
-        raise SystemExit(f"error: {RESULTS} does not exist at {ref}")
+        raise SystemExit(f"error: {path} does not exist at {ref}")
     text = subprocess.run(
-        ["git", "show", f"{commit}:{RESULTS}"], cwd=root, capture_output=True, text=True, check=True
+        ["git", "show", f"{commit}:{path}"], cwd=root, capture_output=True, text=True, check=True
     ).stdout
-    return previous_summary(text, commit)
+    return previous_summary(text, commit, path)
 
 
 def headline(res: dict) -> str:
@@ -330,10 +330,20 @@ def other_seeds(res: dict, seeds: list[int]) -> str:
     )
 
 
-def markdown(res: dict, commands: list[str], note: str, previous: str = "", also: str = "") -> str:
+TITLE = "Rank agreement: default comparison vs --full"
+
+
+def markdown(
+    res: dict,
+    commands: list[str],
+    note: str,
+    previous: str = "",
+    also: str = "",
+    title: str = TITLE,
+) -> str:
     load = os.getloadavg()
     lines = [
-        "# Rank agreement: default comparison vs --full",
+        f"# {title}",
         "",
         *[f"Command: `{c}`  " for c in commands],
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ",
@@ -431,11 +441,13 @@ def main() -> None:
     ap.add_argument("--write", type=Path, default=None, help="also write this Markdown file")
     ap.add_argument("--command", action="append", default=[], help="commands to record")
     ap.add_argument("--note", default="")
+    ap.add_argument("--title", default=TITLE, help="the Markdown file's heading")
     ap.add_argument(
         "--previous",
         default=None,
         metavar="REF",
-        help=f"quote the headline of {RESULTS} at this git revision (the version replaced)",
+        help="quote the headline of the --write file (default: rank_agreement.md) as it "
+        "stood at this git revision (the version replaced)",
     )
     args = ap.parse_args()
     sparsities = [float(s) for s in args.sparsities.split(",")]
@@ -457,12 +469,16 @@ def main() -> None:
         )
     full_seeds = [int(x) for x in args.full_seeds.split(",")]
     res = compare_sides(args.default_dir, args.full_dir, sparsities, full_seeds)
-    previous = read_previous(args.previous) if args.previous else ""
+    previous = ""
+    if args.previous:
+        root = Path(__file__).resolve().parents[1]
+        path = args.write.resolve().relative_to(root).as_posix() if args.write else RESULTS
+        previous = read_previous(args.previous, path)
     also = ""
     if args.also_full_seeds:
         seeds = [int(x) for x in args.also_full_seeds.split(",")]
         also = other_seeds(compare_sides(args.default_dir, args.full_dir, sparsities, seeds), seeds)
-    text = markdown(res, commands, args.note, previous, also)
+    text = markdown(res, commands, args.note, previous, also, args.title)
     print(text)
     if args.write:
         args.write.write_text(text)
