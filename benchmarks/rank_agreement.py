@@ -323,10 +323,18 @@ def claims_line(res: dict) -> str:
 
 
 def other_seeds(res: dict, seeds: list[int]) -> str:
-    """The headline again with another set of the full side's seeds."""
+    """The headline again with another set of the full side's seeds, and per sparsity its
+    rho and the pairs swapped (beyond the default / the full side's noise)."""
+    per = "; ".join(
+        f"{p['sparsity']:g}: rho {p['rho']:.3f}, {p['pairs']['discordant']} swapped "
+        f"({p['pairs']['discordant_default']} / {p['pairs']['discordant_full']})"
+        for p in res["per_sparsity"]
+    )
     return (
         f"With the full side's seeds {', '.join(map(str, seeds))} ({res['budget_full']}): "
-        f"{headline(res)} {claims_line(res)} {discordance(res)}"
+        f"{headline(res)} {claims_line(res)} {discordance(res)} Per sparsity: {per} "
+        f"(pairs the two sides order the opposite way; in brackets those beyond the default "
+        f"side's / the full side's noise)."
     )
 
 

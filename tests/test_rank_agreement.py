@@ -139,6 +139,13 @@ def test_other_seeds_line_carries_the_figures():
         "discordant": 2,
         "discordant_default": 0,
         "discordant_full": 1,
+        "per_sparsity": [
+            {
+                "sparsity": 0.9,
+                "rho": 0.7333,
+                "pairs": {"discordant": 2, "discordant_default": 0, "discordant_full": 1},
+            }
+        ],
     }
     line = other_seeds(res, [0, 1, 2])
     assert line.startswith("With the full side's seeds 0, 1, 2 (10 dense")
@@ -146,6 +153,7 @@ def test_other_seeds_line_carries_the_figures():
     assert "sparsities) 0.900." in line
     assert "3 of 10; the full side agrees on 3 and contradicts 0" in line
     assert "opposite way: 2, of which beyond the default side's noise: 0" in line
+    assert "Per sparsity: 0.9: rho 0.733, 2 swapped (0 / 1) (pairs" in line
 
 
 def test_markdown_states_the_new_headline_before_quoted_ones():
