@@ -175,15 +175,27 @@ def oneshot_row() -> list[str]:
 
 
 def rank_row() -> list[str]:
+    """The headline of rank_agreement.md and, where the file also gives it, the same
+    figures against every seed of ``--full``: the target is judged on the latter, as the
+    ``--full`` ranking is the one a user of ``--full`` sees."""
     text = (R / "rank_agreement.md").read_text()
-    m = re.search(r"mean over sparsities ([0-9.]+) \(lowest ([0-9.]+)\)", text)
+    figures = r"mean over sparsities ([0-9.]+) \(lowest ([0-9.]+)\)"
+    m = re.search(figures, text)
     if not m:
         return []
     mean, low = float(m.group(1)), float(m.group(2))
+    seeds = re.search(r"full side: .*?seed\(s\) ([0-9, ]+?), [0-9]+ cells", text)
+    head = f"full seeds {seeds.group(1)}" if seeds else "headline"
+    rows = [(f"{head}: mean {mean:.3f}, lowest {low:.3f}", mean, low)]
+    every = re.search(r"With the full side's seeds ([0-9, ]+) \(.*?" + figures, text)
+    if every:
+        mean, low = float(every.group(2)), float(every.group(3))
+        rows.append((f"full seeds {every.group(1)}: mean {mean:.3f}, lowest {low:.3f}", mean, low))
+    shown = "; ".join(r[0] for r in rows)
     return [
         f"| default comparison's ranking agrees with --full (rho >= 0.8) | weight-level methods @ "
         f"0.9 / 0.95 / 0.98 | 3 + 1 vs 10 + 3 epochs (`rank_agreement.md`) | — | — | "
-        f"rho mean {mean:.3f}, lowest {low:.3f} | mean {verdict(mean, 0.8, True)}; lowest "
+        f"rho {shown} | judged on the last: mean {verdict(mean, 0.8, True)}; lowest "
         f"{verdict(low, 0.8, True).replace(' pt', '')} |"
     ]
 

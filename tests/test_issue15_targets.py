@@ -65,3 +65,19 @@ def test_headroom_is_same_epochs_dense_minus_peer_per_seed(tmp_path, monkeypatch
     # ending 0.25 pt above the dense model; val cells are 0.5 higher (seed()): headroom 0.25
     assert "seeds [0, 1]" in row
     assert "| +0.25 ± 0.35 | +0.75 ± 0.35 | val: 0.75 pt above dense; test: 0.25 pt above" in row
+
+
+def test_rank_row_is_judged_on_every_seed_of_full(tmp_path, monkeypatch):
+    (tmp_path / "rank_agreement.md").write_text(
+        "Default side: 3 dense + 1 sparsify epochs, seed(s) 0, 34 cells in 10 min; full side: "
+        "10 dense + 3 sparsify epochs, seed(s) 0, 1, 56 cells in 24 min\n\n"
+        "**Spearman rank correlation: mean over sparsities 0.900 (lowest 0.800); of the "
+        "overall rankings 0.946.**\n\n"
+        "With the full side's seeds 0, 1, 2 (10 dense + 3 sparsify epochs, seed(s) 0, 1, 2, "
+        "84 cells): Spearman rank correlation: mean over sparsities 0.878 (lowest 0.733); "
+        "of the overall rankings 0.933.\n"
+    )
+    monkeypatch.setattr(t, "R", tmp_path)
+    (row,) = t.rank_row()
+    assert "full seeds 0, 1: mean 0.900, lowest 0.800; full seeds 0, 1, 2: mean 0.878" in row
+    assert "judged on the last: mean met; lowest missed by 0.07 |" in row
