@@ -172,14 +172,33 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
     return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
 
 
-#: two-sided 95 % Student t quantiles by degrees of freedom
-T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
+#: two-sided 95 % Student t quantiles by degrees of freedom (4 seeds x 3 fine-tunes = 12
+#: pairs need df 11; a missing entry used to fall back to 2.0, narrower than the truth)
+T95 = {
+    **{1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26},
+    **{10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120},
+    **{17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042},
+}
+
+
+def t95(df: int) -> float:
+    """The quantile for ``df``, else the one of the next listed df below it (larger, so
+    the interval errs wide)."""
+    return T95[max(k for k in T95 if k <= df)]
 
 
 def ci(d: list[float]) -> tuple[float, float, float]:
     m, s = mean_std(d)
-    h = T95.get(len(d) - 1, 2.0) * s / math.sqrt(len(d)) if len(d) > 1 else math.inf
+    h = t95(len(d) - 1) * s / math.sqrt(len(d)) if len(d) > 1 else math.inf
     return m, m - h, m + h
+
+
+def from_seeds(got: set[int], all_seeds: list[int]) -> str:
+    """`` (seeds 0, 1 only)`` when a pooled line's pairs come from some seeds only."""
+    if sorted(got) == all_seeds:
+        return ""
+    got_s = sorted(got)
+    return f" (seed{'s' if len(got_s) > 1 else ''} {', '.join(map(str, got_s))} only)"
 
 
 def render(files: list[Path], out: Path, command: str, note: str) -> None:
@@ -232,6 +251,8 @@ def render(files: list[Path], out: Path, command: str, note: str) -> None:
         ]
         diffs: dict[tuple[float, str], list[float]] = {}
         between: dict[tuple[float, str, str], list[float]] = {}
+        # seeds behind each pooled line: a seed run without an arm adds no pairs to it
+        seeds_of: dict[tuple, set[int]] = {}
         for run in sorted(mruns, key=lambda r: r["seed"]):
             for row in (r for r in run["rows"] if r["kind"] == "target"):
                 k = row["target"]
@@ -246,8 +267,10 @@ def render(files: list[Path], out: Path, command: str, note: str) -> None:
                     else:
                         dd = [100 * (x - y) for x, y in zip(arm["accs"], tp_accs, strict=True)]
                         diffs.setdefault((k, name), []).extend(dd)
+                        seeds_of.setdefault((k, name), set()).add(run["seed"])
                         first = next(iter(row["arms"]))
                         if name != first:  # the first scoring against this one
+                            seeds_of.setdefault((k, first, name), set()).add(run["seed"])
                             between.setdefault((k, first, name), []).extend(
                                 100 * (x - y)
                                 for x, y in zip(
@@ -282,11 +305,12 @@ def render(files: list[Path], out: Path, command: str, note: str) -> None:
                     + f"; best ours ({best[1]}) - dense = "
                     f"{100 * (best[0] - row['acc_dense']):+.1f} pt"
                 )
+        all_seeds = sorted(r["seed"] for r in mruns)
         lines += [
             "",
-            "Over both seeds (all pairs; 95 % interval = Student t over the pairs, "
-            "treating them as independent, which the shared pruned model per seed makes "
-            "optimistic):",
+            f"Over seeds {', '.join(map(str, all_seeds))} (all pairs; 95 % interval = "
+            "Student t over the pairs, treating them as independent, which the shared "
+            "pruned model per seed makes optimistic):",
             "",
         ]
         for (k, name), d in sorted(diffs.items()):
@@ -306,14 +330,16 @@ def render(files: list[Path], out: Path, command: str, note: str) -> None:
                 goal = "NOT met"
             lines.append(
                 f"- {model} {k:g}x, ours ({name}) - TP: {mean:+.2f} ± {s:.2f} pt over "
-                f"{len(d)} pairs, 95 % interval [{lo:+.2f}, {hi:+.2f}]: {verdict}; "
+                f"{len(d)} pairs{from_seeds(seeds_of[k, name], all_seeds)}, 95 % interval "
+                f"[{lo:+.2f}, {hi:+.2f}]: {verdict}; "
                 f"goal >= +1 pt {goal}"
             )
         for (k, first, name), d in sorted(between.items()):
             mean, lo, hi = ci(d)
             lines.append(
                 f"- {model} {k:g}x, ours ({first}) - ours ({name}), paired by data order: "
-                f"{mean:+.2f} ± {mean_std(d)[1]:.2f} pt over {len(d)} pairs, 95 % interval "
+                f"{mean:+.2f} ± {mean_std(d)[1]:.2f} pt over {len(d)} pairs"
+                f"{from_seeds(seeds_of[k, first, name], all_seeds)}, 95 % interval "
                 f"[{lo:+.2f}, {hi:+.2f}]" + (": within noise" if lo <= 0 <= hi else "")
             )
     out.write_text("\n".join(lines) + "\n")
