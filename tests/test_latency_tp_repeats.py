@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from latency_tp_repeats import render, t95  # noqa: E402
 
 
-def _run(seed: int, arms: dict[str, list[float]]) -> dict:
+def _run(seed: int, arms: dict[str, list[float]], dense: float = 0.86) -> dict:
     full = {}
     for name, accs in arms.items():
         full[name] = {"accs": accs, "measured_speedup": 2.0, "widths": [8, 16]}
@@ -25,7 +25,7 @@ def _run(seed: int, arms: dict[str, list[float]]) -> dict:
             {
                 "kind": "target",
                 "target": 2.0,
-                "acc_dense": 0.86,
+                "acc_dense": dense,
                 "arms": full,
                 "recheck": {n: {"median": 2.0} for n in arms},
             }
@@ -52,6 +52,7 @@ def test_render_pools_seeds_and_names_a_seed_without_an_arm(tmp_path):
                     "deployed": [0.79, 0.79, 0.79],
                     "tp": [0.78, 0.79, 0.80],
                 },
+                dense=0.795,  # 0.5 pt above TP: +1 pt over TP needs a model above dense
             )
         )
     )
@@ -80,3 +81,17 @@ def test_render_pools_seeds_and_names_a_seed_without_an_arm(tmp_path):
     )
     # the per-seed headroom line of the seed lacking an arm is still there
     assert "- seed 1 2x: dense - TP = +1.7 pt; best ours (tplike) - dense = -1.0 pt" in text
+    assert "- seed 0 2x: dense - TP = +0.5 pt, so +1 pt over TP needs a pruned model 0.5 pt" in text
+    # seed means 2 and 2/3: std (4/3) / sqrt(2), half width 12.71 * std / sqrt(2) = 12.71 * 2/3
+    assert (
+        "- resnet20 2x, ours (tplike) - TP: seed means +2.00, +0.67 pt (seeds 0, 1); "
+        "+1.33 ± 0.94 pt over 2 seeds, 95 % interval [-7.14, +9.81]: within noise; "
+        "goal >= +1 pt met by the mean" in text
+    )
+    # deployed has one seed: no seed-level line, and no reading (not in every seed)
+    assert "ours (deployed) - TP: seed means" not in text
+    assert text.rstrip().endswith(
+        "Reading: at 2x, ours (tplike) - TP >= +1 pt: over the pairs met by the mean, not "
+        "beyond noise, over the seed means met by the mean, not beyond noise. Where dense - TP "
+        "< 1 pt (seed 0 2x), beating TP by 1 pt needs a pruned model above the dense one."
+    )
