@@ -68,12 +68,11 @@ def group_scores(
     number, ``gamma / sqrt(var + eps) * W``; ``tplike`` reads them as two layers and
     does not divide by the BN's running standard deviation (the ``|gamma|`` layer is
     read with the ``magnitude`` criterion only). On a model without
-    BatchNorm the two are the same. Why the default: on ResNet-20 / Fashion-MNIST
-    (2 seeds, 3 fine-tunes each) the allocation with these scores fine-tuned
-    +1.8 pt (2x) and +1.6 pt (3x) above ``deployed`` and +1.5 / +1.4 pt above
-    Torch-Pruning's uniform pruning at the same measured speed-up
-    (benchmarks/results/latency_resnet_tplike.md; 95 % intervals over the 6 data-order
-    pairs exclude 0, optimistic as each seed's pairs share one pruned model)."""
+    BatchNorm the two are the same. Why the default: on ResNet-20 / Fashion-MNIST the
+    allocation with these scores fine-tuned above both ``deployed`` and Torch-Pruning's
+    uniform pruning at the same measured speed-up, at 2x and 3x, beyond the spread of
+    the repeated fine-tunes (benchmarks/results/latency_resnet_tplike.md has the
+    figures, seeds and intervals)."""
     if scoring not in SCORINGS:
         raise PrunekitError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
     if scoring == "tplike":
