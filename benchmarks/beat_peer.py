@@ -719,6 +719,24 @@ def report(args, results, took, command, date, pending=()) -> str:
                             else "."
                         )
                     )
+        # the two targets meet here: a 1-pt gain over the peer is a row at (peer + 1), and
+        # where the peer is less than 1 pt below the same-epochs dense that row is above it
+        L += ["", "Headroom = same-epochs dense - peer (per-seed mean), per split:", ""]
+        for peer in [lab for lab in labels if lab.startswith("peer")]:
+            for s in sps:
+                for sp in ("val", "test"):
+                    if not (g := below_same_epochs(results, peer, s, sp)):
+                        continue
+                    h = statistics.mean(g)
+                    L.append(
+                        f"- {peer} @ {s} ({sp}): headroom {h:.2f} pt; a row 1 pt above the "
+                        + (
+                            f"peer would be {1 - h:.2f} pt ABOVE the same-epochs dense model."
+                            if h < 1
+                            else f"peer would still be {h - 1:.2f} pt below the same-epochs "
+                            "dense model."
+                        )
+                    )
     key = args.notes_key or args.model
     if args.notes and key in NOTES:
         L += ["", "## Why the targets are missed", "", *[f"- {n}" for n in NOTES[key]]]

@@ -93,6 +93,21 @@ def test_report_of_a_merged_run_stopped_early_uses_the_seeds_that_have_each_cell
     assert "Only 2 of 3 seeds have it" in text
     assert "- 0.99 (test): best = lamp, 4.99 pt below the same-epochs dense" in text
     assert "- peer @ 0.98: val 6.48 ± 0.71, test 6.48 ± 0.71." in text
+    # headroom: same-epochs dense - peer over seeds 0, 1 = (91 + 92) / 2 - (86 - 0.98)
+    assert "- peer @ 0.98 (test): headroom 6.48 pt; a row 1 pt above the peer would still " in text
+    assert "be 5.48 pt below the same-epochs dense model." in text
+
+
+def test_headroom_under_one_point_says_a_1pt_gain_beats_the_dense_model():
+    # peer 0.5 pt below the same-epochs dense: beating it by 1 pt means 0.5 pt above dense
+    results = [seed_result(0, 91.48, 91.0, [0.98], same=91.0)]
+    args = SimpleNamespace(
+        model="lenet5", sparsities=[0.98], dense_epochs=6, finetune_epochs=10,
+        lr_factor=1.0, limit=None, threads=1, notes=False, notes_key=None,
+    )  # fmt: skip
+    text = beat_peer.report(args, results, 60.0, "python benchmarks/beat_peer.py", "d")
+    assert "- peer @ 0.98 (val): headroom 0.50 pt; a row 1 pt above the peer would be " in text
+    assert "0.50 pt ABOVE the same-epochs dense model." in text
 
 
 def test_merge_of_a_part_stopped_early_reports_its_finished_cells(tmp_path, monkeypatch):
