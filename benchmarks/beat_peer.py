@@ -426,6 +426,26 @@ NOTES["lenet5-ft10"] = [
 ]
 
 
+NOTES["lenet5-ft10-explore"] = [
+    "Selection on seed 0's VALIDATION split only, at 0.99 (the within-1-pt target; at 0.98 "
+    "the headroom of beat_peer_lenet5_ft10.md leaves no room for a 1-pt gain): the row "
+    "with the highest validation accuracy at 0.99 among dpf-p2, gmp-40-f42 (the cells of "
+    "beat_peer_lenet5_ft10.json's seed 0, with its 16-epoch dense model) and two DPF "
+    "settings run here goes on to seeds 1 and 2; the choice used validation figures only. "
+    "Candidates: LAMP scores at every recomputation (dpf-p2-lamp: LeNet-5's pruned layers "
+    "differ in size by almost three orders of magnitude, conv1 against fc1, where one "
+    "global magnitude threshold can leave a small layer nearly empty; LAMP was the best "
+    "row of the small LeNet-5 budget, beat_peer_lenet5.md) and a slower cut "
+    "(dpf-p2-r75: the ramp over 75 % of the phase instead of 50 %). On LeNet-300-100 "
+    "neither beat dpf-p2 at 0.98 (beat_peer_lenet300_dpf_explore2_seed0.md). dpf-p1 was "
+    "queued and dropped before it started, to leave time for the held-out seeds.",
+    "The chosen row is dpf-p2-lamp, but the four rows lie within a small fraction of the "
+    "validation split's sampling error of each other at 0.99 (the table): the choice is "
+    "the rule applied, not a finding. Its seeds 1 and 2 (held out) are reported in "
+    "beat_peer_lenet5_ft10_heldout.md, and its three seeds in beat_peer_lenet5_ft10.md.",
+]
+
+
 def variant(label: str) -> tuple[dict[str, Any], bool]:
     kd = label.endswith("+kd")
     return VARIANTS[label.removesuffix("+kd")], kd
@@ -672,15 +692,21 @@ def report(args, results, took, command, date, pending=()) -> str:
             "Peer vs prunekit `magnitude` (same budget, same seed): largest absolute "
             f"weight difference after the phase over every seed and sparsity: {max(diffs):.3g}.",
         ]
-    L += [
-        "",
-        "## Target: the best prunekit row >= 1 pt above the peer",
-        "",
-        "Gain = row - peer, paired by seed (mean ± sample std of the per-seed differences); "
-        "'+kd' rows are compared with the peer run with the same distillation. The best "
-        "row is picked per cell on the same numbers, so the gain is, if anything, flattered.",
-        "",
-    ]
+    # an exploration without the peer row has no gain to report
+    L += (
+        [
+            "",
+            "## Target: the best prunekit row >= 1 pt above the peer",
+            "",
+            "Gain = row - peer, paired by seed (mean ± sample std of the per-seed differences); "
+            "'+kd' rows are compared with the peer run with the same distillation. The best "
+            "row is picked per cell on the same numbers, so the gain is, if anything, "
+            "flattered.",
+            "",
+        ]
+        if any(lab.startswith("peer") for lab in labels)
+        else []
+    )
     for peer in [lab for lab in labels if lab.startswith("peer")]:
         ours = [
             lab
@@ -763,14 +789,14 @@ def report(args, results, took, command, date, pending=()) -> str:
                     )
         # the two targets meet here: a 1-pt gain over the peer is a row at (peer + 1), and
         # where the peer is less than 1 pt below the same-epochs dense that row is above it
-        L += ["", "Headroom = same-epochs dense - peer (per-seed mean), per split:", ""]
+        room: list[str] = []
         for peer in [lab for lab in labels if lab.startswith("peer")]:
             for s in sps:
                 for sp in ("val", "test"):
                     if not (g := below_same_epochs(results, peer, s, sp)):
                         continue
                     h = statistics.mean(g)
-                    L.append(
+                    room.append(
                         f"- {peer} @ {s} ({sp}): headroom {h:.2f} pt; a row 1 pt above the "
                         + (
                             f"peer would be {1 - h:.2f} pt ABOVE the same-epochs dense model."
@@ -779,6 +805,9 @@ def report(args, results, took, command, date, pending=()) -> str:
                             "dense model."
                         )
                     )
+        if room:
+            L += ["", "Headroom = same-epochs dense - peer (per-seed mean), per split:", ""]
+            L += room
     key = args.notes_key or args.model
     if args.notes and key in NOTES:
         L += ["", "## Why the targets are missed", "", *[f"- {n}" for n in NOTES[key]]]
