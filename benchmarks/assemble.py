@@ -37,6 +37,7 @@ SECTIONS = (  # (file, the issue it answers)
     ("beat_peer_lenet5_full.md", 15),
     ("beat_peer_lenet5_ft10.md", 15),
     ("beat_peer_lenet5_ft10_explore_seed0.md", 15),
+    ("beat_peer_lenet5_ft10_heldout.md", 15),
     ("beat_peer_explore_seed0.md", 15),
     ("beat_peer_explore_span_seed0.md", 15),
     ("beat_peer_explore_ft10_seed0.md", 15),
