@@ -384,6 +384,88 @@ NOTES["lenet5-full"] = [
 ]
 
 
+NOTES["lenet5-ft10"] = [
+    "Budget: the dense models of beat_peer_lenet5_full.md (every training image, 6 epochs, "
+    "the same cached checkpoints), then a 10-epoch phase instead of 4 (4220 steps); both "
+    "targets are judged against a dense model trained for the same 16 epochs. Rows: the "
+    "peer; dpf-p2, the DPF setting chosen on LeNet-300-100 (beat_peer_lenet300_dpf.md), "
+    "run on LeNet-5 for the first time and not re-chosen on it, so all three seeds are "
+    "held out for it; gmp-40-f42, the best row on validation of beat_peer_lenet5_full.md. "
+    "The peer ran at 0.98 only, where LeNet-5's beat-the-peer target is. The commands ran "
+    "as two chains side by side (0.98 cells; 0.99 cells with the same-epochs dense), and "
+    "seed 2's 0.99 cells were split between the chains to balance them (a dpf cell takes "
+    "longer: one global sort of the weights every 2 steps), so the header's time is one "
+    "command's, not the run's. dpf-p2-lamp (0.99 only) was chosen on seed 0's validation "
+    "split (beat_peer_lenet5_ft10_explore_seed0.md; its seed-0 cell is that run's), so "
+    "seed 0 is not independent of that choice: beat_peer_lenet5_ft10_heldout.md gives "
+    "seeds 1 and 2 alone. Merged by: python benchmarks/beat_peer.py --merge "
+    "<the ten JSONs of the commands above, in that order> --out "
+    "benchmarks/results/beat_peer_lenet5_ft10.md --title 'full training set, 10-epoch "
+    "phase' --notes --notes-key lenet5-ft10.",
+    "0.98, beat the peer by 1 pt: missed on both splits (the target lines above). Why: the "
+    "headroom. With a 10-epoch phase the peer itself ends close to the dense model trained "
+    "for the same 16 epochs (the Headroom lines): on validation the headroom is under 1 pt, "
+    "so a row 1 pt above the peer would be a 98 %-sparse LeNet-5 more accurate than that "
+    "dense model; on test it is barely over 1 pt, so such a row would have to come within "
+    "the margin the Headroom line states of the dense model. The prunekit rows do come "
+    "within 1 pt of the same-epochs dense at 0.98 on both splits (the within-1-pt lines): "
+    "the target asks a sparse model to beat, or tie with, the dense one. dpf-p2 is the "
+    "best row at 0.98 on both splits and above the peer in every seed, by less than half "
+    "the target. The longer phase lifted the peer too (compare beat_peer_lenet5_full.md, "
+    "4-epoch phase), and gmp-40-f42's gain over it grew by far less than the 1 pt asked: "
+    "on LeNet-5, one-shot magnitude followed by a 10-epoch full-lr cosine fine-tune ends "
+    "within a fraction of a point of the 6-epoch dense model it started from.",
+    "0.99, within 1 pt of the same-epochs dense: on validation the best row sits at the "
+    "1 pt line (a tie, far inside the split's sampling error, not a clear pass), on test "
+    "it misses by the amount its target line states; the best row there is picked per "
+    "cell on the same numbers, and the prunekit rows are within the seed spread of "
+    "each other at 0.99 on both splits. The 10-epoch phase brought gmp-40-f42, the row "
+    "both runs have, closer to its same-epochs dense than the 4-epoch phase did "
+    "(beat_peer_lenet5_full.md, where that dense model has 10 epochs). "
+    "The rest of the gap: at 1 % of the weights the capacity, and the start: the 6-epoch "
+    "dense model the phase begins from is itself below the 16-epoch one (the 'Distances' "
+    "line), a deficit the sparse phase has to make up as well as the cut. The seed-0 "
+    "exploration of DPF settings at 0.99 (beat_peer_lenet5_ft10_explore_seed0.md) chose "
+    "LAMP scores for DPF (dpf-p2-lamp) by a margin far inside the validation split's "
+    "sampling error; on the held-out seeds it ended below dpf-p2 on both splits "
+    "(beat_peer_lenet5_ft10_heldout.md), so LAMP's allocation is not the missing lever "
+    "here either.",
+]
+
+
+NOTES["lenet5-ft10-explore"] = [
+    "Selection on seed 0's VALIDATION split only, at 0.99 (the within-1-pt target; at 0.98 "
+    "the headroom of beat_peer_lenet5_ft10.md leaves no room for a 1-pt gain): the row "
+    "with the highest validation accuracy at 0.99 among dpf-p2, gmp-40-f42 (the cells of "
+    "beat_peer_lenet5_ft10.json's seed 0, with its 16-epoch dense model) and two DPF "
+    "settings run here goes on to seeds 1 and 2; the choice used validation figures only. "
+    "Candidates: LAMP scores at every recomputation (dpf-p2-lamp: LeNet-5's pruned layers "
+    "differ in size by almost three orders of magnitude, conv1 against fc1, where one "
+    "global magnitude threshold can leave a small layer nearly empty; LAMP was the best "
+    "row of the small LeNet-5 budget, beat_peer_lenet5.md) and a slower cut "
+    "(dpf-p2-r75: the ramp over 75 % of the phase instead of 50 %). On LeNet-300-100 "
+    "neither beat dpf-p2 at 0.98 (beat_peer_lenet300_dpf_explore2_seed0.md). dpf-p1 was "
+    "queued and dropped before it started, to leave time for the held-out seeds.",
+    "The chosen row is dpf-p2-lamp, but the four rows lie within a small fraction of the "
+    "validation split's sampling error of each other at 0.99 (the table): the choice is "
+    "the rule applied, not a finding. Its seeds 1 and 2 (held out) are reported in "
+    "beat_peer_lenet5_ft10_heldout.md, and its three seeds in beat_peer_lenet5_ft10.md.",
+]
+
+
+NOTES["lenet5-ft10-heldout"] = [
+    "Seeds 1 and 2 only: the seeds held out from the choice of dpf-p2-lamp, made on seed "
+    "0's validation split at 0.99 (beat_peer_lenet5_ft10_explore_seed0.md). The cells are "
+    "those of beat_peer_lenet5_ft10.md for these seeds, and every target and headroom line "
+    "above is over these two seeds. dpf-p2 and gmp-40-f42 were not chosen on LeNet-5 data, "
+    "so for them this is a subset of the three seeds, not a held-out test.",
+    "The choice did not hold: on both held-out seeds dpf-p2-lamp ends below dpf-p2 at 0.99 "
+    "on test and on validation (the per-seed cells in the JSON). The within-1-pt line met "
+    "here at 0.99 on validation is gmp-40-f42's, picked per cell on these same numbers; "
+    "over all three seeds (beat_peer_lenet5_ft10.md) that row sits at the 1 pt line.",
+]
+
+
 def variant(label: str) -> tuple[dict[str, Any], bool]:
     kd = label.endswith("+kd")
     return VARIANTS[label.removesuffix("+kd")], kd
@@ -630,15 +712,21 @@ def report(args, results, took, command, date, pending=()) -> str:
             "Peer vs prunekit `magnitude` (same budget, same seed): largest absolute "
             f"weight difference after the phase over every seed and sparsity: {max(diffs):.3g}.",
         ]
-    L += [
-        "",
-        "## Target: the best prunekit row >= 1 pt above the peer",
-        "",
-        "Gain = row - peer, paired by seed (mean ± sample std of the per-seed differences); "
-        "'+kd' rows are compared with the peer run with the same distillation. The best "
-        "row is picked per cell on the same numbers, so the gain is, if anything, flattered.",
-        "",
-    ]
+    # an exploration without the peer row has no gain to report
+    L += (
+        [
+            "",
+            "## Target: the best prunekit row >= 1 pt above the peer",
+            "",
+            "Gain = row - peer, paired by seed (mean ± sample std of the per-seed differences); "
+            "'+kd' rows are compared with the peer run with the same distillation. The best "
+            "row is picked per cell on the same numbers, so the gain is, if anything, "
+            "flattered.",
+            "",
+        ]
+        if any(lab.startswith("peer") for lab in labels)
+        else []
+    )
     for peer in [lab for lab in labels if lab.startswith("peer")]:
         ours = [
             lab
@@ -719,6 +807,27 @@ def report(args, results, took, command, date, pending=()) -> str:
                             else "."
                         )
                     )
+        # the two targets meet here: a 1-pt gain over the peer is a row at (peer + 1), and
+        # where the peer is less than 1 pt below the same-epochs dense that row is above it
+        room: list[str] = []
+        for peer in [lab for lab in labels if lab.startswith("peer")]:
+            for s in sps:
+                for sp in ("val", "test"):
+                    if not (g := below_same_epochs(results, peer, s, sp)):
+                        continue
+                    h = statistics.mean(g)
+                    room.append(
+                        f"- {peer} @ {s} ({sp}): headroom {h:.2f} pt; a row 1 pt above the "
+                        + (
+                            f"peer would be {1 - h:.2f} pt ABOVE the same-epochs dense model."
+                            if h < 1
+                            else f"peer would still be {h - 1:.2f} pt below the same-epochs "
+                            "dense model."
+                        )
+                    )
+        if room:
+            L += ["", "Headroom = same-epochs dense - peer (per-seed mean), per split:", ""]
+            L += room
     key = args.notes_key or args.model
     if args.notes and key in NOTES:
         L += ["", "## Why the targets are missed", "", *[f"- {n}" for n in NOTES[key]]]

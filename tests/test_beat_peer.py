@@ -93,6 +93,21 @@ def test_report_of_a_merged_run_stopped_early_uses_the_seeds_that_have_each_cell
     assert "Only 2 of 3 seeds have it" in text
     assert "- 0.99 (test): best = lamp, 4.99 pt below the same-epochs dense" in text
     assert "- peer @ 0.98: val 6.48 ± 0.71, test 6.48 ± 0.71." in text
+    # headroom: same-epochs dense - peer over seeds 0, 1 = (91 + 92) / 2 - (86 - 0.98)
+    assert "- peer @ 0.98 (test): headroom 6.48 pt; a row 1 pt above the peer would still " in text
+    assert "be 5.48 pt below the same-epochs dense model." in text
+
+
+def test_headroom_under_one_point_says_a_1pt_gain_beats_the_dense_model():
+    # peer 0.5 pt below the same-epochs dense: beating it by 1 pt means 0.5 pt above dense
+    results = [seed_result(0, 91.48, 91.0, [0.98], same=91.0)]
+    args = SimpleNamespace(
+        model="lenet5", sparsities=[0.98], dense_epochs=6, finetune_epochs=10,
+        lr_factor=1.0, limit=None, threads=1, notes=False, notes_key=None,
+    )  # fmt: skip
+    text = beat_peer.report(args, results, 60.0, "python benchmarks/beat_peer.py", "d")
+    assert "- peer @ 0.98 (val): headroom 0.50 pt; a row 1 pt above the peer would be " in text
+    assert "0.50 pt ABOVE the same-epochs dense model." in text
 
 
 def test_merge_of_a_part_stopped_early_reports_its_finished_cells(tmp_path, monkeypatch):
@@ -115,3 +130,16 @@ def test_merge_of_a_part_stopped_early_reports_its_finished_cells(tmp_path, monk
     # 0.98 over both seeds (gains 1 and 2), 0.99 over seed 0 only
     assert "- 0.98 (val), against peer: best = lamp, 1.50 ± 0.71 pt (≥ 1 pt: met)." in text
     assert "- 0.99 (val), against peer: best = lamp, 1.00 ± 0.00 pt (1 of 2 seeds)" in text
+
+
+def test_report_without_the_peer_row_has_no_gain_or_headroom_section():
+    # an exploration of prunekit rows only: the within-1-pt target, nothing against a peer
+    r = seed_result(0, 86.0, 87.0, [0.99], same=91.0)
+    r["cells"] = [c for c in r["cells"] if c["label"] != "peer"]
+    args = SimpleNamespace(
+        model="lenet5", sparsities=[0.99], dense_epochs=6, finetune_epochs=10,
+        lr_factor=1.0, limit=None, threads=1, notes=False, notes_key=None,
+    )  # fmt: skip
+    text = beat_peer.report(args, [r], 60.0, "python benchmarks/beat_peer.py", "d")
+    assert "above the peer" not in text and "Headroom" not in text
+    assert "- 0.99 (test): best = lamp, 4.99 pt below the same-epochs dense" in text
