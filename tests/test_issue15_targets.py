@@ -81,3 +81,19 @@ def test_rank_row_is_judged_on_every_seed_of_full(tmp_path, monkeypatch):
     (row,) = t.rank_row()
     assert "full seeds 0, 1: mean 0.900, lowest 0.800; full seeds 0, 1, 2: mean 0.878" in row
     assert "judged on the last: mean met; lowest missed by 0.07 |" in row
+
+
+def test_a_row_run_at_another_sparsity_only_does_not_hide_the_target(tmp_path, monkeypatch):
+    saved = {
+        "command": "python benchmarks/beat_peer.py --model lenet5 --dense-epochs 6 "
+        "--finetune-epochs 10 --seeds 0",
+        "results": [seed(0, {"peer": 86.0, "dpf": 86.4}, [0.98], same=88.0)],
+    }
+    # an exploration row at 0.99 only
+    saved["results"][0]["cells"].append(
+        {"label": "dpf-lamp", "sparsity": 0.99, "test": 85.0, "val": 85.5}
+    )
+    (tmp_path / "x.json").write_text(json.dumps(saved))
+    monkeypatch.setattr(t, "R", tmp_path)
+    (row,) = t.beat_peer_rows("x.json", "lenet5", [0.98])
+    assert "| dpf (of dpf) | +0.40 ± 0.00 | +0.40 ± 0.00 |" in row
