@@ -53,6 +53,7 @@ SECTIONS = (  # (file, the issue it answers)
     ("latency_alloc_ablation.md", 16),
     ("latency_resnet_tplike.md", 16),
     ("latency_predictor.md", 16),
+    ("latency_predictor_quiet.md", 16),
     ("compare_int8.md", 16),
     ("lm_pruning.md", 17),
     ("lm_compare.md", 17),

@@ -427,17 +427,20 @@ def pct(x: float) -> str:
     return f"{100 * x:+.1f} %"
 
 
-def render(files: list[Path], command: str) -> str:
+def render(files: list[Path], command: str, note: str = "") -> str:
     out = [
         "# Latency predictor: batch-1 misses, measurement spread, validation",
         "",
         f"Command: `{command}`  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; torch {torch.__version__}, "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs ({platform.machine()}), "
-        "shared with other helpers' jobs. One thread, eager runtime (deployed: BN folded, "
-        "exact rewrites), clock = CPU time of the calling thread, interleaved repeats, medians.",
+        "the machine's load average while a part ran is in its section. One thread, eager "
+        "runtime (deployed: BN folded, exact rewrites), clock = CPU time of the calling "
+        "thread, interleaved repeats, medians.",
         "",
     ]
+    if note:
+        out += [f"Note: {note}", ""]
     for f in files:
         d = json.loads(f.read_text())
         d["_file"] = f.name
@@ -664,10 +667,11 @@ def main() -> None:
     p.add_argument("--render", type=Path, nargs="+")
     p.add_argument("--out", type=Path)
     p.add_argument("--command", default="")
+    p.add_argument("--note", default="", help="a paragraph under the header (render only)")
     a = p.parse_args()
     torch.set_num_threads(1)
     if a.render:
-        text = render(a.render, a.command)
+        text = render(a.render, a.command, a.note)
         if a.out:
             a.out.write_text(text)
         print(text)
