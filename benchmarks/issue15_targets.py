@@ -18,6 +18,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from beat_peer import below_same_epochs
+
 R = Path("benchmarks/results")
 LENET5_FULL = "beat_peer_lenet5_full.json"  # all 54000 training images, longer phase
 LENET5_FT10 = "beat_peer_lenet5_ft10.json"  # the same, with a 10-epoch phase and dpf
@@ -138,10 +140,7 @@ def headroom_rows(name: str, model: str, sparsities: list[float]) -> list[str]:
         res = [r for r in with_cells(saved["results"], ["peer"], s) if "dense_same_epochs" in r]
         if not res:
             continue
-        room = {
-            split: ms([r["dense_same_epochs"][split] - cell(r, "peer", s, split) for r in res])
-            for split in ("val", "test")
-        }
+        room = {split: ms(below_same_epochs(res, "peer", s, split)) for split in ("val", "test")}
         need = {split: 1 - room[split][0] for split in room}
         rows.append(
             f"| {model} @ {s} | {budget({**saved, 'results': res})} (`{name}`) | "
