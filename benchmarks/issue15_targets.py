@@ -283,7 +283,7 @@ def main() -> None:
         "LeNet-5: `beat_peer_lenet5.json` is the first, small budget (15000 images, 3-epoch "
         "phase); `beat_peer_lenet5_full.json` and `beat_peer_lenet5_ft10.json` use the full "
         "training set with a 4- and a 10-epoch phase (their budget column). "
-        + "The within-1-pt rows compare with a dense model trained for the same "
+        "The within-1-pt rows compare with a dense model trained for the same "
         "total epochs as the pruned row's run. Why each miss: the closing notes of the "
         "beat_peer_*.md and reconstruction.md files named in the table.",
         "",
